@@ -1,0 +1,394 @@
+//! Assembling a [`Prepared`] from raw bytes: quarantine checks, sender, addresses, bodies,
+//! attachments and limits, under one channel's [`ChannelRules`].
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use intake_core::{
+    AttachmentDraft, ChannelRules, Envelope, IgnoreReason, MailDraft, Prepared, PreparedKind,
+    QuarantineReason, ReplyToPolicy,
+};
+use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+use crate::{body, loops, thread};
+
+/// A channel's rules compiled for reading (regexes built once, addresses lower-cased).
+#[derive(Debug, Clone)]
+pub struct Reader {
+    rules: ChannelRules,
+    own: Vec<String>,
+    markers: Vec<Regex>,
+    allowed: Vec<String>,
+}
+
+/// A rule that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("split marker {marker:?} is not a valid regular expression: {source}")]
+pub struct RulesError {
+    pub marker: String,
+    #[source]
+    pub source: regex::Error,
+}
+
+/// Lower-case hex SHA-256 of the raw message: the content half of a message's identity.
+pub fn content_hash(raw: &[u8]) -> String {
+    let digest = Sha256::digest(raw);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    s
+}
+
+fn lower(v: &[String]) -> Vec<String> {
+    v.iter()
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+fn addr_of(a: &mail_parser::Addr<'_>) -> Option<String> {
+    let s = a
+        .address()?
+        .trim()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_lowercase();
+    let (local, domain) = s.split_once('@')?;
+    (!local.is_empty() && domain.contains('.') || domain == "localhost").then_some(s)
+}
+
+fn addresses<'a>(a: Option<&'a Address<'a>>) -> impl Iterator<Item = String> + 'a {
+    a.into_iter().flat_map(|a| a.iter()).filter_map(addr_of)
+}
+
+fn clip(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn safe_filename(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    clip(&cleaned, 200)
+}
+
+fn extension_for(ctype: &str) -> &'static str {
+    match ctype {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "text/html" => "html",
+        "text/calendar" => "ics",
+        "message/rfc822" => "eml",
+        _ => "bin",
+    }
+}
+
+impl Reader {
+    pub fn new(rules: &ChannelRules) -> Result<Self, RulesError> {
+        let markers = rules
+            .split_markers
+            .iter()
+            .map(|m| {
+                Regex::new(m).map_err(|source| RulesError {
+                    marker: m.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            own: lower(&rules.addresses),
+            allowed: lower(&rules.allowed_domains),
+            markers,
+            rules: rules.clone(),
+        })
+    }
+
+    pub fn rules(&self) -> &ChannelRules {
+        &self.rules
+    }
+
+    /// Read one message. Never panics; never drops: every input yields a [`Prepared`].
+    pub fn prepare(&self, raw: &[u8]) -> Prepared {
+        match catch_unwind(AssertUnwindSafe(|| self.prepare_inner(raw))) {
+            Ok(p) => p,
+            Err(_) => Prepared {
+                envelope: Envelope {
+                    content_hash: content_hash(raw),
+                    size: raw.len() as u64,
+                    ..Envelope::default()
+                },
+                kind: PreparedKind::Quarantined(QuarantineReason::Unreadable(
+                    "the MIME parser failed on this message".into(),
+                )),
+            },
+        }
+    }
+
+    pub(crate) fn prepare_inner(&self, raw: &[u8]) -> Prepared {
+        let mut envelope = Envelope {
+            content_hash: content_hash(raw),
+            size: raw.len() as u64,
+            ..Envelope::default()
+        };
+        let quarantine = |envelope, r| Prepared {
+            envelope,
+            kind: PreparedKind::Quarantined(r),
+        };
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            return quarantine(envelope, QuarantineReason::Empty);
+        }
+        if envelope.size > self.rules.max_message_bytes {
+            let (size, limit) = (envelope.size, self.rules.max_message_bytes);
+            return quarantine(envelope, QuarantineReason::TooLarge { size, limit });
+        }
+        if let Some(why) = not_mail(raw) {
+            return quarantine(envelope, QuarantineReason::NotMail(why));
+        }
+        let Some(m) = MessageParser::default().parse(raw) else {
+            return quarantine(
+                envelope,
+                QuarantineReason::Unreadable("no MIME structure".into()),
+            );
+        };
+        envelope.message_id = m.message_id().and_then(thread::normalize_id);
+        envelope.sent_at = m
+            .date()
+            .filter(|d| d.is_valid())
+            .map(|d| d.to_timestamp())
+            .filter(|t| (315_532_800..4_102_444_800).contains(t));
+        let Some(from) = addresses(m.from()).next() else {
+            return quarantine(envelope, QuarantineReason::NoSender);
+        };
+        let reporter = match self.rules.reply_to {
+            ReplyToPolicy::Prefer => addresses(m.reply_to()).next().unwrap_or(from.clone()),
+            ReplyToPolicy::Ignore => from.clone(),
+        };
+        envelope.sender = Some(reporter.clone());
+        let ignore = |envelope, r| Prepared {
+            envelope,
+            kind: PreparedKind::Ignored(r),
+        };
+        if let Some(r) = loops::classify(&m, &from, &self.own, self.rules.accept_list_mail) {
+            return ignore(envelope, r);
+        }
+        if !self.allowed.is_empty() {
+            let domain = reporter.rsplit('@').next().unwrap_or_default();
+            if !self
+                .allowed
+                .iter()
+                .any(|d| domain == d || domain.ends_with(&format!(".{d}")))
+            {
+                return ignore(envelope, IgnoreReason::SenderNotAllowed(reporter));
+            }
+        }
+        let draft = self.draft(&m, raw, reporter, &from);
+        Prepared {
+            envelope,
+            kind: PreparedKind::Mail(Box::new(draft)),
+        }
+    }
+
+    fn draft(&self, m: &Message<'_>, raw: &[u8], reporter: String, from: &str) -> MailDraft {
+        let subject = m
+            .subject()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>();
+        let summary = match subject.join(" ") {
+            s if s.is_empty() => "(no subject)".to_string(),
+            s => clip(&s, 250),
+        };
+        let reporter_name = m
+            .from()
+            .and_then(|a| a.first())
+            .and_then(|a| a.name())
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        let mut participants: Vec<String> = Vec::new();
+        for a in addresses(m.to()).chain(addresses(m.cc())) {
+            if a != reporter && a != from && !self.own.contains(&a) && !participants.contains(&a) {
+                participants.push(a);
+            }
+        }
+        if from != reporter && !participants.iter().any(|p| p == from) {
+            participants.push(from.to_string());
+        }
+        let mut notes = Vec::new();
+        let description = text_body(m, &mut notes);
+        let reply_text = if self.rules.strip_quotes {
+            body::strip_reply(&description, &self.markers)
+        } else {
+            description.clone()
+        };
+        let attachments = self.attachments(m, raw, &mut notes);
+        let subject_keys = thread::subject_keys(&summary);
+        let references = thread::references(m);
+        let with_notes = |t: String| {
+            if notes.is_empty() {
+                t
+            } else {
+                let n: Vec<String> = notes.iter().map(|n| format!("[Intake: {n}]")).collect();
+                format!("{t}\n\n{}", n.join("\n")).trim_start().to_string()
+            }
+        };
+        MailDraft {
+            description: with_notes(description),
+            reply_text: with_notes(reply_text),
+            summary,
+            reporter,
+            reporter_name,
+            participants,
+            subject_keys,
+            references,
+            attachments,
+            notes,
+        }
+    }
+
+    fn attachments(
+        &self,
+        m: &Message<'_>,
+        raw: &[u8],
+        notes: &mut Vec<String>,
+    ) -> Vec<AttachmentDraft> {
+        let mut out = Vec::new();
+        for (i, part) in m.attachments().enumerate() {
+            let ctype = part
+                .content_type()
+                .map(|c| match c.subtype() {
+                    Some(s) => format!("{}/{}", c.ctype(), s).to_ascii_lowercase(),
+                    None => c.ctype().to_ascii_lowercase(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into());
+            let data: Vec<u8> = match &part.body {
+                PartType::Message(inner) => {
+                    let (s, e) = (part.offset_body as usize, part.offset_end as usize);
+                    raw.get(s..e)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_else(|| inner.raw_message.to_vec())
+                }
+                PartType::Multipart(_) => continue,
+                _ => part.contents().to_vec(),
+            };
+            let name = part
+                .attachment_name()
+                .map(safe_filename)
+                .filter(|n| !n.is_empty());
+            let name = name.unwrap_or_else(|| match &part.body {
+                PartType::Message(inner) => {
+                    let s = inner.subject().map(safe_filename).unwrap_or_default();
+                    if s.is_empty() {
+                        format!("message-{}.eml", i + 1)
+                    } else {
+                        format!("{s}.eml")
+                    }
+                }
+                _ => format!("attachment-{}.{}", i + 1, extension_for(&ctype)),
+            });
+            if data.len() as u64 > self.rules.max_attachment_bytes {
+                notes.push(format!(
+                    "attachment {name:?} ({} bytes) is over the {}-byte limit and was not stored",
+                    data.len(),
+                    self.rules.max_attachment_bytes
+                ));
+                continue;
+            }
+            let content_id = part.content_id().and_then(thread::normalize_id);
+            let inline = matches!(part.body, PartType::InlineBinary(_))
+                || part.content_disposition().is_some_and(|d| d.is_inline());
+            if part.is_encoding_problem {
+                notes.push(format!("attachment {name:?} had an encoding problem"));
+            }
+            let hash = content_hash(&data);
+            out.push(AttachmentDraft {
+                filename: name,
+                content_type: ctype,
+                content_id,
+                inline,
+                hash,
+                data,
+            });
+        }
+        out
+    }
+}
+
+/// The body as text: every text body part in order, HTML converted.
+fn text_body(m: &Message<'_>, notes: &mut Vec<String>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut any_problem = false;
+    for id in &m.text_body {
+        let Some(part) = m.parts.get(*id as usize) else {
+            continue;
+        };
+        any_problem |= part.is_encoding_problem;
+        match &part.body {
+            PartType::Text(t) => parts.push(body::tidy(t)),
+            PartType::Html(h) => parts.push(body::html_to_text(h)),
+            _ => {}
+        }
+    }
+    if parts.iter().all(|p| p.trim().is_empty()) {
+        parts.clear();
+        for id in &m.html_body {
+            if let Some(PartType::Html(h)) = m.parts.get(*id as usize).map(|p| &p.body) {
+                parts.push(body::html_to_text(h));
+            }
+        }
+    }
+    if any_problem {
+        notes.push("the body had an encoding problem and is shown on a best-effort reading".into());
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    parts.join("\n\n")
+}
+
+/// Quick structural checks before MIME parsing: binary junk and header-less text are not mail.
+fn not_mail(raw: &[u8]) -> Option<String> {
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(raw.len().min(64 * 1024));
+    let head = &raw[..head_end.min(raw.len())];
+    if head.contains(&0) {
+        return Some("binary data in the header section".into());
+    }
+    let controls = head
+        .iter()
+        .filter(|b| b.is_ascii_control() && !matches!(b, b'\r' | b'\n' | b'\t'))
+        .count();
+    if controls * 20 > head.len().max(1) {
+        return Some("binary data in the header section".into());
+    }
+    let first = head
+        .split(|b| *b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace));
+    let looks_like_header = first.is_some_and(|l| {
+        let l = l
+            .strip_prefix(b"From ")
+            .map(|_| b"X: y".as_slice())
+            .unwrap_or(l);
+        match l.iter().position(|b| *b == b':') {
+            Some(p) if p > 0 => l[..p].iter().all(|b| b.is_ascii_graphic() && *b != b':'),
+            _ => false,
+        }
+    });
+    (!looks_like_header).then(|| "the first line is not a header field".into())
+}

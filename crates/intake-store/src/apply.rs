@@ -1,0 +1,423 @@
+//! The exactly-once engine: a batch of prepared messages becomes ledger rows and ticket effects
+//! in **one transaction**.
+//!
+//! For each message, in order:
+//! 1. **Claim**: `INSERT … ON CONFLICT DO NOTHING RETURNING id` into the ledger, keyed by
+//!    (channel, identity) and (channel, Message-ID, content hash). No row back means the message
+//!    was already processed (or is being processed by another node, whose commit we wait for on
+//!    PostgreSQL): it is a duplicate and nothing else happens.
+//! 2. **Decide**: quarantined and ignored messages keep their reason; readable mail from a sender
+//!    over the loop-guard rate is ignored; otherwise a ticket key in the subject that exists, or a
+//!    Message-ID in In-Reply-To/References already on a ticket, makes it a comment; else a new
+//!    ticket.
+//! 3. **Apply** the effect (ticket/comment, attachments content-addressed, customer upsert) and
+//!    write the outcome onto the claimed ledger row.
+//!
+//! The caller commits a batch or nothing: a crash before commit leaves no claim and no effect, so
+//! re-running processes the messages again; a crash after commit leaves claims that make the
+//! re-run see duplicates. Either way each message has exactly one outcome.
+
+use std::collections::HashMap;
+
+use intake_core::{
+    AttachmentDraft, IgnoreReason, LoopGuard, MailDraft, Outcome, Prepared, PreparedKind,
+    ProjectKey, TicketKey,
+};
+use sqlx::any::Any;
+use sqlx::{AssertSqlSafe, Row, Transaction};
+
+use crate::{Store, StoreError, now};
+
+/// One message to apply.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The source's identity for the message: `sha256:<hash>` for files, `imap:<uidvalidity>:<uid>`,
+    /// `pop3:<uidl>`, `graph:<id>` for servers.
+    pub identity: String,
+    pub prepared: Prepared,
+    /// Raw bytes, needed only when the message is quarantined (kept for the administrator).
+    pub raw: Option<Vec<u8>>,
+    /// When the source received the message (Unix seconds).
+    pub received_at: i64,
+}
+
+/// What applying one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The message was new; this is its one outcome.
+    Recorded(Outcome),
+    /// The message was already in the ledger; nothing changed.
+    Duplicate,
+}
+
+/// Per-sender timestamps seen in this batch and before it, for the mail-loop guard.
+#[derive(Debug, Default)]
+pub struct LoopGuardState {
+    seen: HashMap<String, Vec<i64>>,
+}
+
+impl LoopGuardState {
+    /// Record a message from `sender` at `t`; returns how many others fall within the window.
+    fn observe(&mut self, sender: &str, t: i64, window: i64) -> u32 {
+        let times = self.seen.entry(sender.to_string()).or_default();
+        let near = times.iter().filter(|x| (**x - t).abs() < window).count() as u32;
+        times.push(t);
+        near
+    }
+}
+
+struct TicketRow {
+    id: i64,
+    key: String,
+    reporter: String,
+    participants: Vec<String>,
+}
+
+impl Store {
+    /// Apply a batch of messages for `channel` into `project`, all in one transaction.
+    /// Returns one [`Applied`] per input, in order.
+    pub async fn apply_batch(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        guard: &LoopGuard,
+        batch: &[Incoming],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let ts = now();
+        let mut claims = Vec::with_capacity(batch.len());
+        for inc in batch {
+            let env = &inc.prepared.envelope;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender, sent_at,
+                     outcome, received_at, processed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(channel)
+            .bind(&inc.identity)
+            .bind(env.message_id.as_deref())
+            .bind(&env.content_hash)
+            .bind(env.sender.as_deref())
+            .bind(env.sent_at)
+            .bind(inc.received_at)
+            .bind(ts)
+            .fetch_optional(&mut *tx)
+            .await?;
+            claims.push(id);
+        }
+        let mut loops = load_loop_state(&mut tx, channel, guard, batch, &claims).await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (inc, claim) in batch.iter().zip(claims) {
+            let Some(ledger_id) = claim else {
+                out.push(Applied::Duplicate);
+                continue;
+            };
+            let env = &inc.prepared.envelope;
+            let mut raw_hash = None;
+            let outcome = match &inc.prepared.kind {
+                PreparedKind::Quarantined(r) => {
+                    if let Some(raw) = &inc.raw {
+                        put_blob(&mut tx, &env.content_hash, raw).await?;
+                        raw_hash = Some(env.content_hash.clone());
+                    }
+                    Outcome::Quarantined(r.to_string())
+                }
+                PreparedKind::Ignored(r) => Outcome::Ignored(r.to_string()),
+                PreparedKind::Mail(d) => {
+                    let t = env.sent_at.unwrap_or(inc.received_at);
+                    let near = loops.observe(&d.reporter, t, guard.window_seconds);
+                    if guard.max_per_sender > 0 && near >= guard.max_per_sender {
+                        Outcome::Ignored(
+                            IgnoreReason::MailLoop {
+                                sender: d.reporter.clone(),
+                                count: guard.max_per_sender,
+                                window_seconds: guard.window_seconds,
+                            }
+                            .to_string(),
+                        )
+                    } else {
+                        apply_mail(&mut tx, channel, project, ledger_id, d, ts).await?
+                    }
+                }
+            };
+            let (key, reason) = match &outcome {
+                Outcome::Created(k) | Outcome::Commented(k) => (Some(k.to_string()), None),
+                Outcome::Ignored(r) | Outcome::Quarantined(r) => (None, Some(r.clone())),
+            };
+            sqlx::query(
+                "UPDATE message_ledger SET outcome = $1, ticket_key = $2, reason = $3, raw_hash = $4,
+                     processed_at = $5 WHERE id = $6",
+            )
+            .bind(outcome.kind())
+            .bind(key)
+            .bind(reason)
+            .bind(raw_hash)
+            .bind(ts)
+            .bind(ledger_id)
+            .execute(&mut *tx)
+            .await?;
+            out.push(Applied::Recorded(outcome));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Which of these identities the channel's ledger already holds (a fast pre-check so a
+    /// re-run does not re-parse everything; correctness comes from the claim in
+    /// [`Store::apply_batch`]).
+    pub async fn known_identities(
+        &self,
+        channel: &str,
+        identities: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut known = std::collections::HashSet::new();
+        for chunk in identities.chunks(500) {
+            let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT identity FROM message_ledger WHERE channel = $1 AND identity IN ({})",
+                ph.join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(channel);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            known.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(known)
+    }
+}
+
+async fn load_loop_state(
+    tx: &mut Transaction<'_, Any>,
+    channel: &str,
+    guard: &LoopGuard,
+    batch: &[Incoming],
+    claims: &[Option<i64>],
+) -> Result<LoopGuardState, StoreError> {
+    let mut state = LoopGuardState::default();
+    if guard.max_per_sender == 0 {
+        return Ok(state);
+    }
+    let mut senders: Vec<&str> = Vec::new();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for (inc, claim) in batch.iter().zip(claims) {
+        if let (Some(_), PreparedKind::Mail(d)) = (claim, &inc.prepared.kind) {
+            let t = inc.prepared.envelope.sent_at.unwrap_or(inc.received_at);
+            (lo, hi) = (lo.min(t), hi.max(t));
+            if !senders.contains(&d.reporter.as_str()) {
+                senders.push(&d.reporter);
+            }
+        }
+    }
+    for chunk in senders.chunks(400) {
+        let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT sender, COALESCE(sent_at, received_at) AS t FROM message_ledger
+             WHERE channel = $1 AND outcome <> 'pending' AND COALESCE(sent_at, received_at) > $2
+               AND COALESCE(sent_at, received_at) < $3 AND sender IN ({})",
+            ph.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(channel)
+            .bind(lo.saturating_sub(guard.window_seconds))
+            .bind(hi.saturating_add(guard.window_seconds));
+        for s in chunk {
+            q = q.bind(*s);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let sender: String = row.try_get("sender")?;
+            let t: i64 = row.try_get("t")?;
+            state.seen.entry(sender).or_default().push(t);
+        }
+    }
+    Ok(state)
+}
+
+async fn put_blob(
+    tx: &mut Transaction<'_, Any>,
+    hash: &str,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO blobs (hash, size, data) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(data.len() as i64)
+    .bind(data.to_vec())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn find_ticket(
+    tx: &mut Transaction<'_, Any>,
+    key: &str,
+) -> Result<Option<TicketRow>, StoreError> {
+    let row = sqlx::query("SELECT id, key, reporter, participants FROM tickets WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| {
+        let participants: String = r.try_get("participants")?;
+        Ok(TicketRow {
+            id: r.try_get("id")?,
+            key: r.try_get("key")?,
+            reporter: r.try_get("reporter")?,
+            participants: serde_json::from_str(&participants)
+                .map_err(|e| StoreError::Corrupt(format!("participants of {key}: {e}")))?,
+        })
+    })
+    .transpose()
+}
+
+/// The ticket a message answers: a subject key that exists, else a referenced Message-ID that is
+/// already on a ticket (newest reference first).
+async fn resolve_target(
+    tx: &mut Transaction<'_, Any>,
+    d: &MailDraft,
+) -> Result<Option<TicketRow>, StoreError> {
+    for key in &d.subject_keys {
+        if let Some(t) = find_ticket(tx, &key.to_string()).await? {
+            return Ok(Some(t));
+        }
+    }
+    if d.references.is_empty() {
+        return Ok(None);
+    }
+    let ph: Vec<String> = (0..d.references.len())
+        .map(|i| format!("${}", i + 1))
+        .collect();
+    let sql = format!(
+        "SELECT message_id, ticket_key FROM message_ledger
+         WHERE ticket_key IS NOT NULL AND message_id IN ({})",
+        ph.join(", ")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for r in &d.references {
+        q = q.bind(r);
+    }
+    let mut found: HashMap<String, String> = HashMap::new();
+    for row in q.fetch_all(&mut **tx).await? {
+        found.insert(row.try_get("message_id")?, row.try_get("ticket_key")?);
+    }
+    for r in &d.references {
+        if let Some(key) = found.get(r) {
+            return find_ticket(tx, key).await;
+        }
+    }
+    Ok(None)
+}
+
+async fn apply_mail(
+    tx: &mut Transaction<'_, Any>,
+    channel: &str,
+    project: &ProjectKey,
+    ledger_id: i64,
+    d: &MailDraft,
+    ts: i64,
+) -> Result<Outcome, StoreError> {
+    upsert_customer(tx, &d.reporter, d.reporter_name.as_deref(), ts).await?;
+    if let Some(ticket) = resolve_target(tx, d).await? {
+        let comment_id: i64 = sqlx::query_scalar(
+            "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(ticket.id)
+        .bind(&d.reporter)
+        .bind(&d.reply_text)
+        .bind(ledger_id)
+        .bind(ts)
+        .fetch_one(&mut **tx)
+        .await?;
+        let mut participants = ticket.participants.clone();
+        for p in d.participants.iter().chain(std::iter::once(&d.reporter)) {
+            if *p != ticket.reporter && !participants.contains(p) {
+                participants.push(p.clone());
+            }
+        }
+        sqlx::query("UPDATE tickets SET updated_at = $1, participants = $2 WHERE id = $3")
+            .bind(ts)
+            .bind(serde_json::to_string(&participants).unwrap_or_else(|_| "[]".into()))
+            .bind(ticket.id)
+            .execute(&mut **tx)
+            .await?;
+        put_attachments(tx, ticket.id, Some(comment_id), &d.attachments).await?;
+        let key = ticket
+            .key
+            .parse::<TicketKey>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        return Ok(Outcome::Commented(key));
+    }
+    let number: Option<i64> = sqlx::query_scalar(
+        "UPDATE projects SET next_number = next_number + 1 WHERE key = $1 RETURNING next_number - 1",
+    )
+    .bind(project.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let number = number.ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+    let key = TicketKey::new(project.clone(), number);
+    let ticket_id: i64 = sqlx::query_scalar(
+        "INSERT INTO tickets (project_key, number, key, summary, description, reporter, participants,
+             status, channel, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9) RETURNING id",
+    )
+    .bind(project.as_str())
+    .bind(number)
+    .bind(key.to_string())
+    .bind(&d.summary)
+    .bind(&d.description)
+    .bind(&d.reporter)
+    .bind(serde_json::to_string(&d.participants).unwrap_or_else(|_| "[]".into()))
+    .bind(channel)
+    .bind(ts)
+    .fetch_one(&mut **tx)
+    .await?;
+    put_attachments(tx, ticket_id, None, &d.attachments).await?;
+    Ok(Outcome::Created(key))
+}
+
+async fn upsert_customer(
+    tx: &mut Transaction<'_, Any>,
+    address: &str,
+    name: Option<&str>,
+    ts: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO customers (address, display_name, first_seen, last_seen) VALUES ($1, $2, $3, $3)
+         ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen,
+             display_name = COALESCE(excluded.display_name, customers.display_name)",
+    )
+    .bind(address)
+    .bind(name)
+    .bind(ts)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn put_attachments(
+    tx: &mut Transaction<'_, Any>,
+    ticket_id: i64,
+    comment_id: Option<i64>,
+    attachments: &[AttachmentDraft],
+) -> Result<(), StoreError> {
+    for a in attachments {
+        put_blob(tx, &a.hash, &a.data).await?;
+        sqlx::query(
+            "INSERT INTO attachments (ticket_id, comment_id, filename, content_type, content_id, inline,
+                 size, blob_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(ticket_id)
+        .bind(comment_id)
+        .bind(&a.filename)
+        .bind(&a.content_type)
+        .bind(a.content_id.as_deref())
+        .bind(i64::from(a.inline))
+        .bind(a.data.len() as i64)
+        .bind(&a.hash)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! One story of store behaviour, run unchanged on SQLite and on PostgreSQL.
+
+use intake_core::{ChannelRules, LoopGuard, Outcome, ProjectKey};
+use intake_mime::Reader;
+use intake_store::{Applied, Backend, Incoming, Store, Table, migration_names};
+use intake_testkit::TestDb;
+
+fn mail(id: &str, from: &str, subject: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: help@example.com\r\nCc: boss@customer.example, help@example.com\r\n\
+         Subject: {subject}\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{id}>\r\n\
+         {extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn incoming(reader: &Reader, raw: &[u8]) -> Incoming {
+    let prepared = reader.prepare(raw);
+    Incoming {
+        identity: format!("sha256:{}", prepared.envelope.content_hash),
+        prepared,
+        raw: Some(raw.to_vec()),
+        received_at: 1_793_000_000,
+    }
+}
+
+fn outcome(a: &Applied) -> String {
+    match a {
+        Applied::Recorded(o) => o.to_string(),
+        Applied::Duplicate => "duplicate".into(),
+    }
+}
+
+async fn story(db: &TestDb) {
+    let store = Store::connect(&db.url).await.expect("connect");
+    // Connecting twice (a second node, or a restart) re-runs migrations idempotently.
+    let store2 = Store::connect(&db.url).await.expect("second connect");
+    let help: ProjectKey = "HELP".parse().unwrap();
+    store.ensure_project(&help, "Help desk").await.unwrap();
+    store2.ensure_project(&help, "Help desk").await.unwrap();
+    let rules = ChannelRules {
+        addresses: vec!["help@example.com".into()],
+        ..Default::default()
+    };
+    let reader = Reader::new(&rules).unwrap();
+    let guard = LoopGuard::default();
+
+    let first = mail(
+        "a1@customer.example",
+        "Jane <jane@customer.example>",
+        "Printer on fire",
+        "",
+        "It is on fire.",
+    );
+    let by_key = mail(
+        "a2@customer.example",
+        "jane@customer.example",
+        "Re: [HELP-1] Printer on fire",
+        "",
+        "Still burning.\r\n\r\nOn Mon, Help wrote:\r\n> old",
+    );
+    let by_ref = mail(
+        "a3@customer.example",
+        "bob@customer.example",
+        "Re: Printer on fire",
+        "In-Reply-To: <a1@customer.example>\r\nReferences: <a1@customer.example>\r\n",
+        "Bob here.",
+    );
+    let same_id_other_content = mail(
+        "a1@customer.example",
+        "eve@customer.example",
+        "Different",
+        "",
+        "other",
+    );
+    let auto = mail(
+        "a5@customer.example",
+        "jane@customer.example",
+        "Automatic reply: hi",
+        "Auto-Submitted: auto-replied\r\n",
+        "away",
+    );
+    let junk = b"\x00\x01\x02binary junk\xff\xfe".to_vec();
+    let unknown_key = mail(
+        "a6@customer.example",
+        "kim@customer.example",
+        "About NOPE-9 and HELP-999",
+        "",
+        "new",
+    );
+
+    let batch: Vec<Incoming> = [
+        &first,
+        &by_key,
+        &by_ref,
+        &same_id_other_content,
+        &auto,
+        &junk,
+        &unknown_key,
+    ]
+    .iter()
+    .map(|r| incoming(&reader, r))
+    .collect();
+    let got: Vec<String> = store
+        .apply_batch("mail", &help, &guard, &batch)
+        .await
+        .unwrap()
+        .iter()
+        .map(outcome)
+        .collect();
+    assert_eq!(got[0], "created HELP-1", "{}", db.kind);
+    assert_eq!(got[1], "commented HELP-1", "{}", db.kind);
+    assert_eq!(got[2], "commented HELP-1", "{}", db.kind);
+    assert_eq!(
+        got[3], "created HELP-2",
+        "same Message-ID, different content is a different message ({})",
+        db.kind
+    );
+    assert!(got[4].starts_with("ignored: auto-submitted"), "{}", got[4]);
+    assert!(
+        got[5].starts_with("quarantined: not an email"),
+        "{}",
+        got[5]
+    );
+    assert_eq!(
+        got[6], "created HELP-3",
+        "keys of tickets that do not exist are not targets"
+    );
+
+    // Re-applying the same batch (a retry after a crash, or another node) changes nothing.
+    let again = store2
+        .apply_batch("mail", &help, &guard, &batch)
+        .await
+        .unwrap();
+    assert!(again.iter().all(|a| *a == Applied::Duplicate), "{again:?}");
+    assert_eq!(store.count(Table::Tickets).await.unwrap(), 3);
+    assert_eq!(store.count(Table::Comments).await.unwrap(), 2);
+    assert_eq!(store.count(Table::Ledger).await.unwrap(), 7);
+    // The same message on another channel is that channel's to process.
+    let other = store
+        .apply_batch("other", &help, &guard, &batch[..1])
+        .await
+        .unwrap();
+    assert_eq!(outcome(&other[0]), "created HELP-4");
+
+    // Ticket contents, participants without the channel's own address, quote-stripped comments.
+    let t = store.ticket("help-1").await.unwrap().expect("HELP-1");
+    assert_eq!(t.summary, "Printer on fire");
+    assert_eq!(t.reporter, "jane@customer.example");
+    assert_eq!(
+        t.participants,
+        vec!["boss@customer.example", "bob@customer.example"]
+    );
+    assert_eq!(t.comments.len(), 2);
+    assert_eq!(t.comments[0].body, "Still burning.");
+    assert_eq!(t.comments[1].author, "bob@customer.example");
+    let list = store.list_tickets(Some("HELP")).await.unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!((list[0].comments, list[0].key.as_str()), (2, "HELP-1"));
+    assert!(store.list_tickets(Some("OPS")).await.unwrap().is_empty());
+
+    // Quarantined raw bytes are kept, byte for byte.
+    let ledger = store.ledger(Some("mail")).await.unwrap();
+    let q = ledger.iter().find(|r| r.outcome == "quarantined").unwrap();
+    assert_eq!(
+        store
+            .blob(q.raw_hash.as_ref().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        junk
+    );
+    assert_eq!(ledger.iter().filter(|r| r.outcome == "pending").count(), 0);
+}
+
+#[tokio::test]
+async fn store_story_on_sqlite_and_postgres() {
+    for db in TestDb::each().await {
+        story(&db).await;
+    }
+}
+
+async fn attachments_and_loop_guard(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let ops: ProjectKey = "OPS".parse().unwrap();
+    store.ensure_project(&ops, "Ops").await.unwrap();
+    let reader = Reader::new(&ChannelRules::default()).unwrap();
+    let with_image = |n: u32| {
+        format!(
+            "From: a@x.example\r\nSubject: shot {n}\r\nMessage-ID: <img{n}@x>\r\nDate: Mon, 02 Nov 2026 10:0{n}:00 +0000\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b\r\n\r\n--b\r\n\
+             Content-Type: text/html\r\n\r\n<p>see <img src=\"cid:logo@x\"></p>\r\n--b\r\nContent-Type: image/png\r\n\
+             Content-ID: <logo@x>\r\nContent-Disposition: inline; filename=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             iVBORw0KGgo=\r\n--b--\r\n"
+        )
+        .into_bytes()
+    };
+    let batch: Vec<Incoming> = (1..=2).map(|n| incoming(&reader, &with_image(n))).collect();
+    let got = store
+        .apply_batch("c", &ops, &LoopGuard::default(), &batch)
+        .await
+        .unwrap();
+    assert!(
+        got.iter()
+            .all(|a| matches!(a, Applied::Recorded(Outcome::Created(_)))),
+        "{got:?}"
+    );
+    let t = store.ticket("OPS-1").await.unwrap().unwrap();
+    assert_eq!(t.attachments.len(), 1);
+    assert_eq!(t.attachments[0].content_id.as_deref(), Some("logo@x"));
+    assert!(t.attachments[0].inline);
+    assert_eq!(store.count(Table::Attachments).await.unwrap(), 2);
+    assert_eq!(
+        store.count(Table::Blobs).await.unwrap(),
+        1,
+        "attachments are content-addressed"
+    );
+
+    // Loop guard: 3 per 10 minutes; the 4th and 5th within the window are ignored, in this
+    // batch and across batches.
+    let guard = LoopGuard {
+        max_per_sender: 3,
+        window_seconds: 600,
+    };
+    let flood: Vec<Incoming> = (0..4)
+        .map(|i| {
+            incoming(
+                &reader,
+                &mail(
+                    &format!("f{i}@x"),
+                    "bot@loop.example",
+                    &format!("alert {i}"),
+                    "",
+                    "x",
+                ),
+            )
+        })
+        .collect();
+    let got: Vec<String> = store
+        .apply_batch("c", &ops, &guard, &flood)
+        .await
+        .unwrap()
+        .iter()
+        .map(outcome)
+        .collect();
+    assert!(got[..3].iter().all(|o| o.starts_with("created")), "{got:?}");
+    assert!(got[3].starts_with("ignored: mail loop guard"), "{got:?}");
+    let later = incoming(
+        &reader,
+        &mail("f9@x", "bot@loop.example", "alert 9", "", "x"),
+    );
+    let got = store
+        .apply_batch("c", &ops, &guard, &[later])
+        .await
+        .unwrap();
+    assert!(
+        outcome(&got[0]).starts_with("ignored: mail loop guard"),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn attachments_and_loop_guard_on_sqlite_and_postgres() {
+    for db in TestDb::each().await {
+        attachments_and_loop_guard(&db).await;
+    }
+}
+
+/// Two nodes apply the same messages at the same time on PostgreSQL: every message gets exactly
+/// one outcome in total, and no ticket is created twice.
+#[tokio::test]
+async fn two_nodes_racing_on_postgres_apply_each_message_once() {
+    let db = TestDb::postgres().await;
+    let a = Store::connect(&db.url).await.unwrap();
+    let b = Store::connect(&db.url).await.unwrap();
+    let help: ProjectKey = "HELP".parse().unwrap();
+    a.ensure_project(&help, "Help").await.unwrap();
+    let reader = Reader::new(&ChannelRules::default()).unwrap();
+    let guard = LoopGuard {
+        max_per_sender: 0,
+        window_seconds: 1,
+    };
+    let batches: Vec<Vec<Incoming>> = (0..10)
+        .map(|b| {
+            (0..20)
+                .map(|i| {
+                    let raw = mail(
+                        &format!("m{b}-{i}@x"),
+                        &format!("u{i}@x.example"),
+                        &format!("b{b} m{i}"),
+                        "",
+                        "hi",
+                    );
+                    incoming(&reader, &raw)
+                })
+                .collect()
+        })
+        .collect();
+    let run = |s: Store, bs: Vec<Vec<Incoming>>, h: ProjectKey, g: LoopGuard| async move {
+        let mut recorded = 0;
+        for batch in &bs {
+            recorded += s
+                .apply_batch("mail", &h, &g, batch)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|a| **a != Applied::Duplicate)
+                .count();
+        }
+        recorded
+    };
+    let mut reversed = batches.clone();
+    reversed.reverse();
+    let (ra, rb) = tokio::join!(
+        run(a.clone(), batches, help.clone(), guard.clone()),
+        run(b, reversed, help, guard)
+    );
+    assert_eq!(
+        ra + rb,
+        200,
+        "each message recorded exactly once across both nodes"
+    );
+    assert_eq!(a.count(Table::Tickets).await.unwrap(), 200);
+    assert_eq!(a.count(Table::Ledger).await.unwrap(), 200);
+}
+
+#[test]
+fn migration_folders_match() {
+    let s = migration_names(Backend::Sqlite);
+    assert!(!s.is_empty());
+    assert_eq!(s, migration_names(Backend::Postgres));
+}
