@@ -85,29 +85,26 @@ impl Store {
     ) -> Result<Vec<Applied>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let ts = now();
-        let mut claims = Vec::with_capacity(batch.len());
-        for inc in batch {
-            let env = &inc.prepared.envelope;
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender, sent_at,
-                     outcome, received_at, processed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(channel)
-            .bind(&inc.identity)
-            .bind(env.message_id.as_deref())
-            .bind(&env.content_hash)
-            .bind(env.sender.as_deref())
-            .bind(env.sent_at)
-            .bind(inc.received_at)
-            .bind(ts)
-            .fetch_optional(&mut *tx)
-            .await?;
-            claims.push(id);
-        }
+        let claims = claim(&mut tx, channel, batch, ts).await?;
         let mut loops = load_loop_state(&mut tx, channel, guard, batch, &claims).await?;
+        // Lock the project's counter row for this transaction (both backends) and number new
+        // tickets from it in memory; written back once at the end.
+        let first: Option<i64> = sqlx::query_scalar(
+            "UPDATE projects SET next_number = next_number WHERE key = $1 RETURNING next_number",
+        )
+        .bind(project.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut state = BatchState {
+            channel,
+            project,
+            next_number: first.ok_or_else(|| StoreError::NoProject(project.to_string()))?,
+            threads: HashMap::new(),
+            customers: HashMap::new(),
+            ts,
+        };
         let mut out = Vec::with_capacity(batch.len());
+        let mut outcomes: Vec<LedgerOutcome> = Vec::with_capacity(batch.len());
         for (inc, claim) in batch.iter().zip(claims) {
             let Some(ledger_id) = claim else {
                 out.push(Applied::Duplicate);
@@ -137,28 +134,30 @@ impl Store {
                             .to_string(),
                         )
                     } else {
-                        apply_mail(&mut tx, channel, project, ledger_id, d, ts).await?
+                        let o = state.apply_mail(&mut tx, ledger_id, d).await?;
+                        if let (Some(id), Outcome::Created(k) | Outcome::Commented(k)) =
+                            (&env.message_id, &o)
+                        {
+                            state.threads.insert(id.clone(), k.to_string());
+                        }
+                        o
                     }
                 }
             };
-            let (key, reason) = match &outcome {
-                Outcome::Created(k) | Outcome::Commented(k) => (Some(k.to_string()), None),
-                Outcome::Ignored(r) | Outcome::Quarantined(r) => (None, Some(r.clone())),
-            };
-            sqlx::query(
-                "UPDATE message_ledger SET outcome = $1, ticket_key = $2, reason = $3, raw_hash = $4,
-                     processed_at = $5 WHERE id = $6",
-            )
-            .bind(outcome.kind())
-            .bind(key)
-            .bind(reason)
-            .bind(raw_hash)
-            .bind(ts)
-            .bind(ledger_id)
-            .execute(&mut *tx)
-            .await?;
+            outcomes.push(LedgerOutcome {
+                id: ledger_id,
+                outcome: outcome.clone(),
+                raw_hash,
+            });
             out.push(Applied::Recorded(outcome));
         }
+        sqlx::query("UPDATE projects SET next_number = $1 WHERE key = $2")
+            .bind(state.next_number)
+            .bind(project.as_str())
+            .execute(&mut *tx)
+            .await?;
+        upsert_customers(&mut tx, &state.customers, ts).await?;
+        record_outcomes(&mut tx, &outcomes, ts).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -271,128 +270,250 @@ async fn find_ticket(
     .transpose()
 }
 
-/// The ticket a message answers: a subject key that exists, else a referenced Message-ID that is
-/// already on a ticket (newest reference first).
-async fn resolve_target(
-    tx: &mut Transaction<'_, Any>,
-    d: &MailDraft,
-) -> Result<Option<TicketRow>, StoreError> {
-    for key in &d.subject_keys {
-        if let Some(t) = find_ticket(tx, &key.to_string()).await? {
-            return Ok(Some(t));
-        }
-    }
-    if d.references.is_empty() {
-        return Ok(None);
-    }
-    let ph: Vec<String> = (0..d.references.len())
-        .map(|i| format!("${}", i + 1))
-        .collect();
-    let sql = format!(
-        "SELECT message_id, ticket_key FROM message_ledger
-         WHERE ticket_key IS NOT NULL AND message_id IN ({})",
-        ph.join(", ")
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for r in &d.references {
-        q = q.bind(r);
-    }
-    let mut found: HashMap<String, String> = HashMap::new();
-    for row in q.fetch_all(&mut **tx).await? {
-        found.insert(row.try_get("message_id")?, row.try_get("ticket_key")?);
-    }
-    for r in &d.references {
-        if let Some(key) = found.get(r) {
-            return find_ticket(tx, key).await;
-        }
-    }
-    Ok(None)
+/// What a batch keeps in memory while it runs: the next ticket number, threads started in this
+/// batch (their ledger rows are written at the end), and customers to upsert once.
+struct BatchState<'a> {
+    channel: &'a str,
+    project: &'a ProjectKey,
+    next_number: i64,
+    threads: HashMap<String, String>,
+    customers: HashMap<String, Option<String>>,
+    ts: i64,
 }
 
-async fn apply_mail(
-    tx: &mut Transaction<'_, Any>,
-    channel: &str,
-    project: &ProjectKey,
-    ledger_id: i64,
-    d: &MailDraft,
-    ts: i64,
-) -> Result<Outcome, StoreError> {
-    upsert_customer(tx, &d.reporter, d.reporter_name.as_deref(), ts).await?;
-    if let Some(ticket) = resolve_target(tx, d).await? {
-        let comment_id: i64 = sqlx::query_scalar(
-            "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+impl BatchState<'_> {
+    /// The ticket a message answers: a subject key that exists, else a referenced Message-ID
+    /// that is already on a ticket (newest reference first).
+    async fn resolve_target(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        d: &MailDraft,
+    ) -> Result<Option<TicketRow>, StoreError> {
+        for key in &d.subject_keys {
+            if let Some(t) = find_ticket(tx, &key.to_string()).await? {
+                return Ok(Some(t));
+            }
+        }
+        if d.references.is_empty() {
+            return Ok(None);
+        }
+        let mut found: HashMap<String, String> = HashMap::new();
+        for r in &d.references {
+            if let Some(k) = self.threads.get(r) {
+                found.insert(r.clone(), k.clone());
+            }
+        }
+        let ph: Vec<String> = (0..d.references.len())
+            .map(|i| format!("${}", i + 1))
+            .collect();
+        let sql = format!(
+            "SELECT message_id, ticket_key FROM message_ledger
+             WHERE ticket_key IS NOT NULL AND message_id IN ({})",
+            ph.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in &d.references {
+            q = q.bind(r);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            found.insert(row.try_get("message_id")?, row.try_get("ticket_key")?);
+        }
+        for r in &d.references {
+            if let Some(key) = found.get(r) {
+                return find_ticket(tx, key).await;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn apply_mail(
+        &mut self,
+        tx: &mut Transaction<'_, Any>,
+        ledger_id: i64,
+        d: &MailDraft,
+    ) -> Result<Outcome, StoreError> {
+        let name = self.customers.entry(d.reporter.clone()).or_default();
+        if d.reporter_name.is_some() {
+            name.clone_from(&d.reporter_name);
+        }
+        let ts = self.ts;
+        if let Some(ticket) = self.resolve_target(tx, d).await? {
+            let comment_id: i64 = sqlx::query_scalar(
+                "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(ticket.id)
+            .bind(&d.reporter)
+            .bind(&d.reply_text)
+            .bind(ledger_id)
+            .bind(ts)
+            .fetch_one(&mut **tx)
+            .await?;
+            let mut participants = ticket.participants.clone();
+            for p in d.participants.iter().chain(std::iter::once(&d.reporter)) {
+                if *p != ticket.reporter && !participants.contains(p) {
+                    participants.push(p.clone());
+                }
+            }
+            sqlx::query("UPDATE tickets SET updated_at = $1, participants = $2 WHERE id = $3")
+                .bind(ts)
+                .bind(serde_json::to_string(&participants).unwrap_or_else(|_| "[]".into()))
+                .bind(ticket.id)
+                .execute(&mut **tx)
+                .await?;
+            put_attachments(tx, ticket.id, Some(comment_id), &d.attachments).await?;
+            let key = ticket
+                .key
+                .parse::<TicketKey>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            return Ok(Outcome::Commented(key));
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+        let key = TicketKey::new(self.project.clone(), number);
+        let ticket_id: i64 = sqlx::query_scalar(
+            "INSERT INTO tickets (project_key, number, key, summary, description, reporter, participants,
+                 status, channel, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9) RETURNING id",
         )
-        .bind(ticket.id)
+        .bind(self.project.as_str())
+        .bind(number)
+        .bind(key.to_string())
+        .bind(&d.summary)
+        .bind(&d.description)
         .bind(&d.reporter)
-        .bind(&d.reply_text)
-        .bind(ledger_id)
+        .bind(serde_json::to_string(&d.participants).unwrap_or_else(|_| "[]".into()))
+        .bind(self.channel)
         .bind(ts)
         .fetch_one(&mut **tx)
         .await?;
-        let mut participants = ticket.participants.clone();
-        for p in d.participants.iter().chain(std::iter::once(&d.reporter)) {
-            if *p != ticket.reporter && !participants.contains(p) {
-                participants.push(p.clone());
-            }
-        }
-        sqlx::query("UPDATE tickets SET updated_at = $1, participants = $2 WHERE id = $3")
-            .bind(ts)
-            .bind(serde_json::to_string(&participants).unwrap_or_else(|_| "[]".into()))
-            .bind(ticket.id)
-            .execute(&mut **tx)
-            .await?;
-        put_attachments(tx, ticket.id, Some(comment_id), &d.attachments).await?;
-        let key = ticket
-            .key
-            .parse::<TicketKey>()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        return Ok(Outcome::Commented(key));
+        put_attachments(tx, ticket_id, None, &d.attachments).await?;
+        Ok(Outcome::Created(key))
     }
-    let number: Option<i64> = sqlx::query_scalar(
-        "UPDATE projects SET next_number = next_number + 1 WHERE key = $1 RETURNING next_number - 1",
-    )
-    .bind(project.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let number = number.ok_or_else(|| StoreError::NoProject(project.to_string()))?;
-    let key = TicketKey::new(project.clone(), number);
-    let ticket_id: i64 = sqlx::query_scalar(
-        "INSERT INTO tickets (project_key, number, key, summary, description, reporter, participants,
-             status, channel, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9) RETURNING id",
-    )
-    .bind(project.as_str())
-    .bind(number)
-    .bind(key.to_string())
-    .bind(&d.summary)
-    .bind(&d.description)
-    .bind(&d.reporter)
-    .bind(serde_json::to_string(&d.participants).unwrap_or_else(|_| "[]".into()))
-    .bind(channel)
-    .bind(ts)
-    .fetch_one(&mut **tx)
-    .await?;
-    put_attachments(tx, ticket_id, None, &d.attachments).await?;
-    Ok(Outcome::Created(key))
 }
 
-async fn upsert_customer(
+/// Claim every message of the batch in the ledger with multi-row inserts. Returns the new
+/// ledger row id per message, or `None` for a duplicate (already in the ledger, or earlier in
+/// this batch).
+async fn claim(
     tx: &mut Transaction<'_, Any>,
-    address: &str,
-    name: Option<&str>,
+    channel: &str,
+    batch: &[Incoming],
+    ts: i64,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    const COLS: usize = 8;
+    let mut ids: HashMap<String, i64> = HashMap::new();
+    for chunk in batch.chunks(400) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+                format!("({}, 'pending', {}, {})", p[..6].join(", "), p[6], p[7])
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender, sent_at,
+                 outcome, received_at, processed_at) VALUES {} ON CONFLICT DO NOTHING RETURNING id, identity",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for inc in chunk {
+            let env = &inc.prepared.envelope;
+            q = q
+                .bind(channel)
+                .bind(&inc.identity)
+                .bind(env.message_id.as_deref())
+                .bind(&env.content_hash)
+                .bind(env.sender.as_deref())
+                .bind(env.sent_at)
+                .bind(inc.received_at)
+                .bind(ts);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            ids.insert(row.try_get("identity")?, row.try_get("id")?);
+        }
+    }
+    // The first occurrence of an identity owns the claim; repeats in the batch are duplicates.
+    Ok(batch.iter().map(|inc| ids.remove(&inc.identity)).collect())
+}
+
+struct LedgerOutcome {
+    id: i64,
+    outcome: Outcome,
+    raw_hash: Option<String>,
+}
+
+/// Write the outcomes onto the claimed ledger rows, many rows per statement.
+async fn record_outcomes(
+    tx: &mut Transaction<'_, Any>,
+    outcomes: &[LedgerOutcome],
     ts: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO customers (address, display_name, first_seen, last_seen) VALUES ($1, $2, $3, $3)
-         ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen,
-             display_name = COALESCE(excluded.display_name, customers.display_name)",
-    )
-    .bind(address)
-    .bind(name)
-    .bind(ts)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in outcomes.chunks(300) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = r * 5;
+                format!(
+                    "SELECT ${} AS id, ${} AS outcome, ${} AS ticket_key, ${} AS reason, ${} AS raw_hash",
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE message_ledger SET outcome = v.outcome, ticket_key = v.ticket_key, reason = v.reason,
+                 raw_hash = v.raw_hash, processed_at = $1
+             FROM ({}) AS v WHERE message_ledger.id = v.id",
+            rows.join(" UNION ALL ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ts);
+        for o in chunk {
+            let (key, reason) = match &o.outcome {
+                Outcome::Created(k) | Outcome::Commented(k) => (Some(k.to_string()), None),
+                Outcome::Ignored(r) | Outcome::Quarantined(r) => (None, Some(r.clone())),
+            };
+            q = q
+                .bind(o.id)
+                .bind(o.outcome.kind())
+                .bind(key)
+                .bind(reason)
+                .bind(o.raw_hash.clone());
+        }
+        let done = q.execute(&mut **tx).await?.rows_affected();
+        if done != chunk.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "recorded {done} of {} ledger outcomes",
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn upsert_customers(
+    tx: &mut Transaction<'_, Any>,
+    customers: &HashMap<String, Option<String>>,
+    ts: i64,
+) -> Result<(), StoreError> {
+    let all: Vec<(&String, &Option<String>)> = customers.iter().collect();
+    for chunk in all.chunks(400) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| format!("(${}, ${}, $1, $1)", r * 2 + 2, r * 2 + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO customers (address, display_name, first_seen, last_seen) VALUES {}
+             ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen,
+                 display_name = COALESCE(excluded.display_name, customers.display_name)",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ts);
+        for (address, name) in chunk {
+            q = q.bind(address.as_str()).bind(name.as_deref());
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -1,1 +1,14 @@
-//! placeholder
+//! The `intake` application: configuration, mail sources, the ingest pipeline and the CLI
+//! commands behind the `intake` binary.
+//!
+//! - [`config`]: `intake.toml` + `INTAKE_*` environment;
+//! - [`source`]: where raw messages come from (local `.eml`/Maildir/mbox today);
+//! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
+//! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
+//! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
+
+pub mod cli;
+pub mod config;
+pub mod mailgen;
+pub mod pipeline;
+pub mod source;

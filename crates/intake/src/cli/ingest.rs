@@ -1,0 +1,128 @@
+//! `intake ingest [--project KEY] [--channel NAME] [--json] PATH…`
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use intake_core::ProjectKey;
+use intake_store::Store;
+
+use crate::config::{Config, DEFAULT_CHANNEL, DEFAULT_PROJECT};
+use crate::pipeline::{self, IngestOptions};
+use crate::source::local::{self, Origin};
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Project key for new tickets (default: the channel's project, INTAKE_PROJECT, or HELP).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Channel the messages are recorded under; its [[channel]] rules apply if configured.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Print exactly one JSON object on stdout:
+    /// {"created":N,"commented":N,"ignored":N,"quarantined":N,"duplicate":N}
+    #[arg(long)]
+    pub json: bool,
+    /// Messages per transaction.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// .eml files, Maildir folders, mbox files, or folders of them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+pub async fn run(config: &Config, db: &str, a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let channel_name = a
+        .channel
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CHANNEL.to_string());
+    let channel = config.channel(&channel_name);
+    let project = a
+        .project
+        .clone()
+        .or_else(|| channel.map(|c| c.project.clone()))
+        .or_else(|| config.project.clone())
+        .unwrap_or_else(|| DEFAULT_PROJECT.to_string());
+    let project: ProjectKey = project.parse()?;
+    let rules = config.rules_for(channel)?;
+    let origins = local::walk(&a.paths).context("reading the paths to ingest")?;
+    let store = Store::connect(db)
+        .await
+        .with_context(|| format!("opening the database {}", redact(db)))?;
+    let mut opts = IngestOptions::new(&channel_name, project, rules);
+    opts.batch = a.batch.max(1);
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| progress_bar(&origins));
+    let started = std::time::Instant::now();
+    let summary = pipeline::ingest(&store, origins, &opts, progress.as_ref()).await?;
+    if let Some(p) = &progress {
+        p.finish_and_clear();
+    }
+    store.close().await;
+    if a.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{} messages in {secs:.1}s: created {}, commented {}, ignored {}, quarantined {}, duplicate {}",
+            summary.total(),
+            summary.created,
+            summary.commented,
+            summary.ignored,
+            summary.quarantined,
+            summary.duplicate
+        );
+        if summary.quarantined > 0 {
+            println!("quarantined messages are kept with their reason: see `intake log`");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(origins: &[Origin]) -> ProgressBar {
+    let files = origins.iter().all(|o| matches!(o, Origin::Message(_)));
+    let p = if files {
+        ProgressBar::new(origins.len() as u64)
+    } else {
+        ProgressBar::new_spinner()
+    };
+    let style = if files {
+        ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec} eta {eta}")
+    } else {
+        ProgressStyle::with_template("{spinner} {pos} messages {per_sec}")
+    };
+    if let Ok(s) = style {
+        p.set_style(s);
+    }
+    p
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite://intake.db"), "sqlite://intake.db");
+    }
+}

@@ -1,0 +1,65 @@
+//! Command-line interface. Command names, flags and `--json` field names are a public contract
+//! (docs/cli.md): scripts depend on them.
+
+mod bench;
+mod ingest;
+mod tickets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "intake",
+    version,
+    about = "Turns mailboxes into tickets, exactly once."
+)]
+pub struct Cli {
+    /// Configuration file (default: ./intake.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default sqlite://intake.db) or postgres://…
+    #[arg(long, global = true, value_name = "URL", env = "INTAKE_DATABASE_URL")]
+    pub db: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest .eml files, Maildir folders and mbox files into tickets.
+    Ingest(ingest::IngestArgs),
+    /// List or show tickets.
+    #[command(subcommand)]
+    Tickets(tickets::TicketsCommand),
+    /// Show the mail log (newest first).
+    Log(tickets::LogArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Logs go to stderr; level from `INTAKE_LOG` (default `warn`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    let db = config.database_url(cli.db.as_deref());
+    match cli.command {
+        Command::Ingest(a) => ingest::run(&config, &db, a).await,
+        Command::Tickets(c) => tickets::run(&db, c).await,
+        Command::Log(a) => tickets::log(&db, a).await,
+        Command::Bench(c) => bench::run(c).await,
+    }
+}

@@ -1,0 +1,309 @@
+//! The ingest pipeline: raw messages → prepared drafts → committed batches.
+//!
+//! Three stages overlap, connected by bounded channels (back-pressure: at most two batches wait
+//! between stages, so memory stays flat on any mailbox size):
+//! 1. **read** (a thread): walks the local sources and sends batches of raw messages;
+//! 2. **prepare** (all cores): hashes each message, skips identities the ledger already holds
+//!    (a fast path for re-runs), and runs `intake-mime` on the rest in parallel;
+//! 3. **commit** (async): orders a batch by Date (so an original precedes its replies) and
+//!    applies it with [`Store::apply_batch`], one transaction per batch.
+//!
+//! Crash safety comes from the store: a batch commits with its ledger claims or not at all, and a
+//! re-run skips or de-duplicates what was committed. SQLite runs in WAL mode with
+//! `synchronous=NORMAL`, so there is one fsync per checkpoint rather than per message.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use indicatif::ProgressBar;
+use intake_core::{ChannelRules, Outcome, PreparedKind, ProjectKey};
+use intake_mime::{Reader, RulesError, content_hash};
+use intake_store::{Applied, Incoming, Store, StoreError, now};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::source::local::{self, Origin, RawMessage};
+
+/// What `intake ingest --json` prints: exactly these five counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub created: u64,
+    pub commented: u64,
+    pub ignored: u64,
+    pub quarantined: u64,
+    pub duplicate: u64,
+}
+
+impl Summary {
+    pub fn total(&self) -> u64 {
+        self.created + self.commented + self.ignored + self.quarantined + self.duplicate
+    }
+
+    fn add(&mut self, a: &Applied) {
+        match a {
+            Applied::Duplicate => self.duplicate += 1,
+            Applied::Recorded(Outcome::Created(_)) => self.created += 1,
+            Applied::Recorded(Outcome::Commented(_)) => self.commented += 1,
+            Applied::Recorded(Outcome::Ignored(_)) => self.ignored += 1,
+            Applied::Recorded(Outcome::Quarantined(_)) => self.quarantined += 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("reading mail: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("a pipeline stage stopped unexpectedly: {0}")]
+    Stage(String),
+}
+
+/// How to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub channel: String,
+    pub project: ProjectKey,
+    pub rules: ChannelRules,
+    /// Messages per transaction.
+    pub batch: usize,
+    /// Threads preparing messages.
+    pub workers: usize,
+}
+
+impl IngestOptions {
+    pub fn new(channel: &str, project: ProjectKey, rules: ChannelRules) -> Self {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self {
+            channel: channel.to_string(),
+            project,
+            rules,
+            batch: 500,
+            workers,
+        }
+    }
+}
+
+/// Apply `f` to every item on `workers` threads, keeping order.
+pub fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let workers = workers.max(1);
+    if items.len() < 2 || workers == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let per = items.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Stage 1: read the sources on a thread, sending batches. Returns the receiver.
+fn spawn_reader(
+    origins: Vec<Origin>,
+    batch: usize,
+) -> (
+    mpsc::Receiver<std::io::Result<Vec<RawMessage>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::channel(2);
+    let handle = std::thread::spawn(move || {
+        let mut buf = Vec::with_capacity(batch);
+        let res = local::read_all(&origins, |m| {
+            buf.push(m);
+            if buf.len() >= batch {
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
+                return tx.blocking_send(Ok(full)).is_ok();
+            }
+            true
+        });
+        let last = match res {
+            Ok(()) if buf.is_empty() => return,
+            Ok(()) => Ok(buf),
+            Err(e) => Err(e),
+        };
+        let _ = tx.blocking_send(last);
+    });
+    (rx, handle)
+}
+
+/// A prepared batch: messages to apply, plus how many were skipped as already known.
+struct PreparedBatch {
+    items: Vec<(String, Incoming)>,
+    known: u64,
+}
+
+fn prepare_batch(
+    reader: &Reader,
+    raw: Vec<RawMessage>,
+    known: &std::collections::HashSet<String>,
+    hashes: Vec<String>,
+    workers: usize,
+) -> PreparedBatch {
+    let received_at = now();
+    let todo: Vec<(RawMessage, String)> = raw
+        .into_iter()
+        .zip(hashes)
+        .filter(|(_, h)| !known.contains(&format!("sha256:{h}")))
+        .collect();
+    let skipped = known.len() as u64;
+    let items = par_map(&todo, workers, |(m, h)| {
+        let prepared = reader.prepare_hashed(&m.bytes, h.clone());
+        let raw = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| m.bytes.clone());
+        (
+            m.origin.clone(),
+            Incoming {
+                identity: format!("sha256:{h}"),
+                prepared,
+                raw,
+                received_at,
+            },
+        )
+    });
+    PreparedBatch {
+        items,
+        known: skipped,
+    }
+}
+
+/// Ingest the given sources into the store. `progress` is advanced per committed batch.
+pub async fn ingest(
+    store: &Store,
+    origins: Vec<Origin>,
+    opts: &IngestOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<Summary, IngestError> {
+    store
+        .ensure_project(&opts.project, opts.project.as_str())
+        .await?;
+    let reader = Arc::new(Reader::new(&opts.rules)?);
+    let (mut raw_rx, read_handle) = spawn_reader(origins, opts.batch.max(1));
+    let (prep_tx, mut prep_rx) = mpsc::channel::<Result<PreparedBatch, IngestError>>(2);
+    let (workers, channel) = (opts.workers, opts.channel.clone());
+    let prep_store = store.clone();
+    let preparer = tokio::spawn(async move {
+        while let Some(raw) = raw_rx.recv().await {
+            let res = async {
+                let raw = raw?;
+                let (raw, hashes) = tokio::task::spawn_blocking(move || {
+                    let h = par_map(&raw, workers, |m| content_hash(&m.bytes));
+                    (raw, h)
+                })
+                .await
+                .map_err(|e| IngestError::Stage(e.to_string()))?;
+                let ids: Vec<String> = hashes.iter().map(|h| format!("sha256:{h}")).collect();
+                let known = prep_store.known_identities(&channel, &ids).await?;
+                let r = reader.clone();
+                tokio::task::spawn_blocking(move || prepare_batch(&r, raw, &known, hashes, workers))
+                    .await
+                    .map_err(|e| IngestError::Stage(e.to_string()))
+            }
+            .await;
+            let stop = res.is_err();
+            if prep_tx.send(res).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    let mut summary = Summary::default();
+    let started = std::time::Instant::now();
+    while let Some(batch) = prep_rx.recv().await {
+        let batch = batch?;
+        summary.duplicate += batch.known;
+        let mut items = batch.items;
+        items.sort_by_key(|(_, inc)| inc.prepared.envelope.sent_at.unwrap_or(i64::MAX));
+        let (origins, items): (Vec<String>, Vec<Incoming>) = items.into_iter().unzip();
+        let applied = store
+            .apply_batch(&opts.channel, &opts.project, &opts.rules.loop_guard, &items)
+            .await?;
+        for ((origin, inc), a) in origins.iter().zip(&items).zip(&applied) {
+            summary.add(a);
+            if let Applied::Recorded(o @ (Outcome::Ignored(_) | Outcome::Quarantined(_))) = a {
+                let level = if matches!(o, Outcome::Quarantined(_)) {
+                    "warn"
+                } else {
+                    "info"
+                };
+                let fields = serde_json::json!({
+                    "origin": origin,
+                    "message_id": inc.prepared.envelope.message_id,
+                });
+                store
+                    .log_event(Some(&opts.channel), level, o.kind(), &o.to_string(), fields)
+                    .await?;
+            }
+        }
+        if let Some(p) = progress {
+            p.inc((applied.len() as u64) + batch.known);
+        }
+    }
+    preparer
+        .await
+        .map_err(|e| IngestError::Stage(e.to_string()))?;
+    read_handle
+        .join()
+        .map_err(|_| IngestError::Stage("reader thread panicked".into()))?;
+    let secs = started.elapsed().as_secs_f64();
+    store
+        .log_event(
+            Some(&opts.channel),
+            "info",
+            "ingest",
+            &format!("ingested {} messages in {secs:.1}s", summary.total()),
+            serde_json::to_value(summary).unwrap_or_default(),
+        )
+        .await?;
+    Ok(summary)
+}
+
+/// Read and prepare every message without storing anything (the benchmark's parse-only rate).
+/// Returns the number of messages prepared.
+pub async fn parse_only(
+    origins: Vec<Origin>,
+    rules: &ChannelRules,
+    batch: usize,
+    workers: usize,
+) -> Result<u64, IngestError> {
+    let reader = Arc::new(Reader::new(rules)?);
+    let (mut rx, handle) = spawn_reader(origins, batch.max(1));
+    let mut n = 0u64;
+    while let Some(raw) = rx.recv().await {
+        let raw = raw?;
+        let r = reader.clone();
+        n += tokio::task::spawn_blocking(move || {
+            par_map(&raw, workers, |m| r.prepare(&m.bytes)).len() as u64
+        })
+        .await
+        .map_err(|e| IngestError::Stage(e.to_string()))?;
+    }
+    handle
+        .join()
+        .map_err(|_| IngestError::Stage("reader thread panicked".into()))?;
+    Ok(n)
+}
+
+/// Convenience: walk `paths` and ingest them.
+pub async fn ingest_paths(
+    store: &Store,
+    paths: &[impl AsRef<Path>],
+    opts: &IngestOptions,
+    progress: Option<&ProgressBar>,
+) -> Result<Summary, IngestError> {
+    let paths: Vec<_> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
+    let origins = local::walk(&paths)?;
+    ingest(store, origins, opts, progress).await
+}
