@@ -7,9 +7,9 @@
 //!    was already processed (or is being processed by another node, whose commit we wait for on
 //!    PostgreSQL): it is a duplicate and nothing else happens.
 //! 2. **Decide**: quarantined and ignored messages keep their reason; readable mail from a sender
-//!    over the loop-guard rate is ignored; otherwise a ticket key in the subject that exists, or a
-//!    Message-ID in In-Reply-To/References already on a ticket, makes it a comment; else a new
-//!    ticket.
+//!    over the loop-guard rate is ignored; otherwise a Message-ID in In-Reply-To/References that
+//!    is already on a ticket, or else a ticket key in the subject that exists, makes it a comment;
+//!    else a new ticket.
 //! 3. **Apply** the effect (ticket/comment, attachments content-addressed, customer upsert) and
 //!    write the outcome onto the claimed ledger row.
 //!
@@ -282,45 +282,47 @@ struct BatchState<'a> {
 }
 
 impl BatchState<'_> {
-    /// The ticket a message answers: a subject key that exists, else a referenced Message-ID
-    /// that is already on a ticket (newest reference first).
+    /// The ticket a message answers: a Message-ID in In-Reply-To/References that is already on a
+    /// ticket (newest reference first: mail clients set these, so they are precise), else a
+    /// ticket key in the subject that exists (people type and copy those).
     async fn resolve_target(
         &self,
         tx: &mut Transaction<'_, Any>,
         d: &MailDraft,
     ) -> Result<Option<TicketRow>, StoreError> {
+        if !d.references.is_empty() {
+            let mut found: HashMap<String, String> = HashMap::new();
+            for r in &d.references {
+                if let Some(k) = self.threads.get(r) {
+                    found.insert(r.clone(), k.clone());
+                }
+            }
+            let ph: Vec<String> = (0..d.references.len())
+                .map(|i| format!("${}", i + 1))
+                .collect();
+            let sql = format!(
+                "SELECT message_id, ticket_key FROM message_ledger
+                 WHERE ticket_key IS NOT NULL AND message_id IN ({})",
+                ph.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in &d.references {
+                q = q.bind(r);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                found.insert(row.try_get("message_id")?, row.try_get("ticket_key")?);
+            }
+            for r in &d.references {
+                if let Some(key) = found.get(r)
+                    && let Some(t) = find_ticket(tx, key).await?
+                {
+                    return Ok(Some(t));
+                }
+            }
+        }
         for key in &d.subject_keys {
             if let Some(t) = find_ticket(tx, &key.to_string()).await? {
                 return Ok(Some(t));
-            }
-        }
-        if d.references.is_empty() {
-            return Ok(None);
-        }
-        let mut found: HashMap<String, String> = HashMap::new();
-        for r in &d.references {
-            if let Some(k) = self.threads.get(r) {
-                found.insert(r.clone(), k.clone());
-            }
-        }
-        let ph: Vec<String> = (0..d.references.len())
-            .map(|i| format!("${}", i + 1))
-            .collect();
-        let sql = format!(
-            "SELECT message_id, ticket_key FROM message_ledger
-             WHERE ticket_key IS NOT NULL AND message_id IN ({})",
-            ph.join(", ")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for r in &d.references {
-            q = q.bind(r);
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            found.insert(row.try_get("message_id")?, row.try_get("ticket_key")?);
-        }
-        for r in &d.references {
-            if let Some(key) = found.get(r) {
-                return find_ticket(tx, key).await;
             }
         }
         Ok(None)

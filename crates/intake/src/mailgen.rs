@@ -193,7 +193,16 @@ pub fn generate(
         } else {
             8_000 + rng.below(42_000)
         } as usize;
-        let mut text = paragraph(&mut rng, size.saturating_sub(900) * 2 / 3);
+        let attach = rng.below(100) < opts.attachment_percent;
+        let html = !attach && rng.below(3) == 0;
+        // Aim the whole message at `size`: headers take about 800 bytes, an HTML alternative
+        // repeats the text, a base64 attachment of size/4 bytes takes about size/3.
+        let text_len = match (attach, html) {
+            (true, _) => size - 800 - size / 3,
+            (false, true) => (size - 1000) / 2,
+            (false, false) => size - 800,
+        };
+        let mut text = paragraph(&mut rng, text_len);
         let (subject, threading) = match reply_to {
             Some(orig) => {
                 st.replies += 1;
@@ -224,8 +233,6 @@ pub fn generate(
             rfc2822(t),
             rfc2822(t)
         );
-        let attach = rng.below(100) < opts.attachment_percent;
-        let html = rng.below(3) == 0;
         let b = format!("=_gen_{i}_b");
         if attach {
             st.attachments += 1;

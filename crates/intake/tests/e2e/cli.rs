@@ -1,0 +1,256 @@
+use intake_testkit::TestDb;
+use serde_json::Value;
+
+use crate::{intake, ok, repo};
+
+fn samples() -> String {
+    repo().join("samples/mail").display().to_string()
+}
+
+#[test]
+fn ingest_json_is_exactly_one_object_with_the_five_counters() {
+    let db = TestDb::sqlite();
+    let out = ok(intake()
+        .args(["ingest", "--db", &db.url, "--json", &samples()])
+        .output()
+        .unwrap());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of JSON on stdout: {out}");
+    let v: Value = serde_json::from_str(lines[0]).unwrap();
+    let obj = v.as_object().unwrap();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "commented",
+            "created",
+            "duplicate",
+            "ignored",
+            "quarantined"
+        ]
+    );
+    assert_eq!(v["created"], 3);
+    assert_eq!(v["commented"], 2);
+    assert_eq!(v["ignored"], 3);
+    assert_eq!(v["quarantined"], 1);
+    // Again: everything is a duplicate, nothing changes.
+    let again = ok(intake()
+        .args(["ingest", "--db", &db.url, "--json", &samples()])
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(
+        (v["duplicate"].as_u64(), v["created"].as_u64()),
+        (Some(9), Some(0))
+    );
+}
+
+#[test]
+fn tickets_list_and_show_json_contract() {
+    let db = TestDb::sqlite();
+    let cfg = repo().join("samples/intake.toml").display().to_string();
+    ok(intake()
+        .args(["--config", &cfg, "ingest", "--db", &db.url, &samples()])
+        .output()
+        .unwrap());
+    let list: Value = serde_json::from_str(&ok(intake()
+        .args([
+            "tickets",
+            "list",
+            "--db",
+            &db.url,
+            "--project",
+            "HELP",
+            "--json",
+        ])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    for t in list {
+        for k in [
+            "key",
+            "summary",
+            "reporter",
+            "status",
+            "participants",
+            "comments",
+            "attachments",
+        ] {
+            assert!(t.get(k).is_some(), "field {k} missing in {t}");
+        }
+        assert!(t["participants"].is_array());
+    }
+    let vpn = &list[0];
+    assert_eq!(vpn["key"], "HELP-1");
+    assert_eq!(vpn["summary"], "VPN drops every 10 minutes");
+    assert_eq!(vpn["reporter"], "jane.doe@customer.example");
+    assert_eq!(vpn["comments"], 2);
+    assert_eq!(
+        vpn["participants"],
+        serde_json::json!(["max@customer.example"]),
+        "own address excluded"
+    );
+    let jp = list
+        .iter()
+        .find(|t| t["attachments"] == 1)
+        .expect("ticket with the inline image");
+    assert_eq!(jp["summary"], "プリンタが使えません");
+
+    let show: Value = serde_json::from_str(&ok(intake()
+        .args(["tickets", "show", "help-1", "--db", &db.url, "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(show["key"], "HELP-1");
+    let comments = show["comments"].as_array().unwrap();
+    assert_eq!(
+        comments[0]["body"],
+        "It also happens on my colleague's laptop."
+    );
+    assert_eq!(
+        comments[1]["body"], "Same here \u{2013} every 10 minutes.",
+        "windows-1252 decoded, Outlook quote cut"
+    );
+    let text = ok(intake()
+        .args([
+            "tickets",
+            "show",
+            jp["key"].as_str().unwrap(),
+            "--db",
+            &db.url,
+        ])
+        .output()
+        .unwrap());
+    assert!(text.contains("attachment: screen.png"), "{text}");
+    let missing = intake()
+        .args(["tickets", "show", "HELP-99", "--db", &db.url])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn database_url_from_environment_and_config_file_and_flag_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_db = TestDb::sqlite();
+    let file_db = TestDb::sqlite();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("database_url = \"{}\"\nproject = \"OPS\"\n", file_db.url),
+    )
+    .unwrap();
+    let c = cfg.display().to_string();
+    // File only.
+    ok(intake()
+        .args(["--config", &c, "ingest", &samples()])
+        .output()
+        .unwrap());
+    let l = ok(intake()
+        .args(["--config", &c, "tickets", "list", "--json"])
+        .output()
+        .unwrap());
+    assert!(l.contains("\"OPS-1\""), "{l}");
+    // Environment beats the file.
+    ok(intake()
+        .args(["--config", &c, "ingest", &samples()])
+        .env("INTAKE_DATABASE_URL", &env_db.url)
+        .output()
+        .unwrap());
+    let l = ok(intake()
+        .args(["tickets", "list", "--json", "--db", &env_db.url])
+        .output()
+        .unwrap());
+    assert!(l.contains("\"OPS-1\""), "{l}");
+    // A typo in the file is an error naming the key.
+    std::fs::write(&cfg, "databse_url = \"x\"\n").unwrap();
+    let bad = intake()
+        .args(["--config", &c, "tickets", "list"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("databse_url"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[test]
+fn zero_byte_and_junk_files_are_quarantined_and_logged_not_dropped() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.eml"), b"").unwrap();
+    std::fs::write(
+        dir.path().join("junk.bin"),
+        (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("nofrom.eml"),
+        b"Subject: who am I\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let out = ok(intake()
+        .args([
+            "ingest",
+            "--db",
+            &db.url,
+            "--json",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["quarantined"], 3, "{v}");
+    let log: Value = serde_json::from_str(&ok(intake()
+        .args(["log", "--db", &db.url, "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let reasons: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "quarantined")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{log}");
+    assert!(
+        reasons.iter().any(|r| r.contains("empty message")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("no sender")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn mbox_from_lines_are_unescaped() {
+    let db = TestDb::sqlite();
+    let mbox = repo()
+        .join("samples/mail/archive.mbox")
+        .display()
+        .to_string();
+    ok(intake()
+        .args(["ingest", "--db", &db.url, &mbox])
+        .output()
+        .unwrap());
+    let t: Value = serde_json::from_str(&ok(intake()
+        .args(["tickets", "show", "HELP-1", "--db", &db.url, "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    let d = t["description"].as_str().unwrap();
+    assert!(
+        d.contains("Rechnung für September ist nicht angekommen"),
+        "{d}"
+    );
+    assert!(d.contains("\nFrom our records"), "{d}");
+}

@@ -1,0 +1,32 @@
+//! End-to-end tests of the `intake` binary, one test binary with a module per area.
+
+/// The CLI contract: commands, flags and JSON shapes scripts rely on.
+mod cli;
+/// SIGKILL in the middle of large imports, on SQLite and PostgreSQL: nothing lost or doubled.
+mod crash;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn intake() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_intake"));
+    c.env_remove("INTAKE_DATABASE_URL")
+        .env_remove("INTAKE_PROJECT")
+        .current_dir(std::env::temp_dir());
+    c
+}
+
+pub fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "intake failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
