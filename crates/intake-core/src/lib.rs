@@ -4,7 +4,9 @@
 //! - [`ids`]: `ProjectKey` and `TicketKey` (`HELP-12`), parsed and displayed one way everywhere;
 //! - [`model`]: what the MIME mapping produces (`Prepared`, `MailDraft`, `AttachmentDraft`) and what the
 //!   store records for it (`Outcome`);
-//! - [`rules`]: a channel's handler rules (own addresses, Reply-To policy, limits, loop guard).
+//! - [`rules`]: a channel's handler rules (own addresses, Reply-To policy, limits, loop guard);
+//! - [`token`]: OAuth token sets (secrets wrapped so they never print) and the identity a token
+//!   belongs to.
 //!
 //! The other crates: `intake-mime` (raw bytes → `Prepared`, pure and synchronous), `intake-store`
 //! (SQLite/PostgreSQL; applies a `Prepared` and its ledger row in one transaction) and `intake`
@@ -13,6 +15,7 @@
 pub mod ids;
 pub mod model;
 pub mod rules;
+pub mod token;
 
 pub use ids::{KeyError, ProjectKey, TicketKey};
 pub use model::{
