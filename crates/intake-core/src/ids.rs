@@ -1,8 +1,9 @@
 //! Project and ticket keys: `HELP` and `HELP-12`.
 //!
 //! A project key is 2–10 ASCII letters/digits starting with a letter, upper case (Jira's rule);
-//! a ticket key is a project key, a dash and a positive number. Parsing upper-cases, so `help-12`
-//! in a subject still finds `HELP-12`.
+//! a ticket key is a project key, a dash and a positive number. Parsing upper-cases, so
+//! `intake tickets show help-12` finds `HELP-12`; keys *in subjects* are matched in upper case
+//! only (see `intake-mime`'s `thread` module), so ordinary words like `re-2` never thread.
 
 use std::fmt;
 use std::str::FromStr;

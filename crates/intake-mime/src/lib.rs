@@ -7,7 +7,9 @@
 //! - [`loops`]: auto-replies, bounces, list mail and our own mail are recognised and ignored;
 //! - [`thread`]: ticket keys in the subject and In-Reply-To/References, for commenting;
 //! - [`body`]: HTML → text, quoted-reply and signature stripping with configurable split markers;
-//! - [`map`]: addresses, attachments and limits → [`MailDraft`](intake_core::MailDraft).
+//! - [`map`]: addresses, attachments and limits → [`MailDraft`](intake_core::MailDraft);
+//! - [`repair`]: recovering what damaged MIME still holds (lost boundaries, split RFC 2231
+//!   filenames).
 //!
 //! [`Reader::prepare`] never panics: besides the property tests and the fuzz target, a panic in a
 //! dependency is caught and the message is quarantined with the reason.
@@ -15,6 +17,7 @@
 pub mod body;
 pub mod loops;
 pub mod map;
+pub mod repair;
 pub mod thread;
 
 use intake_core::{ChannelRules, Prepared};
@@ -24,7 +27,7 @@ pub use map::{Reader, RulesError, content_hash};
 /// Hidden entry point without the panic guard, for property tests and the fuzz target.
 #[doc(hidden)]
 pub fn prepare_unguarded(reader: &Reader, raw: &[u8]) -> Prepared {
-    reader.prepare_inner(raw)
+    reader.prepare_inner(raw, content_hash(raw))
 }
 
 /// Convenience for one-off use: default-compiled rules.

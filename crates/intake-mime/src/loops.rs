@@ -25,7 +25,7 @@ const AUTO_REPLY_SUBJECTS: &[&str] = &[
     "respuesta automática",
 ];
 
-fn raw<'a>(m: &'a Message<'_>, name: &str) -> Option<String> {
+fn raw(m: &Message<'_>, name: &str) -> Option<String> {
     m.header_raw(name)
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| !v.is_empty())
@@ -67,9 +67,12 @@ pub fn classify(
             .attribute("report-type")
             .unwrap_or("report")
             .to_ascii_lowercase();
-        return Some(IgnoreReason::Bounce(format!(
-            "multipart/report; report-type={kind}"
-        )));
+        let what = format!("multipart/report; report-type={kind}");
+        // Read receipts (RFC 8098 MDNs) are automatic replies, not delivery failures.
+        if kind == "disposition-notification" {
+            return Some(IgnoreReason::AutoReply(format!("read receipt, {what}")));
+        }
+        return Some(IgnoreReason::Bounce(what));
     }
     let local = sender.split('@').next().unwrap_or_default();
     if matches!(

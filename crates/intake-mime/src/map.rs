@@ -1,5 +1,10 @@
 //! Assembling a [`Prepared`] from raw bytes: quarantine checks, sender, addresses, bodies,
 //! attachments and limits, under one channel's [`ChannelRules`].
+//!
+//! Damaged MIME is recovered where the content is still there (see [`crate::repair`]): a part
+//! whose boundary was never found is decoded by its declared transfer encoding instead of being
+//! kept still in base64, a multipart whose boundary never occurs is read as the body text, and
+//! RFC 2231 continued filenames are decoded as a whole.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -11,7 +16,7 @@ use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use crate::{body, loops, thread};
+use crate::{body, loops, repair, thread};
 
 /// A channel's rules compiled for reading (regexes built once, addresses lower-cased).
 #[derive(Debug, Clone)]
@@ -125,11 +130,16 @@ impl Reader {
 
     /// Read one message. Never panics; never drops: every input yields a [`Prepared`].
     pub fn prepare(&self, raw: &[u8]) -> Prepared {
-        match catch_unwind(AssertUnwindSafe(|| self.prepare_inner(raw))) {
+        self.prepare_hashed(raw, content_hash(raw))
+    }
+
+    /// [`Reader::prepare`] for a caller that already computed [`content_hash`] of `raw`.
+    pub fn prepare_hashed(&self, raw: &[u8], hash: String) -> Prepared {
+        match catch_unwind(AssertUnwindSafe(|| self.prepare_inner(raw, hash.clone()))) {
             Ok(p) => p,
             Err(_) => Prepared {
                 envelope: Envelope {
-                    content_hash: content_hash(raw),
+                    content_hash: hash,
                     size: raw.len() as u64,
                     ..Envelope::default()
                 },
@@ -140,9 +150,9 @@ impl Reader {
         }
     }
 
-    pub(crate) fn prepare_inner(&self, raw: &[u8]) -> Prepared {
+    pub(crate) fn prepare_inner(&self, raw: &[u8], hash: String) -> Prepared {
         let mut envelope = Envelope {
-            content_hash: content_hash(raw),
+            content_hash: hash,
             size: raw.len() as u64,
             ..Envelope::default()
         };
@@ -230,13 +240,14 @@ impl Reader {
             participants.push(from.to_string());
         }
         let mut notes = Vec::new();
-        let description = text_body(m, &mut notes);
+        let mut used = Vec::new();
+        let description = text_body(m, &mut notes, &mut used);
         let reply_text = if self.rules.strip_quotes {
             body::strip_reply(&description, &self.markers)
         } else {
             description.clone()
         };
-        let attachments = self.attachments(m, raw, &mut notes);
+        let attachments = self.attachments(m, raw, &used, &mut notes);
         let subject_keys = thread::subject_keys(&summary);
         let references = thread::references(m);
         let with_notes = |t: String| {
@@ -265,10 +276,17 @@ impl Reader {
         &self,
         m: &Message<'_>,
         raw: &[u8],
+        used_as_body: &[usize],
         notes: &mut Vec<String>,
     ) -> Vec<AttachmentDraft> {
         let mut out = Vec::new();
-        for (i, part) in m.attachments().enumerate() {
+        for (i, id) in m.attachments.iter().map(|id| *id as usize).enumerate() {
+            let Some(part) = m.parts.get(id) else {
+                continue;
+            };
+            if used_as_body.contains(&id) {
+                continue;
+            }
             let ctype = part
                 .content_type()
                 .map(|c| match c.subtype() {
@@ -286,9 +304,21 @@ impl Reader {
                 PartType::Multipart(_) => continue,
                 _ => part.contents().to_vec(),
             };
-            let name = part
-                .attachment_name()
-                .map(safe_filename)
+            // A part whose boundary was never found comes still transfer-encoded.
+            let mut encoding_problem = part.is_encoding_problem;
+            let data = match encoding_problem
+                .then(|| repair::decode_transfer(part, &data))
+                .flatten()
+            {
+                Some((decoded, clean)) => {
+                    encoding_problem = !clean;
+                    decoded
+                }
+                None => data,
+            };
+            let name = repair::continued_filename(part, raw)
+                .or_else(|| part.attachment_name().map(str::to_string))
+                .map(|n| safe_filename(&n))
                 .filter(|n| !n.is_empty());
             let name = name.unwrap_or_else(|| match &part.body {
                 PartType::Message(inner) => {
@@ -312,7 +342,7 @@ impl Reader {
             let content_id = part.content_id().and_then(thread::normalize_id);
             let inline = matches!(part.body, PartType::InlineBinary(_))
                 || part.content_disposition().is_some_and(|d| d.is_inline());
-            if part.is_encoding_problem {
+            if encoding_problem {
                 notes.push(format!("attachment {name:?} had an encoding problem"));
             }
             let hash = content_hash(&data);
@@ -329,27 +359,98 @@ impl Reader {
     }
 }
 
-/// The body as text: every text body part in order, HTML converted.
-fn text_body(m: &Message<'_>, notes: &mut Vec<String>) -> String {
+/// The text of a text part. A part flagged as an encoding problem came undecoded (its boundary
+/// was not found): it is decoded leniently by its declared transfer encoding and charset.
+fn part_text(part: &mail_parser::MessagePart<'_>, text: &str) -> (String, bool) {
+    if !part.is_encoding_problem {
+        return (text.to_string(), false);
+    }
+    match repair::decode_transfer(part, text.as_bytes()) {
+        Some((bytes, clean)) => {
+            let decoder = part
+                .content_type()
+                .and_then(|c| c.attribute("charset"))
+                .and_then(|c| mail_parser::decoders::charsets::map::charset_decoder(c.as_bytes()));
+            let s = match decoder {
+                Some(d) => d(&bytes),
+                None => String::from_utf8_lossy(&bytes).into_owned(),
+            };
+            (s, !clean)
+        }
+        None => (text.to_string(), true),
+    }
+}
+
+/// The body as text: every text body part in order, HTML converted. When there is none, the HTML
+/// body; failing that, text that damaged MIME hid among the attachments (a multipart whose
+/// boundary never occurs, a text part whose boundary never came). Parts read here that
+/// mail-parser lists as attachments are recorded in `used`.
+fn text_body(m: &Message<'_>, notes: &mut Vec<String>, used: &mut Vec<usize>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut any_problem = false;
     for id in &m.text_body {
         let Some(part) = m.parts.get(*id as usize) else {
             continue;
         };
-        any_problem |= part.is_encoding_problem;
         match &part.body {
-            PartType::Text(t) => parts.push(body::tidy(t)),
-            PartType::Html(h) => parts.push(body::html_to_text(h)),
+            PartType::Text(t) => {
+                let (t, problem) = part_text(part, t);
+                any_problem |= problem;
+                parts.push(body::tidy(&t));
+            }
+            PartType::Html(h) => {
+                let (h, problem) = part_text(part, h);
+                any_problem |= problem;
+                parts.push(body::html_to_text(&h));
+            }
             _ => {}
         }
     }
     if parts.iter().all(|p| p.trim().is_empty()) {
         parts.clear();
         for id in &m.html_body {
-            if let Some(PartType::Html(h)) = m.parts.get(*id as usize).map(|p| &p.body) {
-                parts.push(body::html_to_text(h));
+            let Some(part) = m.parts.get(*id as usize) else {
+                continue;
+            };
+            if let PartType::Html(h) = &part.body {
+                let (h, problem) = part_text(part, h);
+                any_problem |= problem;
+                parts.push(body::html_to_text(&h));
             }
+        }
+    }
+    if parts.iter().all(|p| p.trim().is_empty()) {
+        // No body found: text parts that mail-parser demoted because the MIME was damaged.
+        parts.clear();
+        let mut unsplit = false;
+        for id in m.attachments.iter().map(|id| *id as usize) {
+            let Some(part) = m.parts.get(id) else {
+                continue;
+            };
+            let (PartType::Text(t) | PartType::Html(t)) = &part.body else {
+                continue;
+            };
+            if repair::is_unsplit_multipart(part) {
+                unsplit = true;
+                parts.push(body::tidy(t));
+            } else if repair::is_damaged_body_text(part) {
+                let (t, problem) = part_text(part, t);
+                any_problem |= problem;
+                parts.push(if repair::is_declared_html(part) {
+                    body::html_to_text(&t)
+                } else {
+                    body::tidy(&t)
+                });
+            } else {
+                continue;
+            }
+            used.push(id);
+        }
+        if unsplit {
+            notes.push(
+                "the message declares MIME parts that are not there; its body is shown as sent"
+                    .into(),
+            );
         }
     }
     if any_problem {

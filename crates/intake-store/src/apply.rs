@@ -1,17 +1,18 @@
 //! The exactly-once engine: a batch of prepared messages becomes ledger rows and ticket effects
 //! in **one transaction**.
 //!
-//! For each message, in order:
-//! 1. **Claim**: `INSERT … ON CONFLICT DO NOTHING RETURNING id` into the ledger, keyed by
-//!    (channel, identity) and (channel, Message-ID, content hash). No row back means the message
-//!    was already processed (or is being processed by another node, whose commit we wait for on
-//!    PostgreSQL): it is a duplicate and nothing else happens.
-//! 2. **Decide**: quarantined and ignored messages keep their reason; readable mail from a sender
+//! 1. **Claim** every message: `INSERT … ON CONFLICT DO NOTHING RETURNING id` into the ledger,
+//!    keyed by (channel, identity) and (channel, Message-ID, content hash). No row back means the
+//!    message was already processed (or is being processed by another node, whose commit we wait
+//!    for on PostgreSQL): it is a duplicate and nothing else happens.
+//! 2. **Decide**, in memory and in order, after one lookup of every referenced Message-ID and
+//!    subject key of the batch: quarantined and ignored messages keep their reason; readable mail from a sender
 //!    over the loop-guard rate is ignored; otherwise a Message-ID in In-Reply-To/References that
 //!    is already on a ticket, or else a ticket key in the subject that exists, makes it a comment;
 //!    else a new ticket.
-//! 3. **Apply** the effect (ticket/comment, attachments content-addressed, customer upsert) and
-//!    write the outcome onto the claimed ledger row.
+//! 3. **Write** all effects with multi-row statements (tickets, comments, blobs, attachments,
+//!    customers, outcomes), so a new ticket costs a share of a few statements rather than a round
+//!    trip of its own.
 //!
 //! The caller commits a batch or nothing: a crash before commit leaves no claim and no effect, so
 //! re-running processes the messages again; a crash after commit leaves claims that make the
@@ -66,11 +67,156 @@ impl LoopGuardState {
     }
 }
 
-struct TicketRow {
+/// A ticket that exists in the database and is touched by this batch.
+struct Existing {
     id: i64,
     key: String,
     reporter: String,
     participants: Vec<String>,
+    touched: bool,
+}
+
+/// A ticket this batch creates.
+struct NewTicket<'b> {
+    number: i64,
+    key: String,
+    draft: &'b MailDraft,
+    participants: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Existing(usize),
+    New(usize),
+}
+
+struct NewComment<'b> {
+    target: Target,
+    ledger_id: i64,
+    draft: &'b MailDraft,
+}
+
+/// Everything the batch decides before writing.
+#[derive(Default)]
+struct Plan<'b> {
+    existing: Vec<Existing>,
+    existing_by_key: HashMap<String, usize>,
+    db_threads: HashMap<String, String>,
+    new_tickets: Vec<NewTicket<'b>>,
+    new_by_key: HashMap<String, usize>,
+    /// Message-ID → ticket, for messages applied earlier in this batch.
+    threads: HashMap<String, Target>,
+    comments: Vec<NewComment<'b>>,
+    customers: HashMap<String, Option<String>>,
+}
+
+impl<'b> Plan<'b> {
+    fn target(&self, d: &MailDraft) -> Option<Target> {
+        for r in &d.references {
+            if let Some(t) = self.threads.get(r) {
+                return Some(*t);
+            }
+            if let Some(i) = self
+                .db_threads
+                .get(r)
+                .and_then(|k| self.existing_by_key.get(k))
+            {
+                return Some(Target::Existing(*i));
+            }
+        }
+        for k in &d.subject_keys {
+            let k = k.to_string();
+            if let Some(i) = self.new_by_key.get(&k) {
+                return Some(Target::New(*i));
+            }
+            if let Some(i) = self.existing_by_key.get(&k) {
+                return Some(Target::Existing(*i));
+            }
+        }
+        None
+    }
+
+    fn key_of(&self, t: Target) -> &str {
+        match t {
+            Target::Existing(i) => &self.existing[i].key,
+            Target::New(i) => &self.new_tickets[i].key,
+        }
+    }
+
+    /// Decide what a readable message does; returns the outcome.
+    fn mail(
+        &mut self,
+        project: &ProjectKey,
+        next: &mut i64,
+        ledger_id: i64,
+        message_id: Option<&String>,
+        d: &'b MailDraft,
+    ) -> Result<Outcome, StoreError> {
+        let name = self.customers.entry(d.reporter.clone()).or_default();
+        if d.reporter_name.is_some() {
+            name.clone_from(&d.reporter_name);
+        }
+        let (target, outcome) = match self.target(d) {
+            Some(t) => {
+                let (reporter, participants) = match t {
+                    Target::Existing(i) => {
+                        self.existing[i].touched = true;
+                        let e = &mut self.existing[i];
+                        (e.reporter.clone(), &mut e.participants)
+                    }
+                    Target::New(i) => {
+                        let n = &mut self.new_tickets[i];
+                        (n.draft.reporter.clone(), &mut n.participants)
+                    }
+                };
+                for p in d.participants.iter().chain(std::iter::once(&d.reporter)) {
+                    if *p != reporter && !participants.contains(p) {
+                        participants.push(p.clone());
+                    }
+                }
+                self.comments.push(NewComment {
+                    target: t,
+                    ledger_id,
+                    draft: d,
+                });
+                (t, Outcome::Commented(parse_key(self.key_of(t))?))
+            }
+            None => {
+                let key = TicketKey::new(project.clone(), *next);
+                *next += 1;
+                let i = self.new_tickets.len();
+                self.new_by_key.insert(key.to_string(), i);
+                self.new_tickets.push(NewTicket {
+                    number: key.number,
+                    key: key.to_string(),
+                    draft: d,
+                    participants: d.participants.clone(),
+                });
+                (Target::New(i), Outcome::Created(key))
+            }
+        };
+        if let Some(id) = message_id {
+            self.threads.insert(id.clone(), target);
+        }
+        Ok(outcome)
+    }
+}
+
+fn parse_key(k: &str) -> Result<TicketKey, StoreError> {
+    k.parse::<TicketKey>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn placeholders(rows: usize, cols: usize, offset: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=cols)
+                .map(|c| format!("${}", offset + r * cols + c))
+                .collect();
+            format!("({})", p.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Store {
@@ -87,26 +233,23 @@ impl Store {
         let ts = now();
         let claims = claim(&mut tx, channel, batch, ts).await?;
         let mut loops = load_loop_state(&mut tx, channel, guard, batch, &claims).await?;
-        // Lock the project's counter row for this transaction (both backends) and number new
-        // tickets from it in memory; written back once at the end.
+        // Lock the project's counter row for this transaction (both backends); new tickets are
+        // numbered in memory and the counter is written back once.
         let first: Option<i64> = sqlx::query_scalar(
             "UPDATE projects SET next_number = next_number WHERE key = $1 RETURNING next_number",
         )
         .bind(project.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let mut state = BatchState {
-            channel,
-            project,
-            next_number: first.ok_or_else(|| StoreError::NoProject(project.to_string()))?,
-            threads: HashMap::new(),
-            customers: HashMap::new(),
-            ts,
-        };
+        let mut next = first.ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+        let mut plan = Plan::default();
+        lookup_targets(&mut tx, batch, &claims, &mut plan).await?;
+
         let mut out = Vec::with_capacity(batch.len());
         let mut outcomes: Vec<LedgerOutcome> = Vec::with_capacity(batch.len());
-        for (inc, claim) in batch.iter().zip(claims) {
-            let Some(ledger_id) = claim else {
+        let mut blobs: Vec<(&str, &[u8])> = Vec::new();
+        for (inc, claim) in batch.iter().zip(&claims) {
+            let Some(ledger_id) = *claim else {
                 out.push(Applied::Duplicate);
                 continue;
             };
@@ -115,7 +258,7 @@ impl Store {
             let outcome = match &inc.prepared.kind {
                 PreparedKind::Quarantined(r) => {
                     if let Some(raw) = &inc.raw {
-                        put_blob(&mut tx, &env.content_hash, raw).await?;
+                        blobs.push((&env.content_hash, raw));
                         raw_hash = Some(env.content_hash.clone());
                     }
                     Outcome::Quarantined(r.to_string())
@@ -134,13 +277,7 @@ impl Store {
                             .to_string(),
                         )
                     } else {
-                        let o = state.apply_mail(&mut tx, ledger_id, d).await?;
-                        if let (Some(id), Outcome::Created(k) | Outcome::Commented(k)) =
-                            (&env.message_id, &o)
-                        {
-                            state.threads.insert(id.clone(), k.to_string());
-                        }
-                        o
+                        plan.mail(project, &mut next, ledger_id, env.message_id.as_ref(), d)?
                     }
                 }
             };
@@ -151,12 +288,46 @@ impl Store {
             });
             out.push(Applied::Recorded(outcome));
         }
+
+        let ticket_ids = insert_tickets(&mut tx, channel, project, &plan.new_tickets, ts).await?;
+        let id_of = |t: Target| match t {
+            Target::Existing(i) => plan.existing[i].id,
+            Target::New(i) => ticket_ids[i],
+        };
+        for e in plan.existing.iter().filter(|e| e.touched) {
+            sqlx::query("UPDATE tickets SET updated_at = $1, participants = $2 WHERE id = $3")
+                .bind(ts)
+                .bind(json_list(&e.participants))
+                .bind(e.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let comment_ids = insert_comments(&mut tx, &plan.comments, &id_of, ts).await?;
+        let mut attachments: Vec<(i64, Option<i64>, &AttachmentDraft)> = Vec::new();
+        for (n, id) in plan.new_tickets.iter().zip(&ticket_ids) {
+            attachments.extend(n.draft.attachments.iter().map(|a| (*id, None, a)));
+        }
+        for (c, cid) in plan.comments.iter().zip(&comment_ids) {
+            attachments.extend(
+                c.draft
+                    .attachments
+                    .iter()
+                    .map(|a| (id_of(c.target), Some(*cid), a)),
+            );
+        }
+        blobs.extend(
+            attachments
+                .iter()
+                .map(|(_, _, a)| (a.hash.as_str(), a.data.as_slice())),
+        );
+        put_blobs(&mut tx, &blobs).await?;
+        insert_attachments(&mut tx, &attachments).await?;
         sqlx::query("UPDATE projects SET next_number = $1 WHERE key = $2")
-            .bind(state.next_number)
+            .bind(next)
             .bind(project.as_str())
             .execute(&mut *tx)
             .await?;
-        upsert_customers(&mut tx, &state.customers, ts).await?;
+        upsert_customers(&mut tx, &plan.customers, ts).await?;
         record_outcomes(&mut tx, &outcomes, ts).await?;
         tx.commit().await?;
         Ok(out)
@@ -171,7 +342,7 @@ impl Store {
         identities: &[String],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut known = std::collections::HashSet::new();
-        for chunk in identities.chunks(500) {
+        for chunk in identities.chunks(rows_per_statement(1)) {
             let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
                 "SELECT identity FROM message_ledger WHERE channel = $1 AND identity IN ({})",
@@ -209,7 +380,7 @@ async fn load_loop_state(
             }
         }
     }
-    for chunk in senders.chunks(400) {
+    for chunk in senders.chunks(rows_per_statement(1)) {
         let ph: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
         let sql = format!(
             "SELECT sender, COALESCE(sent_at, received_at) AS t FROM message_ledger
@@ -233,167 +404,6 @@ async fn load_loop_state(
     Ok(state)
 }
 
-async fn put_blob(
-    tx: &mut Transaction<'_, Any>,
-    hash: &str,
-    data: &[u8],
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO blobs (hash, size, data) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
-    )
-    .bind(hash)
-    .bind(data.len() as i64)
-    .bind(data.to_vec())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn find_ticket(
-    tx: &mut Transaction<'_, Any>,
-    key: &str,
-) -> Result<Option<TicketRow>, StoreError> {
-    let row = sqlx::query("SELECT id, key, reporter, participants FROM tickets WHERE key = $1")
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.map(|r| {
-        let participants: String = r.try_get("participants")?;
-        Ok(TicketRow {
-            id: r.try_get("id")?,
-            key: r.try_get("key")?,
-            reporter: r.try_get("reporter")?,
-            participants: serde_json::from_str(&participants)
-                .map_err(|e| StoreError::Corrupt(format!("participants of {key}: {e}")))?,
-        })
-    })
-    .transpose()
-}
-
-/// What a batch keeps in memory while it runs: the next ticket number, threads started in this
-/// batch (their ledger rows are written at the end), and customers to upsert once.
-struct BatchState<'a> {
-    channel: &'a str,
-    project: &'a ProjectKey,
-    next_number: i64,
-    threads: HashMap<String, String>,
-    customers: HashMap<String, Option<String>>,
-    ts: i64,
-}
-
-impl BatchState<'_> {
-    /// The ticket a message answers: a Message-ID in In-Reply-To/References that is already on a
-    /// ticket (newest reference first: mail clients set these, so they are precise), else a
-    /// ticket key in the subject that exists (people type and copy those).
-    async fn resolve_target(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        d: &MailDraft,
-    ) -> Result<Option<TicketRow>, StoreError> {
-        if !d.references.is_empty() {
-            let mut found: HashMap<String, String> = HashMap::new();
-            for r in &d.references {
-                if let Some(k) = self.threads.get(r) {
-                    found.insert(r.clone(), k.clone());
-                }
-            }
-            let ph: Vec<String> = (0..d.references.len())
-                .map(|i| format!("${}", i + 1))
-                .collect();
-            let sql = format!(
-                "SELECT message_id, ticket_key FROM message_ledger
-                 WHERE ticket_key IS NOT NULL AND message_id IN ({})",
-                ph.join(", ")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in &d.references {
-                q = q.bind(r);
-            }
-            for row in q.fetch_all(&mut **tx).await? {
-                found.insert(row.try_get("message_id")?, row.try_get("ticket_key")?);
-            }
-            for r in &d.references {
-                if let Some(key) = found.get(r)
-                    && let Some(t) = find_ticket(tx, key).await?
-                {
-                    return Ok(Some(t));
-                }
-            }
-        }
-        for key in &d.subject_keys {
-            if let Some(t) = find_ticket(tx, &key.to_string()).await? {
-                return Ok(Some(t));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn apply_mail(
-        &mut self,
-        tx: &mut Transaction<'_, Any>,
-        ledger_id: i64,
-        d: &MailDraft,
-    ) -> Result<Outcome, StoreError> {
-        let name = self.customers.entry(d.reporter.clone()).or_default();
-        if d.reporter_name.is_some() {
-            name.clone_from(&d.reporter_name);
-        }
-        let ts = self.ts;
-        if let Some(ticket) = self.resolve_target(tx, d).await? {
-            let comment_id: i64 = sqlx::query_scalar(
-                "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .bind(ticket.id)
-            .bind(&d.reporter)
-            .bind(&d.reply_text)
-            .bind(ledger_id)
-            .bind(ts)
-            .fetch_one(&mut **tx)
-            .await?;
-            let mut participants = ticket.participants.clone();
-            for p in d.participants.iter().chain(std::iter::once(&d.reporter)) {
-                if *p != ticket.reporter && !participants.contains(p) {
-                    participants.push(p.clone());
-                }
-            }
-            sqlx::query("UPDATE tickets SET updated_at = $1, participants = $2 WHERE id = $3")
-                .bind(ts)
-                .bind(serde_json::to_string(&participants).unwrap_or_else(|_| "[]".into()))
-                .bind(ticket.id)
-                .execute(&mut **tx)
-                .await?;
-            put_attachments(tx, ticket.id, Some(comment_id), &d.attachments).await?;
-            let key = ticket
-                .key
-                .parse::<TicketKey>()
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            return Ok(Outcome::Commented(key));
-        }
-        let number = self.next_number;
-        self.next_number += 1;
-        let key = TicketKey::new(self.project.clone(), number);
-        let ticket_id: i64 = sqlx::query_scalar(
-            "INSERT INTO tickets (project_key, number, key, summary, description, reporter, participants,
-                 status, channel, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9) RETURNING id",
-        )
-        .bind(self.project.as_str())
-        .bind(number)
-        .bind(key.to_string())
-        .bind(&d.summary)
-        .bind(&d.description)
-        .bind(&d.reporter)
-        .bind(serde_json::to_string(&d.participants).unwrap_or_else(|_| "[]".into()))
-        .bind(self.channel)
-        .bind(ts)
-        .fetch_one(&mut **tx)
-        .await?;
-        put_attachments(tx, ticket_id, None, &d.attachments).await?;
-        Ok(Outcome::Created(key))
-    }
-}
-
 /// Claim every message of the batch in the ledger with multi-row inserts. Returns the new
 /// ledger row id per message, or `None` for a duplicate (already in the ledger, or earlier in
 /// this batch).
@@ -405,7 +415,7 @@ async fn claim(
 ) -> Result<Vec<Option<i64>>, StoreError> {
     const COLS: usize = 8;
     let mut ids: HashMap<String, i64> = HashMap::new();
-    for chunk in batch.chunks(400) {
+    for chunk in batch.chunks(rows_per_statement(8)) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
@@ -450,7 +460,7 @@ async fn record_outcomes(
     outcomes: &[LedgerOutcome],
     ts: i64,
 ) -> Result<(), StoreError> {
-    for chunk in outcomes.chunks(300) {
+    for chunk in outcomes.chunks(rows_per_statement(5)) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let b = r * 5;
@@ -500,7 +510,7 @@ async fn upsert_customers(
     ts: i64,
 ) -> Result<(), StoreError> {
     let all: Vec<(&String, &Option<String>)> = customers.iter().collect();
-    for chunk in all.chunks(400) {
+    for chunk in all.chunks(rows_per_statement(2)) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|r| format!("(${}, ${}, $1, $1)", r * 2 + 2, r * 2 + 3))
             .collect();
@@ -519,28 +529,234 @@ async fn upsert_customers(
     Ok(())
 }
 
-async fn put_attachments(
+/// Bound parameters per multi-row statement. sqlx's SQLite driver looks each parameter up by name
+/// (`sqlite3_bind_parameter_name`, a linear scan), so binding cost grows with the square of the
+/// parameter count: a few hundred per statement is the sweet spot on both backends.
+const PARAMS_PER_STATEMENT: usize = 240;
+
+fn rows_per_statement(cols: usize) -> usize {
+    (PARAMS_PER_STATEMENT / cols).max(1)
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// One lookup for every Message-ID referenced and every ticket key named in the batch.
+async fn lookup_targets<'b>(
     tx: &mut Transaction<'_, Any>,
-    ticket_id: i64,
-    comment_id: Option<i64>,
-    attachments: &[AttachmentDraft],
+    batch: &'b [Incoming],
+    claims: &[Option<i64>],
+    plan: &mut Plan<'b>,
 ) -> Result<(), StoreError> {
-    for a in attachments {
-        put_blob(tx, &a.hash, &a.data).await?;
-        sqlx::query(
+    let drafts = batch
+        .iter()
+        .zip(claims)
+        .filter_map(|(inc, c)| match (&inc.prepared.kind, c) {
+            (PreparedKind::Mail(d), Some(_)) => Some(d),
+            _ => None,
+        });
+    let mut refs: Vec<&str> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    for d in drafts {
+        refs.extend(d.references.iter().map(String::as_str));
+        keys.extend(d.subject_keys.iter().map(|k| k.to_string()));
+    }
+    refs.sort_unstable();
+    refs.dedup();
+    for chunk in refs.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT message_id, ticket_key FROM message_ledger
+             WHERE ticket_key IS NOT NULL AND message_id IN {}",
+            placeholders(1, chunk.len(), 0)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            q = q.bind(*r);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let key: String = row.try_get("ticket_key")?;
+            keys.push(key.clone());
+            plan.db_threads.insert(row.try_get("message_id")?, key);
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    for chunk in keys.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, key, reporter, participants FROM tickets WHERE key IN {}",
+            placeholders(1, chunk.len(), 0)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(k.as_str());
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let key: String = r.try_get("key")?;
+            let participants: String = r.try_get("participants")?;
+            let e = Existing {
+                id: r.try_get("id")?,
+                reporter: r.try_get("reporter")?,
+                participants: serde_json::from_str(&participants)
+                    .map_err(|e| StoreError::Corrupt(format!("participants of {key}: {e}")))?,
+                key: key.clone(),
+                touched: false,
+            };
+            plan.existing_by_key.insert(key, plan.existing.len());
+            plan.existing.push(e);
+        }
+    }
+    Ok(())
+}
+
+async fn insert_tickets(
+    tx: &mut Transaction<'_, Any>,
+    channel: &str,
+    project: &ProjectKey,
+    tickets: &[NewTicket<'_>],
+    ts: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut by_number: HashMap<i64, i64> = HashMap::new();
+    for chunk in tickets.chunks(rows_per_statement(6)) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let b = 3 + r * 6;
+                format!(
+                    "($1, ${}, ${}, ${}, ${}, ${}, ${}, 'open', $2, $3, $3)",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO tickets (project_key, number, key, summary, description, reporter, participants,
+                 status, channel, created_at, updated_at) VALUES {} RETURNING id, number",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(project.as_str())
+            .bind(channel)
+            .bind(ts);
+        for t in chunk {
+            q = q
+                .bind(t.number)
+                .bind(t.key.as_str())
+                .bind(t.draft.summary.as_str())
+                .bind(t.draft.description.as_str())
+                .bind(t.draft.reporter.as_str())
+                .bind(json_list(&t.participants));
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            by_number.insert(row.try_get("number")?, row.try_get("id")?);
+        }
+    }
+    tickets
+        .iter()
+        .map(|t| {
+            by_number
+                .get(&t.number)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("no id for {}", t.key)))
+        })
+        .collect()
+}
+
+async fn insert_comments(
+    tx: &mut Transaction<'_, Any>,
+    comments: &[NewComment<'_>],
+    id_of: &impl Fn(Target) -> i64,
+    ts: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut by_ledger: HashMap<i64, i64> = HashMap::new();
+    for chunk in comments.chunks(rows_per_statement(5)) {
+        let sql = format!(
+            "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at) VALUES {} RETURNING id, ledger_id",
+            placeholders(chunk.len(), 5, 0)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for c in chunk {
+            q = q
+                .bind(id_of(c.target))
+                .bind(c.draft.reporter.as_str())
+                .bind(c.draft.reply_text.as_str())
+                .bind(c.ledger_id)
+                .bind(ts);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            by_ledger.insert(row.try_get("ledger_id")?, row.try_get("id")?);
+        }
+    }
+    comments
+        .iter()
+        .map(|c| {
+            by_ledger
+                .get(&c.ledger_id)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt("comment without id".into()))
+        })
+        .collect()
+}
+
+/// Store blobs (content-addressed, so repeats are free), in statements of bounded size.
+async fn put_blobs(
+    tx: &mut Transaction<'_, Any>,
+    blobs: &[(&str, &[u8])],
+) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&(&str, &[u8])> = blobs.iter().filter(|(h, _)| seen.insert(*h)).collect();
+    let mut start = 0;
+    while start < unique.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < unique.len()
+            && (end == start
+                || (bytes + unique[end].1.len() < 8 << 20 && end - start < rows_per_statement(3)))
+        {
+            bytes += unique[end].1.len();
+            end += 1;
+        }
+        let chunk = &unique[start..end];
+        let sql = format!(
+            "INSERT INTO blobs (hash, size, data) VALUES {} ON CONFLICT (hash) DO NOTHING",
+            placeholders(chunk.len(), 3, 0)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (h, data) in chunk {
+            q = q.bind(*h).bind(data.len() as i64).bind(data.to_vec());
+        }
+        q.execute(&mut **tx).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+async fn insert_attachments(
+    tx: &mut Transaction<'_, Any>,
+    attachments: &[(i64, Option<i64>, &AttachmentDraft)],
+) -> Result<(), StoreError> {
+    for chunk in attachments.chunks(rows_per_statement(8)) {
+        let sql = format!(
             "INSERT INTO attachments (ticket_id, comment_id, filename, content_type, content_id, inline,
-                 size, blob_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(ticket_id)
-        .bind(comment_id)
-        .bind(&a.filename)
-        .bind(&a.content_type)
-        .bind(a.content_id.as_deref())
-        .bind(i64::from(a.inline))
-        .bind(a.data.len() as i64)
-        .bind(&a.hash)
-        .execute(&mut **tx)
-        .await?;
+                 size, blob_hash) VALUES {}",
+            placeholders(chunk.len(), 8, 0)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (ticket, comment, a) in chunk {
+            q = q
+                .bind(*ticket)
+                .bind(*comment)
+                .bind(a.filename.as_str())
+                .bind(a.content_type.as_str())
+                .bind(a.content_id.as_deref())
+                .bind(i64::from(a.inline))
+                .bind(a.data.len() as i64)
+                .bind(a.hash.as_str());
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -208,9 +208,16 @@ pub async fn ingest(
                 let ids: Vec<String> = hashes.iter().map(|h| format!("sha256:{h}")).collect();
                 let known = prep_store.known_identities(&channel, &ids).await?;
                 let r = reader.clone();
-                tokio::task::spawn_blocking(move || prepare_batch(&r, raw, &known, hashes, workers))
-                    .await
-                    .map_err(|e| IngestError::Stage(e.to_string()))
+                let t = std::time::Instant::now();
+                let res = tokio::task::spawn_blocking(move || {
+                    prepare_batch(&r, raw, &known, hashes, workers)
+                })
+                .await;
+                tracing::debug!(
+                    prepare_ms = t.elapsed().as_millis() as u64,
+                    "batch prepared"
+                );
+                res.map_err(|e| IngestError::Stage(e.to_string()))
             }
             .await;
             let stop = res.is_err();
@@ -227,9 +234,12 @@ pub async fn ingest(
         let mut items = batch.items;
         items.sort_by_key(|(_, inc)| inc.prepared.envelope.sent_at.unwrap_or(i64::MAX));
         let (origins, items): (Vec<String>, Vec<Incoming>) = items.into_iter().unzip();
+        let t = std::time::Instant::now();
         let applied = store
             .apply_batch(&opts.channel, &opts.project, &opts.rules.loop_guard, &items)
             .await?;
+        let apply_ms = t.elapsed().as_millis() as u64;
+        tracing::debug!(messages = items.len(), apply_ms, "batch committed");
         for ((origin, inc), a) in origins.iter().zip(&items).zip(&applied) {
             summary.add(a);
             if let Applied::Recorded(o @ (Outcome::Ignored(_) | Outcome::Quarantined(_))) = a {
