@@ -9,11 +9,17 @@
 //! - [`apply`]: the exactly-once engine: a batch of prepared messages is claimed in the ledger
 //!   and applied (ticket created / comment added / ignored / quarantined) in one transaction.
 //! - [`query`]: reading tickets, comments, attachments and the ledger back.
-//! - [`log`]: the mail log (structured events).
+//! - [`log`]: the mail log (structured events);
+//! - [`crypto`]: at-rest encryption (XChaCha20-Poly1305, key from `INTAKE_SECRET_KEY` or a 0600
+//!   key file, key ids for rotation);
+//! - [`tokens`]: encrypted OAuth tokens, pending OAuth flows (any node finishes a callback),
+//!   cross-node single-flight refresh leases and once-only credential warnings.
 
 pub mod apply;
+pub mod crypto;
 pub mod log;
 pub mod query;
+pub mod tokens;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +29,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use apply::{Applied, Incoming, LoopGuardState};
+pub use crypto::{CryptoError, Keyring, Sealed};
 pub use query::{AttachmentInfo, CommentInfo, LedgerRow, Table, TicketDetail, TicketSummary};
+pub use tokens::{PendingFlow, StoredToken, TokenStatus};
 
 /// Errors from the store. Messages never contain stored secrets or message bodies.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +46,8 @@ pub enum StoreError {
     NoProject(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
 }
 
 /// Which database the store runs on.
@@ -91,7 +101,11 @@ impl Store {
                         Box::pin(async move {
                             // WAL: readers never block the writer; NORMAL sync is crash-safe for
                             // process crashes (a committed transaction survives SIGKILL).
+                            // Page size only takes effect on a new, empty database (before WAL);
+                            // 16 KiB pages keep typical mail bodies out of overflow chains.
+                            conn.execute("PRAGMA page_size=16384").await?;
                             conn.execute("PRAGMA journal_mode=WAL").await?;
+                            conn.execute("PRAGMA cache_size=-65536").await?;
                             conn.execute("PRAGMA synchronous=NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout=10000").await?;
                             conn.execute("PRAGMA foreign_keys=ON").await?;
