@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod oauth;
 pub mod mailgen;
 pub mod pipeline;
 pub mod source;
