@@ -46,7 +46,9 @@ pub fn client(o: &HttpOptions) -> Result<reqwest::Client, HttpError> {
         b = b.proxy(proxy);
     }
     if let Some(pem) = &o.ca_pem {
-        for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| HttpError::Ca(e.to_string()))? {
+        for cert in
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| HttpError::Ca(e.to_string()))?
+        {
             b = b.add_root_certificate(cert);
         }
     }
@@ -54,15 +56,30 @@ pub fn client(o: &HttpOptions) -> Result<reqwest::Client, HttpError> {
 }
 
 /// Run one `oauth2` request on reqwest.
-pub async fn send(client: &reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpError> {
+pub async fn send(
+    client: &reqwest::Client,
+    req: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, HttpError> {
     let (parts, body) = req.into_parts();
     let url = parts.uri.to_string();
-    let err = |e: reqwest::Error| HttpError::Request { url: url.clone(), message: e.without_url().to_string() };
-    let resp = client.request(parts.method, &url).headers(parts.headers).body(body).send().await.map_err(err)?;
+    let err = |e: reqwest::Error| HttpError::Request {
+        url: url.clone(),
+        message: e.without_url().to_string(),
+    };
+    let resp = client
+        .request(parts.method, &url)
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(err)?;
     let mut builder = http::Response::builder().status(resp.status());
     for (k, v) in resp.headers() {
         builder = builder.header(k, v);
     }
     let body = resp.bytes().await.map_err(err)?.to_vec();
-    builder.body(body).map_err(|e| HttpError::Request { url: url.clone(), message: e.to_string() })
+    builder.body(body).map_err(|e| HttpError::Request {
+        url: url.clone(),
+        message: e.to_string(),
+    })
 }

@@ -24,7 +24,10 @@ pub fn resolve(r: &SecretRef) -> Result<SecretString, SecretError> {
             .map_err(|_| SecretError::MissingEnv(var.clone())),
         SecretRef::File(path) => std::fs::read_to_string(path)
             .map(|s| SecretString::from(s.trim_end_matches(['\r', '\n']).to_string()))
-            .map_err(|source| SecretError::File { path: path.display().to_string(), source }),
+            .map_err(|source| SecretError::File {
+                path: path.display().to_string(),
+                source,
+            }),
         SecretRef::Literal(s) => Ok(s.clone()),
     }
 }

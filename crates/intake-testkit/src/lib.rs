@@ -4,6 +4,11 @@
 //! uniquely named PostgreSQL database on the server at `INTAKE_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), dropped when the guard is dropped unless
 //! `INTAKE_KEEP_DB=1` is set.
+//!
+//! [`idp::Idp`] runs a real OAuth 2.0 / OpenID Connect server (panva's oidc-provider) on a free
+//! loopback port, installed by `bash scripts/testbed/idp.sh install`.
+
+pub mod idp;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

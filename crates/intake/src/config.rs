@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use intake_core::ChannelRules;
+use intake_core::diagnosis::Finding;
+use intake_core::integration::{IntegrationConfig, ResolvedIntegration};
 use serde::{Deserialize, Serialize};
 
 /// Default database: a SQLite file in the working directory, created if missing.
@@ -25,6 +27,13 @@ pub enum ConfigError {
     Missing(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
+    #[error("no [[integration]] named {0:?} in the configuration")]
+    NoIntegration(String),
+    #[error("integration {name:?} cannot be used:\n{}", findings.iter().map(|f| format!("  - {f}")).collect::<Vec<_>>().join("\n"))]
+    Integration {
+        name: String,
+        findings: Vec<Finding>,
+    },
 }
 
 /// The whole configuration file.
@@ -41,6 +50,12 @@ pub struct Config {
     /// `[[channel]]` tables.
     #[serde(default, rename = "channel")]
     pub channels: Vec<ChannelConfig>,
+    /// `[[integration]]` tables: OAuth clients (docs/configuration.md).
+    #[serde(default, rename = "integration")]
+    pub integrations: Vec<IntegrationConfig>,
+    /// Key file for encryption at rest when `INTAKE_SECRET_KEY` is not set (created with mode
+    /// 0600 on first use). Default: `intake.key` in the working directory.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// `[rules]` / `[channel.rules]`: kept as a TOML table so a channel's table can override single
@@ -86,6 +101,26 @@ impl Config {
         flag.map(str::to_string)
             .or_else(|| self.database_url.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+    }
+
+    /// The key file for encryption at rest.
+    pub fn secret_key_file(&self) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("intake.key"))
+    }
+
+    /// One integration, resolved (endpoints and scopes computed) and linted: errors refuse it.
+    pub fn integration(&self, name: &str) -> Result<ResolvedIntegration, ConfigError> {
+        let i = self
+            .integrations
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| ConfigError::NoIntegration(name.to_string()))?;
+        i.resolve().map_err(|findings| ConfigError::Integration {
+            name: name.to_string(),
+            findings,
+        })
     }
 
     pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {

@@ -9,7 +9,7 @@
 
 pub mod cli;
 pub mod config;
-pub mod oauth;
 pub mod mailgen;
+pub mod oauth;
 pub mod pipeline;
 pub mod source;

@@ -36,12 +36,18 @@ pub fn identity(access_token: &str, id_token: Option<&str>) -> TokenIdentity {
     let at = payload(access_token).unwrap_or_default();
     let id = id_token.and_then(payload).unwrap_or_default();
     let user = |m: &serde_json::Map<String, Value>| {
-        ["upn", "preferred_username", "email", "unique_name"].iter().find_map(|k| text(m, k))
+        ["upn", "preferred_username", "email", "unique_name"]
+            .iter()
+            .find_map(|k| text(m, k))
     };
     let list = |k: &str| -> Vec<String> {
         match at.get(k) {
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
             _ => Vec::new(),
         }
     };
@@ -52,7 +58,9 @@ pub fn identity(access_token: &str, id_token: Option<&str>) -> TokenIdentity {
         issuer: text(&at, "iss").or_else(|| text(&id, "iss")),
         scopes: list("scp"),
         roles: list("roles"),
-        client_id: ["azp", "appid", "client_id"].iter().find_map(|k| text(&at, k)),
+        client_id: ["azp", "appid", "client_id"]
+            .iter()
+            .find_map(|k| text(&at, k)),
     }
 }
 
@@ -66,7 +74,9 @@ mod tests {
 
     #[test]
     fn reads_microsoft_claims_and_prefers_the_id_token_user() {
-        let at = jwt(r#"{"aud":"https://outlook.office.com","tid":"t1","scp":"IMAP.AccessAsUser.All SMTP.Send","upn":"a@x","appid":"c1","iss":"https://sts.windows.net/t1/"}"#);
+        let at = jwt(
+            r#"{"aud":"https://outlook.office.com","tid":"t1","scp":"IMAP.AccessAsUser.All SMTP.Send","upn":"a@x","appid":"c1","iss":"https://sts.windows.net/t1/"}"#,
+        );
         let idt = jwt(r#"{"preferred_username":"help@x","tid":"t1"}"#);
         let i = identity(&at, Some(&idt));
         assert_eq!(i.username.as_deref(), Some("help@x"));

@@ -17,13 +17,15 @@ use intake_core::aadsts::{Diagnosis, ErrorKind, TokenEndpointError, classify};
 use intake_core::integration::{ClientCredential, ResolvedIntegration};
 use intake_core::preset::Provider;
 use intake_core::token::TokenSet;
-use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, DeviceAuthorizationUrl,
-    EmptyExtraDeviceAuthorizationFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, ExtraTokenFields,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
-    StandardDeviceAuthorizationResponse, StandardRevocableToken, StandardTokenResponse, TokenResponse,
-    TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, EmptyExtraDeviceAuthorizationFields, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardDeviceAuthorizationResponse, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -102,8 +104,13 @@ pub enum OAuthError {
     #[error("{diagnosis} [error={}{}{}]", .raw.error,
         .raw.trace_id.as_ref().map(|t| format!(", trace_id={t}")).unwrap_or_default(),
         .raw.correlation_id.as_ref().map(|t| format!(", correlation_id={t}")).unwrap_or_default())]
-    Endpoint { diagnosis: Diagnosis, raw: TokenEndpointError },
-    #[error("the token endpoint answered HTTP {status} with a body that is not an OAuth response ({len} bytes)")]
+    Endpoint {
+        diagnosis: Diagnosis,
+        raw: TokenEndpointError,
+    },
+    #[error(
+        "the token endpoint answered HTTP {status} with a body that is not an OAuth response ({len} bytes)"
+    )]
     Unreadable { status: u16, len: usize },
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -130,7 +137,10 @@ impl OAuthError {
 }
 
 fn endpoint_error(b: TokenEndpointError) -> OAuthError {
-    OAuthError::Endpoint { diagnosis: classify(&b), raw: b }
+    OAuthError::Endpoint {
+        diagnosis: classify(&b),
+        raw: b,
+    }
 }
 
 fn map_err(e: RequestTokenError<HttpError, ErrorBody>) -> OAuthError {
@@ -138,7 +148,10 @@ fn map_err(e: RequestTokenError<HttpError, ErrorBody>) -> OAuthError {
         RequestTokenError::ServerResponse(b) => endpoint_error(b.into()),
         RequestTokenError::Request(h) => OAuthError::Http(h),
         // The body may be a token response that failed to parse: never echo it.
-        RequestTokenError::Parse(_, body) => OAuthError::Unreadable { status: 0, len: body.len() },
+        RequestTokenError::Parse(_, body) => OAuthError::Unreadable {
+            status: 0,
+            len: body.len(),
+        },
         RequestTokenError::Other(s) => OAuthError::Config(s),
     }
 }
@@ -184,19 +197,25 @@ pub struct OAuthClient {
 
 impl fmt::Debug for OAuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuthClient").field("integration", &self.integration.name).finish_non_exhaustive()
+        f.debug_struct("OAuthClient")
+            .field("integration", &self.integration.name)
+            .finish_non_exhaustive()
     }
 }
 
 fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl OAuthClient {
     /// Resolve the integration's secrets and build the client.
     pub fn new(integration: &ResolvedIntegration) -> Result<Self, OAuthError> {
         let e = &integration.endpoints;
-        let bad = |what: &str, u: &str| OAuthError::Config(format!("{what} {u:?} is not a valid URL"));
+        let bad =
+            |what: &str, u: &str| OAuthError::Config(format!("{what} {u:?} is not a valid URL"));
         let ca_pem = match &integration.ca_file {
             Some(r) => Some(secret::resolve(r)?.expose_secret().as_bytes().to_vec()),
             None => None,
@@ -208,12 +227,20 @@ impl OAuthClient {
             timeout: None,
         })?;
         let device = match &e.device_authorization_url {
-            Some(u) => Some(DeviceAuthorizationUrl::new(u.clone()).map_err(|_| bad("device_authorization_url", u))?),
+            Some(u) => Some(
+                DeviceAuthorizationUrl::new(u.clone())
+                    .map_err(|_| bad("device_authorization_url", u))?,
+            ),
             None => None,
         };
         let mut client: Client = oauth2::Client::new(ClientId::new(integration.client_id.clone()))
-            .set_auth_uri(AuthUrl::new(e.authorize_url.clone()).map_err(|_| bad("authorize_url", &e.authorize_url))?)
-            .set_token_uri(TokenUrl::new(e.token_url.clone()).map_err(|_| bad("token_url", &e.token_url))?)
+            .set_auth_uri(
+                AuthUrl::new(e.authorize_url.clone())
+                    .map_err(|_| bad("authorize_url", &e.authorize_url))?,
+            )
+            .set_token_uri(
+                TokenUrl::new(e.token_url.clone()).map_err(|_| bad("token_url", &e.token_url))?,
+            )
             .set_device_authorization_url_option(device)
             .set_auth_type(AuthType::RequestBody);
         let (mut secret, mut certificate) = (None, None);
@@ -224,13 +251,22 @@ impl OAuthClient {
                 client = client.set_client_secret(ClientSecret::new(s.expose_secret().to_string()));
                 secret = Some(s);
             }
-            ClientCredential::Certificate { certificate: c, key } => {
+            ClientCredential::Certificate {
+                certificate: c,
+                key,
+            } => {
                 let cert = secret::resolve(c)?.expose_secret().as_bytes().to_vec();
                 assertion::thumbprint_s256(&cert)?;
                 certificate = Some((cert, secret::resolve(key)?));
             }
         }
-        Ok(Self { integration: integration.clone(), client, http, secret, certificate })
+        Ok(Self {
+            integration: integration.clone(),
+            client,
+            http,
+            secret,
+            certificate,
+        })
     }
 
     pub fn integration(&self) -> &ResolvedIntegration {
@@ -260,9 +296,15 @@ impl OAuthClient {
 
     /// Start an authorization-code flow with PKCE (S256) and a random `state`, asking the user to
     /// pick the account (`prompt=select_account`) with the mailbox as `login_hint` (RC11).
-    pub fn start_authorization(&self, mailbox: &str, redirect_uri: &str, scopes: &[String]) -> Result<AuthorizationStart, OAuthError> {
-        let redirect = RedirectUrl::new(redirect_uri.to_string())
-            .map_err(|_| OAuthError::Config(format!("redirect URI {redirect_uri:?} is not a URL")))?;
+    pub fn start_authorization(
+        &self,
+        mailbox: &str,
+        redirect_uri: &str,
+        scopes: &[String],
+    ) -> Result<AuthorizationStart, OAuthError> {
+        let redirect = RedirectUrl::new(redirect_uri.to_string()).map_err(|_| {
+            OAuthError::Config(format!("redirect URI {redirect_uri:?} is not a URL"))
+        })?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = self
             .client
@@ -273,8 +315,12 @@ impl OAuthClient {
             .add_extra_param("login_hint", mailbox.to_string());
         req = match self.integration.provider {
             // Google issues a refresh token only with access_type=offline, and again only on consent.
-            Provider::Google => req.add_extra_param("access_type", "offline").add_extra_param("prompt", "consent select_account"),
-            _ => req.add_extra_param("prompt", "select_account"),
+            Provider::Google => req
+                .add_extra_param("access_type", "offline")
+                .add_extra_param("prompt", "consent select_account"),
+            Provider::Microsoft => req.add_extra_param("prompt", "select_account"),
+            // Generic servers may not know select_account (oidc-provider rejects it).
+            Provider::Custom => req,
         };
         let (url, state) = req.url();
         Ok(AuthorizationStart {
@@ -285,9 +331,16 @@ impl OAuthClient {
     }
 
     /// Redeem the authorization code from the callback.
-    pub async fn exchange_code(&self, code: &str, verifier: &SecretString, redirect_uri: &str, scopes: &[String]) -> Result<TokenSet, OAuthError> {
-        let redirect = RedirectUrl::new(redirect_uri.to_string())
-            .map_err(|_| OAuthError::Config(format!("redirect URI {redirect_uri:?} is not a URL")))?;
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+        redirect_uri: &str,
+        scopes: &[String],
+    ) -> Result<TokenSet, OAuthError> {
+        let redirect = RedirectUrl::new(redirect_uri.to_string()).map_err(|_| {
+            OAuthError::Config(format!("redirect URI {redirect_uri:?} is not a URL"))
+        })?;
         let http = |r| http::send(&self.http, r);
         let mut req = self
             .client
@@ -295,19 +348,30 @@ impl OAuthClient {
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()))
             .set_redirect_uri(Cow::Owned(redirect));
         if let Some(a) = self.assertion()? {
-            req = req.add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE).add_extra_param("client_assertion", a);
+            req = req
+                .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", a);
         }
         let r = req.request_async(&http).await.map_err(map_err)?;
         Ok(token_set(&r, scopes, None))
     }
 
     /// Redeem a refresh token. A response without a new refresh token keeps `refresh_token`.
-    pub async fn refresh(&self, refresh_token: &SecretString, scopes: &[String]) -> Result<TokenSet, OAuthError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        scopes: &[String],
+    ) -> Result<TokenSet, OAuthError> {
         let http = |r| http::send(&self.http, r);
         let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
-        let mut req = self.client.exchange_refresh_token(&rt).add_scopes(Self::scopes(scopes));
+        let mut req = self
+            .client
+            .exchange_refresh_token(&rt)
+            .add_scopes(Self::scopes(scopes));
         if let Some(a) = self.assertion()? {
-            req = req.add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE).add_extra_param("client_assertion", a);
+            req = req
+                .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", a);
         }
         let r = req.request_async(&http).await.map_err(map_err)?;
         Ok(token_set(&r, scopes, Some(refresh_token)))
@@ -316,9 +380,14 @@ impl OAuthClient {
     /// App-only token (client credentials with a secret or a certificate).
     pub async fn client_credentials(&self, scopes: &[String]) -> Result<TokenSet, OAuthError> {
         let http = |r| http::send(&self.http, r);
-        let mut req = self.client.exchange_client_credentials().add_scopes(Self::scopes(scopes));
+        let mut req = self
+            .client
+            .exchange_client_credentials()
+            .add_scopes(Self::scopes(scopes));
         if let Some(a) = self.assertion()? {
-            req = req.add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE).add_extra_param("client_assertion", a);
+            req = req
+                .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", a);
         }
         let r = req.request_async(&http).await.map_err(map_err)?;
         Ok(token_set(&r, scopes, None))
@@ -327,7 +396,10 @@ impl OAuthClient {
     /// Start a device-code sign-in.
     pub async fn start_device(&self, scopes: &[String]) -> Result<DeviceSignIn, OAuthError> {
         let http = |r| http::send(&self.http, r);
-        let req = self.client.exchange_device_code().map_err(|e| OAuthError::Config(e.to_string()))?;
+        let req = self
+            .client
+            .exchange_device_code()
+            .map_err(|e| OAuthError::Config(e.to_string()))?;
         let details: StandardDeviceAuthorizationResponse = req
             .add_scopes(Self::scopes(scopes))
             .request_async::<_, EmptyExtraDeviceAuthorizationFields>(&http)
@@ -344,7 +416,11 @@ impl OAuthClient {
 
     /// Poll until the user finished the device sign-in (honouring `slow_down`), the code expired,
     /// or the provider refused.
-    pub async fn finish_device(&self, sign_in: &DeviceSignIn, scopes: &[String]) -> Result<TokenSet, OAuthError> {
+    pub async fn finish_device(
+        &self,
+        sign_in: &DeviceSignIn,
+        scopes: &[String],
+    ) -> Result<TokenSet, OAuthError> {
         let http = |r| http::send(&self.http, r);
         let r = self
             .client
@@ -361,12 +437,17 @@ impl OAuthClient {
                     ..Default::default()
                 }),
                 RequestTokenError::Request(h) => OAuthError::Http(h),
-                RequestTokenError::Parse(_, body) => OAuthError::Unreadable { status: 0, len: body.len() },
-                RequestTokenError::Other(s) if s.contains("timed out") || s.contains("expired") => endpoint_error(TokenEndpointError {
-                    error: "expired_token".into(),
-                    error_description: Some(s),
-                    ..Default::default()
-                }),
+                RequestTokenError::Parse(_, body) => OAuthError::Unreadable {
+                    status: 0,
+                    len: body.len(),
+                },
+                RequestTokenError::Other(s) if s.contains("timed out") || s.contains("expired") => {
+                    endpoint_error(TokenEndpointError {
+                        error: "expired_token".into(),
+                        error_description: Some(s),
+                        ..Default::default()
+                    })
+                }
                 RequestTokenError::Other(s) => OAuthError::Config(s),
             })?;
         Ok(token_set(&r, scopes, None))

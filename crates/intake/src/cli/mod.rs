@@ -1,6 +1,7 @@
 //! Command-line interface. Command names, flags and `--json` field names are a public contract
 //! (docs/cli.md): scripts depend on them.
 
+mod authorize;
 mod bench;
 mod ingest;
 mod tickets;
@@ -38,6 +39,10 @@ pub enum Command {
     Tickets(tickets::TicketsCommand),
     /// Show the mail log (newest first).
     Log(tickets::LogArgs),
+    /// Complete an OAuth grant from a terminal (device code, or --browser).
+    Authorize(authorize::AuthorizeArgs),
+    /// Check (and refresh when due) a stored OAuth token; prints metadata, never the token.
+    Token(authorize::TokenArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -60,6 +65,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => ingest::run(&config, &db, a).await,
         Command::Tickets(c) => tickets::run(&db, c).await,
         Command::Log(a) => tickets::log(&db, a).await,
+        Command::Authorize(a) => authorize::authorize(&config, &db, a).await,
+        Command::Token(a) => authorize::token(&config, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
     }
 }

@@ -4,6 +4,10 @@
 mod cli;
 /// SIGKILL in the middle of large imports, on SQLite and PostgreSQL: nothing lost or doubled.
 mod crash;
+/// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
+mod idp;
+/// OAuth: single-flight refresh across processes, decoded errors, device code, certificates.
+mod oauth;
 
 use std::path::Path;
 use std::process::{Command, Output};

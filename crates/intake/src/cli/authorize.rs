@@ -1,0 +1,375 @@
+//! `intake authorize INTEGRATION [--mailbox ADDR] [--browser]` and `intake token INTEGRATION
+//! --mailbox ADDR`: completing an OAuth grant from a terminal, and checking a stored token.
+//!
+//! Device code is the default (works on headless hosts). `--browser` listens on 127.0.0.1 for
+//! the redirect (a loopback redirect URI, RFC 8252) and prints the URL to open. Client
+//! credentials need no user. Afterwards Intake prints who the token belongs to and warns when
+//! that is not the mailbox (RC11; a shared mailbox needs Full Access delegation, RC3).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use intake_core::integration::ResolvedIntegration;
+use intake_core::lint::{check_identity_matches_mailbox, check_token_for_protocol};
+use intake_core::preset::{Grant, Protocol};
+use intake_core::token::TokenIdentity;
+use intake_mail::oauth::OAuthClient;
+use intake_store::{Keyring, Store};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::Config;
+use crate::oauth::{self, TokenError, TokenService, fingerprint};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProtocolArg {
+    Imap,
+    Pop3,
+    Smtp,
+    Graph,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(p: ProtocolArg) -> Self {
+        match p {
+            ProtocolArg::Imap => Protocol::Imap,
+            ProtocolArg::Pop3 => Protocol::Pop3,
+            ProtocolArg::Smtp => Protocol::Smtp,
+            ProtocolArg::Graph => Protocol::Graph,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// The [[integration]] name.
+    pub integration: String,
+    /// The mailbox the token is for (default: the account that signs in).
+    #[arg(long)]
+    pub mailbox: Option<String>,
+    /// Authorization code + PKCE through a browser, with a loopback redirect on 127.0.0.1.
+    #[arg(long)]
+    pub browser: bool,
+    /// Port for the loopback redirect listener (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// With --browser: start the flow and print the URL as JSON, then exit; finish later, on any
+    /// node, with --callback-url (for a browser on another machine).
+    #[arg(long)]
+    pub print_url: bool,
+    /// Finish a flow started with --print-url: the full URL the browser was sent back to.
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// Protocol the token is for (one token has one audience).
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolArg>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    pub integration: String,
+    #[arg(long)]
+    pub mailbox: String,
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolArg>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exit code when a token must be re-authorized (scripts can tell this apart from other errors).
+pub const EXIT_NEEDS_REAUTHORIZATION: u8 = 3;
+
+async fn open(
+    config: &Config,
+    db: &str,
+    name: &str,
+) -> anyhow::Result<(ResolvedIntegration, OAuthClient, TokenService)> {
+    let integration = config.integration(name)?;
+    for w in &integration.warnings {
+        eprintln!("warning: {w}");
+    }
+    let client = OAuthClient::new(&integration)?;
+    let keys = Keyring::from_env_or_file(&config.secret_key_file())?;
+    let store = Store::connect(db)
+        .await
+        .with_context(|| format!("opening the database {}", super::ingest::redact(db)))?;
+    for w in oauth::credential_warnings(
+        &store,
+        std::slice::from_ref(&integration),
+        intake_store::now(),
+    )
+    .await?
+    {
+        eprintln!("warning: {w}");
+    }
+    Ok((integration, client, TokenService::new(store, keys)))
+}
+
+pub async fn authorize(config: &Config, db: &str, a: AuthorizeArgs) -> anyhow::Result<ExitCode> {
+    let (integration, client, tokens) = open(config, db, &a.integration).await?;
+    let protocol = a
+        .protocol
+        .map(Protocol::from)
+        .unwrap_or_else(|| oauth::default_protocol(&integration));
+    let scopes = integration
+        .scopes_for(protocol)
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
+    let (mailbox, identity, expires_at) = if integration.grant == Grant::ClientCredentials {
+        let t = client.client_credentials(&scopes).await?;
+        let mailbox = a.mailbox.clone().unwrap_or_else(|| "*".into());
+        let id = tokens.save(&client, &mailbox, &t).await?;
+        (mailbox, id, t.expires_at)
+    } else if let Some(cb) = &a.callback_url {
+        let url = url::Url::parse(cb)
+            .context("--callback-url must be the full URL the browser was sent to")?;
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let (Some(state), Some(code)) = (q.get("state"), q.get("code")) else {
+            let raw = intake_core::aadsts::TokenEndpointError {
+                error: q
+                    .get("error")
+                    .cloned()
+                    .unwrap_or_else(|| "invalid_request".into()),
+                error_description: q.get("error_description").cloned(),
+                ..Default::default()
+            };
+            let d = intake_core::aadsts::classify(&raw);
+            anyhow::bail!("the callback carries no code: {d}\nfix: {}", d.fix);
+        };
+        let (mailbox, id) = tokens
+            .complete_authorization(&client, state, code, protocol)
+            .await?;
+        let mailbox = if mailbox.is_empty() {
+            id.username.clone().unwrap_or_default().to_lowercase()
+        } else {
+            mailbox
+        };
+        (mailbox, id, 0)
+    } else if a.browser && a.print_url {
+        let redirect = format!(
+            "http://127.0.0.1:{}/callback",
+            if a.port == 0 { 8400 } else { a.port }
+        );
+        let hint = a.mailbox.clone().unwrap_or_default();
+        let url = tokens
+            .start_authorization(&client, &hint, &redirect, protocol)
+            .await?;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string(
+                    &json!({"url": url, "redirect_uri": redirect, "expires_in": oauth::FLOW_SECONDS})
+                )?
+            );
+        } else {
+            println!(
+                "Open this URL, sign in, then run `intake authorize {} --callback-url '<the URL the browser ends on>'` on any node:\n\n{url}",
+                integration.name
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    } else if a.browser {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.port)).await?;
+        let redirect = format!(
+            "http://127.0.0.1:{}/callback",
+            listener.local_addr()?.port()
+        );
+        let hint = a.mailbox.clone().unwrap_or_default();
+        let url = tokens
+            .start_authorization(&client, &hint, &redirect, protocol)
+            .await?;
+        eprintln!(
+            "Open this URL in a browser and sign in as {}:\n\n{url}\n",
+            if hint.is_empty() {
+                "the mailbox owner"
+            } else {
+                &hint
+            }
+        );
+        let (state, code) = wait_for_callback(&listener).await?;
+        let (mailbox, id) = tokens
+            .complete_authorization(&client, &state, &code, protocol)
+            .await?;
+        let mailbox = if mailbox.is_empty() {
+            id.username.clone().unwrap_or_default().to_lowercase()
+        } else {
+            mailbox
+        };
+        (mailbox, id, 0)
+    } else {
+        let sign_in = client.start_device(&scopes).await?;
+        eprintln!("{}", sign_in.message());
+        let t = client.finish_device(&sign_in, &scopes).await?;
+        let id_token = t
+            .id_token
+            .as_ref()
+            .map(|s| secrecy::ExposeSecret::expose_secret(s).to_string());
+        let id = intake_mail::oauth::claims::identity(
+            secrecy::ExposeSecret::expose_secret(&t.access_token),
+            id_token.as_deref(),
+        );
+        let mailbox = a
+            .mailbox
+            .clone()
+            .unwrap_or_else(|| id.username.clone().unwrap_or_default().to_lowercase());
+        tokens.save(&client, &mailbox, &t).await?;
+        (mailbox, id, t.expires_at)
+    };
+    let mut findings = check_token_for_protocol(&identity, protocol, integration.cloud);
+    if integration.grant != Grant::ClientCredentials {
+        findings.extend(check_identity_matches_mailbox(&identity, &mailbox));
+    }
+    print_identity(
+        &integration.name,
+        &mailbox,
+        &identity,
+        expires_at,
+        &findings,
+        a.json,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_identity(
+    integration: &str,
+    mailbox: &str,
+    id: &TokenIdentity,
+    expires_at: i64,
+    findings: &[intake_core::diagnosis::Finding],
+    as_json: bool,
+) -> anyhow::Result<()> {
+    if as_json {
+        let v = json!({
+            "integration": integration, "mailbox": mailbox, "username": id.username, "tenant": id.tenant,
+            "audience": id.audience, "scopes": id.scopes, "roles": id.roles, "expires_at": expires_at,
+            "warnings": findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    println!("Authorized {integration} for {mailbox}.");
+    println!(
+        "  signed in as: {}",
+        id.username.as_deref().unwrap_or("(not in the token)")
+    );
+    if let Some(t) = &id.tenant {
+        println!("  tenant:       {t}");
+    }
+    if let Some(aud) = &id.audience {
+        println!("  audience:     {aud}");
+    }
+    if !id.scopes.is_empty() {
+        println!("  scopes:       {}", id.scopes.join(" "));
+    }
+    if !id.roles.is_empty() {
+        println!("  roles:        {}", id.roles.join(" "));
+    }
+    for f in findings {
+        println!("warning: {f}");
+    }
+    Ok(())
+}
+
+/// Accept connections on the loopback listener until one carries `?code=…&state=…` (or an
+/// OAuth error), answer it with a short page, and return (state, code).
+async fn wait_for_callback(listener: &tokio::net::TcpListener) -> anyhow::Result<(String, String)> {
+    loop {
+        let (mut sock, _) = listener.accept().await?;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut n = 0;
+        while n < buf.len() {
+            let r = sock.read(&mut buf[n..]).await?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let head = String::from_utf8_lossy(&buf[..n]);
+        let target = head
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("/");
+        let url = url::Url::parse(&format!("http://127.0.0.1{target}"))?;
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let (status, body, result) = match (q.get("code"), q.get("state"), q.get("error")) {
+            (Some(c), Some(s), _) => (
+                "200 OK",
+                "Intake is authorized. You can close this window.".to_string(),
+                Some(Ok((s.clone(), c.clone()))),
+            ),
+            (_, _, Some(e)) => {
+                let raw = intake_core::aadsts::TokenEndpointError {
+                    error: e.clone(),
+                    error_description: q.get("error_description").cloned(),
+                    ..Default::default()
+                };
+                let d = intake_core::aadsts::classify(&raw);
+                (
+                    "400 Bad Request",
+                    format!("Sign-in failed: {d}"),
+                    Some(Err(anyhow::anyhow!("sign-in failed: {d}\nfix: {}", d.fix))),
+                )
+            }
+            _ => ("404 Not Found", "Not the OAuth callback.".to_string(), None),
+        };
+        let resp = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = sock.write_all(resp.as_bytes()).await;
+        if let Some(r) = result {
+            return r;
+        }
+    }
+}
+
+/// `intake token`: make sure a valid access token exists (refreshing single-flight when due) and
+/// print its metadata — never the token, only a fingerprint.
+pub async fn token(config: &Config, db: &str, a: TokenArgs) -> anyhow::Result<ExitCode> {
+    let (integration, client, tokens) = open(config, db, &a.integration).await?;
+    let protocol = a
+        .protocol
+        .map(Protocol::from)
+        .unwrap_or_else(|| oauth::default_protocol(&integration));
+    match tokens.access_token(&client, &a.mailbox, protocol).await {
+        Ok(t) => {
+            let keys = Keyring::from_env_or_file(&config.secret_key_file())?;
+            let stored = tokens
+                .store()
+                .load_token(&keys, &integration.name, &a.mailbox)
+                .await?;
+            let (expires_at, version, id) = stored
+                .map(|s| (s.expires_at, s.version, s.identity))
+                .unwrap_or_default();
+            if a.json {
+                let v = json!({"integration": integration.name, "mailbox": a.mailbox, "status": "valid",
+                    "expires_at": expires_at, "version": version, "fingerprint": fingerprint(&t), "username": id.username});
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                println!(
+                    "{} / {}: valid until {expires_at} (token {})",
+                    integration.name,
+                    a.mailbox,
+                    fingerprint(&t)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ TokenError::NeedsReauthorization { .. }) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(EXIT_NEEDS_REAUTHORIZATION))
+        }
+        Err(TokenError::OAuth(intake_mail::oauth::OAuthError::Endpoint { diagnosis, raw })) => {
+            eprintln!("error: {diagnosis} [{raw}]\nfix: {}", diagnosis.fix);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
