@@ -105,8 +105,8 @@ pub enum OAuthError {
         .raw.trace_id.as_ref().map(|t| format!(", trace_id={t}")).unwrap_or_default(),
         .raw.correlation_id.as_ref().map(|t| format!(", correlation_id={t}")).unwrap_or_default())]
     Endpoint {
-        diagnosis: Diagnosis,
-        raw: TokenEndpointError,
+        diagnosis: Box<Diagnosis>,
+        raw: Box<TokenEndpointError>,
     },
     #[error(
         "the token endpoint answered HTTP {status} with a body that is not an OAuth response ({len} bytes)"
@@ -138,8 +138,8 @@ impl OAuthError {
 
 fn endpoint_error(b: TokenEndpointError) -> OAuthError {
     OAuthError::Endpoint {
-        diagnosis: classify(&b),
-        raw: b,
+        diagnosis: Box::new(classify(&b)),
+        raw: Box::new(b),
     }
 }
 

@@ -534,7 +534,7 @@ async fn rc14_expiring_secret_is_warned_once_per_stage_in_the_mail_log() {
         let d = soon - intake_core::expiry::days_from_civil(y, m, 1) + 1;
         format!("{y}-{m:02}-{d:02}")
     };
-    let cfg = config(dir.path(), &fake.uri(), "").replace("", "");
+    let cfg = config(dir.path(), &fake.uri(), "");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("2099-01-01", &date);
