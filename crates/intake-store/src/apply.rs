@@ -348,7 +348,8 @@ impl Store {
                 "SELECT identity FROM message_ledger WHERE channel = $1 AND identity IN ({})",
                 ph.join(", ")
             );
-            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(channel);
+            let sql = sql_for_sqlite(self.backend() == crate::Backend::Sqlite, sql);
+            let mut q = sqlx::query_scalar::<_, String>(sql).bind(channel);
             for id in chunk {
                 q = q.bind(id);
             }
@@ -388,7 +389,7 @@ async fn load_loop_state(
                AND COALESCE(sent_at, received_at) < $3 AND sender IN ({})",
             ph.join(", ")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
+        let mut q = sqlx::query(sql_for(tx, sql))
             .bind(channel)
             .bind(lo.saturating_sub(guard.window_seconds))
             .bind(hi.saturating_add(guard.window_seconds));
@@ -427,7 +428,7 @@ async fn claim(
                  outcome, received_at, processed_at) VALUES {} ON CONFLICT DO NOTHING RETURNING id, identity",
             rows.join(", ")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(sql_for(tx, sql));
         for inc in chunk {
             let env = &inc.prepared.envelope;
             q = q
@@ -480,7 +481,7 @@ async fn record_outcomes(
              FROM ({}) AS v WHERE message_ledger.id = v.id",
             rows.join(" UNION ALL ")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ts);
+        let mut q = sqlx::query(sql_for(tx, sql)).bind(ts);
         for o in chunk {
             let (key, reason) = match &o.outcome {
                 Outcome::Created(k) | Outcome::Commented(k) => (Some(k.to_string()), None),
@@ -510,29 +511,59 @@ async fn upsert_customers(
     ts: i64,
 ) -> Result<(), StoreError> {
     let all: Vec<(&String, &Option<String>)> = customers.iter().collect();
-    for chunk in all.chunks(rows_per_statement(2)) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|r| format!("(${}, ${}, $1, $1)", r * 2 + 2, r * 2 + 3))
-            .collect();
+    for chunk in all.chunks(rows_per_statement(4)) {
+        let rows = placeholders(chunk.len(), 4, 0);
         let sql = format!(
             "INSERT INTO customers (address, display_name, first_seen, last_seen) VALUES {}
              ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen,
                  display_name = COALESCE(excluded.display_name, customers.display_name)",
-            rows.join(", ")
+            rows
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ts);
+        let mut q = sqlx::query(sql_for(tx, sql));
         for (address, name) in chunk {
-            q = q.bind(address.as_str()).bind(name.as_deref());
+            q = q
+                .bind(address.as_str())
+                .bind(name.as_deref())
+                .bind(ts)
+                .bind(ts);
         }
         q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Bound parameters per multi-row statement. sqlx's SQLite driver looks each parameter up by name
-/// (`sqlite3_bind_parameter_name`, a linear scan), so binding cost grows with the square of the
-/// parameter count: a few hundred per statement is the sweet spot on both backends.
-const PARAMS_PER_STATEMENT: usize = 240;
+/// Bound parameters per multi-row statement (far below SQLite's 32,766 and PostgreSQL's 65,535).
+const PARAMS_PER_STATEMENT: usize = 900;
+
+/// Statements are written with `$1…$N` in text order. On SQLite they are sent with anonymous `?`
+/// parameters instead: sqlx's SQLite driver looks every *named* parameter up with
+/// `sqlite3_bind_parameter_name`, a linear scan, which makes binding quadratic in the parameter
+/// count; anonymous ones bind positionally. (PostgreSQL needs `$N`.) Only a statement whose
+/// `$N` run exactly 1, 2, 3, … in text order is rewritten, so the meaning cannot change.
+fn sql_for(conn: &sqlx::AnyConnection, sql: String) -> AssertSqlSafe<String> {
+    sql_for_sqlite(conn.backend_name() == "SQLite", sql)
+}
+
+fn sql_for_sqlite(sqlite: bool, sql: String) -> AssertSqlSafe<String> {
+    if !sqlite {
+        return AssertSqlSafe(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut expect = 1usize;
+    let mut rest = sql.as_str();
+    while let Some(i) = rest.find('$') {
+        let digits = rest[i + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || rest[i + 1..i + 1 + digits].parse::<usize>().ok() != Some(expect) {
+            return AssertSqlSafe(sql);
+        }
+        out.push_str(&rest[..i]);
+        out.push('?');
+        expect += 1;
+        rest = &rest[i + 1 + digits..];
+    }
+    out.push_str(rest);
+    AssertSqlSafe(out)
+}
 
 fn rows_per_statement(cols: usize) -> usize {
     (PARAMS_PER_STATEMENT / cols).max(1)
@@ -570,7 +601,7 @@ async fn lookup_targets<'b>(
              WHERE ticket_key IS NOT NULL AND message_id IN {}",
             placeholders(1, chunk.len(), 0)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(sql_for(tx, sql));
         for r in chunk {
             q = q.bind(*r);
         }
@@ -587,7 +618,7 @@ async fn lookup_targets<'b>(
             "SELECT id, key, reporter, participants FROM tickets WHERE key IN {}",
             placeholders(1, chunk.len(), 0)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(sql_for(tx, sql));
         for k in chunk {
             q = q.bind(k.as_str());
         }
@@ -617,18 +648,13 @@ async fn insert_tickets(
     ts: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let mut by_number: HashMap<i64, i64> = HashMap::new();
-    for chunk in tickets.chunks(rows_per_statement(6)) {
+    for chunk in tickets.chunks(rows_per_statement(10)) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|r| {
-                let b = 3 + r * 6;
+                let p: Vec<String> = (1..=10).map(|c| format!("${}", r * 10 + c)).collect();
                 format!(
-                    "($1, ${}, ${}, ${}, ${}, ${}, ${}, 'open', $2, $3, $3)",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
+                    "({}, {}, {}, {}, {}, {}, {}, 'open', {}, {}, {})",
+                    p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
                 )
             })
             .collect();
@@ -637,18 +663,19 @@ async fn insert_tickets(
                  status, channel, created_at, updated_at) VALUES {} RETURNING id, number",
             rows.join(", ")
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
-            .bind(project.as_str())
-            .bind(channel)
-            .bind(ts);
+        let mut q = sqlx::query(sql_for(tx, sql));
         for t in chunk {
             q = q
+                .bind(project.as_str())
                 .bind(t.number)
                 .bind(t.key.as_str())
                 .bind(t.draft.summary.as_str())
                 .bind(t.draft.description.as_str())
                 .bind(t.draft.reporter.as_str())
-                .bind(json_list(&t.participants));
+                .bind(json_list(&t.participants))
+                .bind(channel)
+                .bind(ts)
+                .bind(ts);
         }
         for row in q.fetch_all(&mut **tx).await? {
             by_number.insert(row.try_get("number")?, row.try_get("id")?);
@@ -677,7 +704,7 @@ async fn insert_comments(
             "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at) VALUES {} RETURNING id, ledger_id",
             placeholders(chunk.len(), 5, 0)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(sql_for(tx, sql));
         for c in chunk {
             q = q
                 .bind(id_of(c.target))
@@ -724,7 +751,7 @@ async fn put_blobs(
             "INSERT INTO blobs (hash, size, data) VALUES {} ON CONFLICT (hash) DO NOTHING",
             placeholders(chunk.len(), 3, 0)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(sql_for(tx, sql));
         for (h, data) in chunk {
             q = q.bind(*h).bind(data.len() as i64).bind(data.to_vec());
         }
@@ -744,7 +771,7 @@ async fn insert_attachments(
                  size, blob_hash) VALUES {}",
             placeholders(chunk.len(), 8, 0)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(sql_for(tx, sql));
         for (ticket, comment, a) in chunk {
             q = q
                 .bind(*ticket)
@@ -759,4 +786,27 @@ async fn insert_attachments(
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql_for_sqlite;
+
+    #[test]
+    fn only_strictly_sequential_placeholders_become_anonymous() {
+        let s = |q: &str| sql_for_sqlite(true, q.to_string()).0;
+        assert_eq!(s("SELECT $1, $2 WHERE x = $3"), "SELECT ?, ? WHERE x = ?");
+        assert_eq!(
+            s("SELECT $1, $1"),
+            "SELECT $1, $1",
+            "reused parameters keep their numbers"
+        );
+        assert_eq!(
+            s("SELECT $2, $1"),
+            "SELECT $2, $1",
+            "out of order keeps numbers"
+        );
+        assert_eq!(s("SELECT $1, $10"), "SELECT $1, $10");
+        assert_eq!(sql_for_sqlite(false, "SELECT $1".into()).0, "SELECT $1");
+    }
 }

@@ -106,6 +106,9 @@ impl Store {
                             conn.execute("PRAGMA page_size=16384").await?;
                             conn.execute("PRAGMA journal_mode=WAL").await?;
                             conn.execute("PRAGMA cache_size=-65536").await?;
+                            conn.execute("PRAGMA wal_autocheckpoint=8192").await?;
+                            // Statement journals (multi-row INSERT … ON CONFLICT) stay in memory.
+                            conn.execute("PRAGMA temp_store=MEMORY").await?;
                             conn.execute("PRAGMA synchronous=NORMAL").await?;
                             conn.execute("PRAGMA busy_timeout=10000").await?;
                             conn.execute("PRAGMA foreign_keys=ON").await?;
