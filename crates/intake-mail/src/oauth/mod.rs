@@ -203,6 +203,19 @@ impl fmt::Debug for OAuthClient {
     }
 }
 
+/// Add the certificate client assertion (if configured) to any token request type: they share
+/// `add_extra_param` but no trait.
+macro_rules! with_assertion {
+    ($client:expr, $req:expr) => {
+        match $client.assertion()? {
+            Some(a) => $req
+                .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", a),
+            None => $req,
+        }
+    };
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -347,11 +360,7 @@ impl OAuthClient {
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()))
             .set_redirect_uri(Cow::Owned(redirect));
-        if let Some(a) = self.assertion()? {
-            req = req
-                .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
-                .add_extra_param("client_assertion", a);
-        }
+        req = with_assertion!(self, req);
         let r = req.request_async(&http).await.map_err(map_err)?;
         Ok(token_set(&r, scopes, None))
     }
@@ -368,11 +377,7 @@ impl OAuthClient {
             .client
             .exchange_refresh_token(&rt)
             .add_scopes(Self::scopes(scopes));
-        if let Some(a) = self.assertion()? {
-            req = req
-                .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
-                .add_extra_param("client_assertion", a);
-        }
+        req = with_assertion!(self, req);
         let r = req.request_async(&http).await.map_err(map_err)?;
         Ok(token_set(&r, scopes, Some(refresh_token)))
     }
@@ -384,11 +389,7 @@ impl OAuthClient {
             .client
             .exchange_client_credentials()
             .add_scopes(Self::scopes(scopes));
-        if let Some(a) = self.assertion()? {
-            req = req
-                .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
-                .add_extra_param("client_assertion", a);
-        }
+        req = with_assertion!(self, req);
         let r = req.request_async(&http).await.map_err(map_err)?;
         Ok(token_set(&r, scopes, None))
     }

@@ -126,28 +126,11 @@ pub async fn authorize(config: &Config, db: &str, a: AuthorizeArgs) -> anyhow::R
     } else if let Some(cb) = &a.callback_url {
         let url = url::Url::parse(cb)
             .context("--callback-url must be the full URL the browser was sent to")?;
-        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
-        let (Some(state), Some(code)) = (q.get("state"), q.get("code")) else {
-            let raw = intake_core::aadsts::TokenEndpointError {
-                error: q
-                    .get("error")
-                    .cloned()
-                    .unwrap_or_else(|| "invalid_request".into()),
-                error_description: q.get("error_description").cloned(),
-                ..Default::default()
-            };
-            let d = intake_core::aadsts::classify(&raw);
-            anyhow::bail!("the callback carries no code: {d}\nfix: {}", d.fix);
-        };
+        let (state, code) = parse_callback(&url)?;
         let (mailbox, id) = tokens
-            .complete_authorization(&client, state, code, protocol)
+            .complete_authorization(&client, &state, &code, protocol)
             .await?;
-        let mailbox = if mailbox.is_empty() {
-            id.username.clone().unwrap_or_default().to_lowercase()
-        } else {
-            mailbox
-        };
-        (mailbox, id, 0)
+        (signed_in_mailbox(mailbox, &id), id, 0)
     } else if a.browser && a.print_url {
         let redirect = format!(
             "http://127.0.0.1:{}/callback",
@@ -193,12 +176,7 @@ pub async fn authorize(config: &Config, db: &str, a: AuthorizeArgs) -> anyhow::R
         let (mailbox, id) = tokens
             .complete_authorization(&client, &state, &code, protocol)
             .await?;
-        let mailbox = if mailbox.is_empty() {
-            id.username.clone().unwrap_or_default().to_lowercase()
-        } else {
-            mailbox
-        };
-        (mailbox, id, 0)
+        (signed_in_mailbox(mailbox, &id), id, 0)
     } else {
         let sign_in = client.start_device(&scopes).await?;
         eprintln!("{}", sign_in.message());
@@ -297,27 +275,15 @@ async fn wait_for_callback(listener: &tokio::net::TcpListener) -> anyhow::Result
             .and_then(|l| l.split_whitespace().nth(1))
             .unwrap_or("/");
         let url = url::Url::parse(&format!("http://127.0.0.1{target}"))?;
-        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
-        let (status, body, result) = match (q.get("code"), q.get("state"), q.get("error")) {
-            (Some(c), Some(s), _) => (
+        let is_callback = url.query_pairs().any(|(k, _)| k == "code" || k == "error");
+        let (status, body, result) = match (is_callback, parse_callback(&url)) {
+            (false, _) => ("404 Not Found", "Not the OAuth callback.".to_string(), None),
+            (true, Ok(pair)) => (
                 "200 OK",
                 "Intake is authorized. You can close this window.".to_string(),
-                Some(Ok((s.clone(), c.clone()))),
+                Some(Ok(pair)),
             ),
-            (_, _, Some(e)) => {
-                let raw = intake_core::aadsts::TokenEndpointError {
-                    error: e.clone(),
-                    error_description: q.get("error_description").cloned(),
-                    ..Default::default()
-                };
-                let d = intake_core::aadsts::classify(&raw);
-                (
-                    "400 Bad Request",
-                    format!("Sign-in failed: {d}"),
-                    Some(Err(anyhow::anyhow!("sign-in failed: {d}\nfix: {}", d.fix))),
-                )
-            }
-            _ => ("404 Not Found", "Not the OAuth callback.".to_string(), None),
+            (true, Err(e)) => ("400 Bad Request", format!("{e:#}"), Some(Err(e))),
         };
         let resp = format!(
             "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -327,6 +293,33 @@ async fn wait_for_callback(listener: &tokio::net::TcpListener) -> anyhow::Result
         if let Some(r) = result {
             return r;
         }
+    }
+}
+
+/// (state, code) from an OAuth callback URL, or the decoded error it carries instead.
+fn parse_callback(url: &url::Url) -> anyhow::Result<(String, String)> {
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    if let (Some(state), Some(code)) = (q.get("state"), q.get("code")) {
+        return Ok((state.clone(), code.clone()));
+    }
+    let raw = intake_core::aadsts::TokenEndpointError {
+        error: q
+            .get("error")
+            .cloned()
+            .unwrap_or_else(|| "invalid_request".into()),
+        error_description: q.get("error_description").cloned(),
+        ..Default::default()
+    };
+    let d = intake_core::aadsts::classify(&raw);
+    anyhow::bail!("sign-in failed: {d}\nfix: {}", d.fix)
+}
+
+/// The mailbox a finished flow is for: the one it was started for, else the signed-in user.
+fn signed_in_mailbox(started_for: String, id: &TokenIdentity) -> String {
+    if started_for.is_empty() {
+        id.username.clone().unwrap_or_default().to_lowercase()
+    } else {
+        started_for
     }
 }
 
