@@ -76,9 +76,9 @@ pub struct IngestOptions {
 
 impl IngestOptions {
     pub fn new(channel: &str, project: ProjectKey, rules: ChannelRules) -> Self {
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        // One core stays with the committer (the database writer is single-threaded); the
+        // others prepare the next batches meanwhile.
+        let workers = cores().saturating_sub(1).max(1);
         Self {
             channel: channel.to_string(),
             project,
@@ -87,6 +87,11 @@ impl IngestOptions {
             workers,
         }
     }
+}
+
+/// Number of cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 /// Apply `f` to every item on `workers` threads, keeping order.

@@ -111,7 +111,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
 
     reset_peak_rss();
     let t = Instant::now();
-    let n = pipeline::parse_only(origins.clone(), &rules, opts.batch, opts.workers).await?;
+    let n = pipeline::parse_only(origins.clone(), &rules, opts.batch, pipeline::cores()).await?;
     phases.push(phase("parse only", n, t, None));
 
     let sqlite_url = format!("sqlite://{}", tmp.path().join("bench.db").display());
