@@ -5,14 +5,19 @@
 //! - [`secret`]: resolving `env:` / `file:` / literal secret references;
 //! - [`oauth`]: authorization code + PKCE, device code, client credentials (secret or
 //!   certificate assertion), refresh; token-endpoint errors decoded into root causes;
-//! - [`oauth::claims`]: who a token belongs to, read from its claims (diagnosis only).
+//! - [`oauth::claims`]: who a token belongs to, read from its claims (diagnosis only);
+//! - [`sasl`]: XOAUTH2 / OAUTHBEARER, keeping the server's error challenge;
+//! - [`source`]: mail servers behind one shape (IMAP so far), [`tls`] for their connections.
 //!
 //! Storage (encrypted tokens, pending flows, refresh leases) is the store's; the `intake` crate
 //! wires both together.
 
 pub mod http;
 pub mod oauth;
+pub mod sasl;
 pub mod secret;
+pub mod source;
+pub mod tls;
 
 /// Install the process-wide crypto providers (rustls and jsonwebtoken both use aws-lc-rs).
 /// Idempotent; called by every constructor that needs them.

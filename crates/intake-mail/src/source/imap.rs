@@ -1,0 +1,381 @@
+//! IMAP source on async-imap: implicit TLS, STARTTLS or plain; XOAUTH2, OAUTHBEARER or
+//! LOGIN; checkpoint by UIDVALIDITY + UID; BODY.PEEK[] so fetching never marks anything read;
+//! post-actions `\Seen`, MOVE (COPY + `\Deleted` + UID EXPUNGE without the MOVE extension) and
+//! delete, applied only when the caller has committed the tickets.
+//!
+//! The folder is always the protocol name (`INBOX` is case-insensitive and never localized,
+//! RC5), never a display name.
+
+use std::fmt::Debug;
+
+use async_imap::{Client, Session};
+use futures_util::TryStreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::{Fetched, PostAction, SourceError};
+use crate::sasl::{Mechanism, OAuthSasl};
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    Implicit,
+    StartTls,
+    None,
+}
+
+/// How to log in.
+#[derive(Clone)]
+pub enum ImapAuth {
+    Password {
+        user: String,
+        password: SecretString,
+    },
+    OAuth {
+        mechanism: Mechanism,
+        user: String,
+        token: SecretString,
+    },
+}
+
+impl Debug for ImapAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password { user, .. } => write!(f, "Password({user})"),
+            Self::OAuth {
+                mechanism, user, ..
+            } => write!(f, "{}({user})", mechanism.name()),
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub ca_pem: Option<Vec<u8>>,
+    pub auth: ImapAuth,
+    pub folder: String,
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Debug> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// A logged-in session with the folder selected.
+pub struct ImapSource {
+    session: Session<Stream>,
+    folder: String,
+    uid_validity: u32,
+    can_move: bool,
+}
+
+impl Debug for ImapSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapSource")
+            .field("folder", &self.folder)
+            .field("uid_validity", &self.uid_validity)
+            .finish_non_exhaustive()
+    }
+}
+
+fn server_text(e: &async_imap::error::Error) -> String {
+    match e {
+        async_imap::error::Error::No(s) | async_imap::error::Error::Bad(s) => s.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+async fn tls_wrap(s: &ImapSettings, tcp: TcpStream, addr: &str) -> Result<Stream, SourceError> {
+    let connector = crate::tls::connector(s.ca_pem.as_deref()).map_err(|e| SourceError::Tls {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    })?;
+    let name =
+        rustls_pki_types::ServerName::try_from(s.host.clone()).map_err(|e| SourceError::Tls {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| SourceError::Tls {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(Box::new(tls))
+}
+
+impl ImapSource {
+    /// Connect, log in and select the folder.
+    pub async fn connect(s: &ImapSettings) -> Result<Self, SourceError> {
+        let addr = format!("{}:{}", s.host, s.port);
+        let tcp = TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| SourceError::Connect {
+                addr: addr.clone(),
+                message: e.to_string(),
+            })?;
+        let proto = |e: std::io::Error| SourceError::Protocol(e.to_string());
+        let client: Client<Stream> = match s.tls {
+            Tls::Implicit => {
+                let mut c = Client::new(tls_wrap(s, tcp, &addr).await?);
+                c.read_response().await.map_err(proto)?; // greeting
+                c
+            }
+            Tls::None => {
+                let mut c = Client::new(Box::new(tcp) as Stream);
+                c.read_response().await.map_err(proto)?;
+                c
+            }
+            Tls::StartTls => {
+                let mut plain = Client::new(tcp);
+                plain.read_response().await.map_err(proto)?;
+                plain
+                    .run_command_and_check_ok("STARTTLS", None)
+                    .await
+                    .map_err(|e| SourceError::Refused {
+                        command: "STARTTLS".into(),
+                        server: server_text(&e),
+                    })?;
+                Client::new(tls_wrap(s, plain.into_inner(), &addr).await?)
+            }
+        };
+        let session = match &s.auth {
+            ImapAuth::Password { user, password } => client
+                .login(user, password.expose_secret())
+                .await
+                .map_err(|(e, _)| SourceError::Auth {
+                    mechanism: "LOGIN".into(),
+                    server: server_text(&e),
+                    challenge: None,
+                })?,
+            ImapAuth::OAuth {
+                mechanism,
+                user,
+                token,
+            } => {
+                let mut sasl =
+                    OAuthSasl::new(*mechanism, user, &s.host, s.port, token.expose_secret());
+                match client.authenticate(mechanism.name(), &mut sasl).await {
+                    Ok(session) => session,
+                    Err((e, _)) => {
+                        return Err(SourceError::Auth {
+                            mechanism: mechanism.name().into(),
+                            server: server_text(&e),
+                            challenge: sasl.server_error.clone(),
+                        });
+                    }
+                }
+            }
+        };
+        let mut session = session;
+        let caps = session
+            .capabilities()
+            .await
+            .map_err(|e| SourceError::Protocol(e.to_string()))?;
+        let can_move = caps.has_str("MOVE");
+        let mailbox = session
+            .select(&s.folder)
+            .await
+            .map_err(|e| SourceError::Refused {
+                command: format!("SELECT {}", s.folder),
+                server: server_text(&e),
+            })?;
+        Ok(Self {
+            session,
+            folder: s.folder.clone(),
+            uid_validity: mailbox.uid_validity.unwrap_or(0),
+            can_move,
+        })
+    }
+
+    pub fn uid_validity(&self) -> u32 {
+        self.uid_validity
+    }
+
+    /// UIDs after `after_uid` (all when the checkpoint's UIDVALIDITY differs: a re-scan the
+    /// ledger de-duplicates), ascending, at most `limit`.
+    pub async fn new_uids(
+        &mut self,
+        checkpoint: Option<(u32, u32)>,
+        limit: usize,
+    ) -> Result<Vec<u32>, SourceError> {
+        let after = match checkpoint {
+            Some((validity, uid)) if validity == self.uid_validity => uid,
+            _ => 0,
+        };
+        let found = self
+            .session
+            .uid_search(format!("UID {}:*", after + 1))
+            .await
+            .map_err(|e| SourceError::Refused {
+                command: "UID SEARCH".into(),
+                server: server_text(&e),
+            })?;
+        // `n:*` also matches the highest UID when it is below n: filter.
+        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u > after).collect();
+        uids.sort_unstable();
+        uids.truncate(limit);
+        Ok(uids)
+    }
+
+    /// Fetch raw messages with BODY.PEEK[] (the \Seen flag is not touched).
+    pub async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Fetched)>, SourceError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = uid_set(uids);
+        let validity = self.uid_validity;
+        let mut out = Vec::with_capacity(uids.len());
+        let mut stream = self
+            .session
+            .uid_fetch(&set, "(UID BODY.PEEK[])")
+            .await
+            .map_err(|e| SourceError::Refused {
+                command: "UID FETCH".into(),
+                server: server_text(&e),
+            })?;
+        while let Some(f) = stream
+            .try_next()
+            .await
+            .map_err(|e| SourceError::Protocol(e.to_string()))?
+        {
+            if let (Some(uid), Some(body)) = (f.uid, f.body()) {
+                out.push((
+                    uid,
+                    Fetched {
+                        identity: format!("imap:{validity}:{uid}"),
+                        raw: body.to_vec(),
+                    },
+                ));
+            }
+        }
+        drop(stream);
+        out.sort_by_key(|(uid, _)| *uid);
+        Ok(out)
+    }
+
+    /// Apply the post-action to committed messages.
+    pub async fn acknowledge(
+        &mut self,
+        uids: &[u32],
+        action: &PostAction,
+    ) -> Result<(), SourceError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set = uid_set(uids);
+        let refused = |command: &str, e: async_imap::error::Error| SourceError::Refused {
+            command: command.into(),
+            server: server_text(&e),
+        };
+        match action {
+            PostAction::MarkRead => {
+                let s = self
+                    .session
+                    .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
+                    .await
+                    .map_err(|e| refused("UID STORE", e))?;
+                let _: Vec<_> = s.try_collect().await.map_err(|e| refused("UID STORE", e))?;
+            }
+            PostAction::Move(folder) if self.can_move => {
+                self.session
+                    .uid_mv(&set, folder)
+                    .await
+                    .map_err(|e| refused("UID MOVE", e))?;
+            }
+            PostAction::Move(folder) => {
+                self.session
+                    .uid_copy(&set, folder)
+                    .await
+                    .map_err(|e| refused("UID COPY", e))?;
+                self.delete(&set).await?;
+            }
+            PostAction::Delete => self.delete(&set).await?,
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self, set: &str) -> Result<(), SourceError> {
+        let refused = |command: &str, e: async_imap::error::Error| SourceError::Refused {
+            command: command.into(),
+            server: server_text(&e),
+        };
+        let s = self
+            .session
+            .uid_store(set, "+FLAGS.SILENT (\\Deleted)")
+            .await
+            .map_err(|e| refused("UID STORE", e))?;
+        let _: Vec<_> = s.try_collect().await.map_err(|e| refused("UID STORE", e))?;
+        let s = self
+            .session
+            .uid_expunge(set)
+            .await
+            .map_err(|e| refused("UID EXPUNGE", e))?;
+        let _: Vec<_> = s
+            .try_collect()
+            .await
+            .map_err(|e| refused("UID EXPUNGE", e))?;
+        Ok(())
+    }
+
+    /// UIDs currently flagged \Seen (for checks and the connection test).
+    pub async fn seen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
+        let mut v: Vec<u32> = self
+            .session
+            .uid_search("SEEN")
+            .await
+            .map_err(|e| SourceError::Refused {
+                command: "UID SEARCH SEEN".into(),
+                server: server_text(&e),
+            })?
+            .into_iter()
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    pub async fn logout(mut self) -> Result<(), SourceError> {
+        self.session
+            .logout()
+            .await
+            .map_err(|e| SourceError::Protocol(e.to_string()))
+    }
+}
+
+/// `1,3:5,9` from sorted UIDs.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut v = uids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            i += 1;
+            end = v[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uid_sets_are_compact() {
+        assert_eq!(super::uid_set(&[5, 1, 2, 3, 9, 10, 12]), "1:3,5,9:10,12");
+        assert_eq!(super::uid_set(&[7]), "7");
+    }
+}
