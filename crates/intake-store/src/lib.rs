@@ -16,6 +16,7 @@
 //!   cross-node single-flight refresh leases and once-only credential warnings.
 
 pub mod apply;
+pub mod checkpoint;
 pub mod crypto;
 pub mod log;
 pub mod query;

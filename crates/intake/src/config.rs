@@ -72,12 +72,46 @@ mod toml_table {
 pub struct ChannelConfig {
     pub name: String,
     pub project: String,
-    /// `maildir` | `mbox` | `eml` for local sources (server protocols come with the connectors).
+    /// `imap` (server), or `maildir` | `mbox` | `eml` for local sources. (`pop3` and `graph` are
+    /// accepted by the file format but not implemented yet: `intake run` says so.)
     #[serde(default)]
     pub protocol: Option<String>,
     /// Path of the local source.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Server host (default: from the integration's cloud/provider).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Server port (default: 993 for implicit TLS, 143 otherwise).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `implicit` | `starttls` | `none` (default `implicit`).
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// The address read (may be a shared mailbox); also the login user.
+    #[serde(default)]
+    pub mailbox: Option<String>,
+    /// `oauth:INTEGRATION` | `password:env:VAR` | `password:file:PATH`.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// OAuth SASL mechanism for IMAP: `xoauth2` (default) | `oauthbearer`.
+    #[serde(default)]
+    pub sasl: Option<String>,
+    /// Protocol folder name (default `INBOX`; never a display name).
+    #[serde(default)]
+    pub folder: Option<String>,
+    /// `mark-read` (default) | `move:FOLDER` | `delete`, done only after the ticket commits.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// First-sync policy: `unread` (default) | `all` | `now`.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Messages per batch (default 100).
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Extra trusted CA for the server's certificate (`file:…`).
+    #[serde(default)]
+    pub ca_file: Option<String>,
     #[serde(default)]
     pub rules: Option<ChannelRulesToml>,
 }

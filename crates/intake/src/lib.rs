@@ -4,6 +4,7 @@
 //! - [`config`]: `intake.toml` + `INTAKE_*` environment;
 //! - [`source`]: where raw messages come from (local `.eml`/Maildir/mbox today);
 //! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
+//! - [`runner`]: server channels (`intake run --once`; IMAP so far);
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
 
@@ -12,4 +13,5 @@ pub mod config;
 pub mod mailgen;
 pub mod oauth;
 pub mod pipeline;
+pub mod runner;
 pub mod source;

@@ -91,7 +91,9 @@ impl IngestOptions {
 
 /// Number of cores this process may use.
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// Apply `f` to every item on `workers` threads, keeping order.
@@ -236,32 +238,7 @@ pub async fn ingest(
     while let Some(batch) = prep_rx.recv().await {
         let batch = batch?;
         summary.duplicate += batch.known;
-        let mut items = batch.items;
-        items.sort_by_key(|(_, inc)| inc.prepared.envelope.sent_at.unwrap_or(i64::MAX));
-        let (origins, items): (Vec<String>, Vec<Incoming>) = items.into_iter().unzip();
-        let t = std::time::Instant::now();
-        let applied = store
-            .apply_batch(&opts.channel, &opts.project, &opts.rules.loop_guard, &items)
-            .await?;
-        let apply_ms = t.elapsed().as_millis() as u64;
-        tracing::debug!(messages = items.len(), apply_ms, "batch committed");
-        for ((origin, inc), a) in origins.iter().zip(&items).zip(&applied) {
-            summary.add(a);
-            if let Applied::Recorded(o @ (Outcome::Ignored(_) | Outcome::Quarantined(_))) = a {
-                let level = if matches!(o, Outcome::Quarantined(_)) {
-                    "warn"
-                } else {
-                    "info"
-                };
-                let fields = serde_json::json!({
-                    "origin": origin,
-                    "message_id": inc.prepared.envelope.message_id,
-                });
-                store
-                    .log_event(Some(&opts.channel), level, o.kind(), &o.to_string(), fields)
-                    .await?;
-            }
-        }
+        let applied = commit(store, opts, batch.items, &mut summary).await?;
         if let Some(p) = progress {
             p.inc((applied.len() as u64) + batch.known);
         }
@@ -283,6 +260,80 @@ pub async fn ingest(
         )
         .await?;
     Ok(summary)
+}
+
+/// Apply one prepared batch in Date order (an original before its replies), add the outcomes to
+/// `summary`, and log ignored and quarantined messages. Returns the outcomes in the order given.
+pub async fn commit(
+    store: &Store,
+    opts: &IngestOptions,
+    mut items: Vec<(String, Incoming)>,
+    summary: &mut Summary,
+) -> Result<Vec<Applied>, IngestError> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|i| items[*i].1.prepared.envelope.sent_at.unwrap_or(i64::MAX));
+    let mut slots: Vec<Option<(String, Incoming)>> = items.drain(..).map(Some).collect();
+    let sorted: Vec<(String, Incoming)> = order.iter().filter_map(|i| slots[*i].take()).collect();
+    let (origins, incoming): (Vec<String>, Vec<Incoming>) = sorted.into_iter().unzip();
+    let t = std::time::Instant::now();
+    let applied = store
+        .apply_batch(
+            &opts.channel,
+            &opts.project,
+            &opts.rules.loop_guard,
+            &incoming,
+        )
+        .await?;
+    let apply_ms = t.elapsed().as_millis() as u64;
+    tracing::debug!(messages = incoming.len(), apply_ms, "batch committed");
+    for ((origin, inc), a) in origins.iter().zip(&incoming).zip(&applied) {
+        summary.add(a);
+        if let Applied::Recorded(o @ (Outcome::Ignored(_) | Outcome::Quarantined(_))) = a {
+            let level = if matches!(o, Outcome::Quarantined(_)) {
+                "warn"
+            } else {
+                "info"
+            };
+            let fields = serde_json::json!({
+                "origin": origin,
+                "message_id": inc.prepared.envelope.message_id,
+            });
+            store
+                .log_event(Some(&opts.channel), level, o.kind(), &o.to_string(), fields)
+                .await?;
+        }
+    }
+    let mut in_order = vec![Applied::Duplicate; applied.len()];
+    for (pos, a) in order.into_iter().zip(applied) {
+        in_order[pos] = a;
+    }
+    Ok(in_order)
+}
+
+/// Prepare raw messages from a server source (identity given by the source) on `workers` threads.
+pub async fn prepare_fetched(
+    reader: Arc<Reader>,
+    fetched: Vec<(String, String, Vec<u8>)>,
+    workers: usize,
+) -> Result<Vec<(String, Incoming)>, IngestError> {
+    tokio::task::spawn_blocking(move || {
+        let received_at = now();
+        par_map(&fetched, workers, |(origin, identity, raw)| {
+            let prepared = reader.prepare(raw);
+            let keep = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| raw.clone());
+            (
+                origin.clone(),
+                Incoming {
+                    identity: identity.clone(),
+                    prepared,
+                    raw: keep,
+                    received_at,
+                },
+            )
+        })
+    })
+    .await
+    .map_err(|e| IngestError::Stage(e.to_string()))
 }
 
 /// Read and prepare every message without storing anything (the benchmark's parse-only rate).

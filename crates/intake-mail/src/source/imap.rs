@@ -323,6 +323,22 @@ impl ImapSource {
         Ok(())
     }
 
+    /// UIDs without \Seen, ascending (the `unread` first-sync policy).
+    pub async fn unseen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
+        let mut v: Vec<u32> = self
+            .session
+            .uid_search("UNSEEN")
+            .await
+            .map_err(|e| SourceError::Refused {
+                command: "UID SEARCH UNSEEN".into(),
+                server: server_text(&e),
+            })?
+            .into_iter()
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
     /// UIDs currently flagged \Seen (for checks and the connection test).
     pub async fn seen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
         let mut v: Vec<u32> = self

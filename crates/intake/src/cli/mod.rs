@@ -39,6 +39,8 @@ pub enum Command {
     Tickets(tickets::TicketsCommand),
     /// Show the mail log (newest first).
     Log(tickets::LogArgs),
+    /// Run the server channels of the configuration (`--once`: drain each once and exit).
+    Run(RunArgs),
     /// Complete an OAuth grant from a terminal (device code, or --browser).
     Authorize(authorize::AuthorizeArgs),
     /// Check (and refresh when due) a stored OAuth token; prints metadata, never the token.
@@ -65,8 +67,82 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => ingest::run(&config, &db, a).await,
         Command::Tickets(c) => tickets::run(&db, c).await,
         Command::Log(a) => tickets::log(&db, a).await,
+        Command::Run(a) => run_channels(&config, &db, a).await,
         Command::Authorize(a) => authorize::authorize(&config, &db, a).await,
         Command::Token(a) => authorize::token(&config, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Only this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Drain each channel once and exit, printing the same summary as `ingest`.
+    #[arg(long)]
+    pub once: bool,
+    /// Print exactly one JSON object: {"created":N,"commented":N,"ignored":N,"quarantined":N,"duplicate":N}
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        a.once,
+        "continuous mode (IMAP IDLE / polling) is not implemented yet: use `intake run --once` (e.g. from a timer)"
+    );
+    let store = intake_store::Store::connect(db).await?;
+    let channels: Vec<_> = config
+        .channels
+        .iter()
+        .filter(|c| a.channel.as_ref().is_none_or(|n| *n == c.name))
+        .filter(|c| !matches!(c.protocol.as_deref(), Some("maildir" | "mbox" | "eml")))
+        .collect();
+    anyhow::ensure!(
+        !channels.is_empty(),
+        "no server channel to run in the configuration"
+    );
+    let mut total = crate::pipeline::Summary::default();
+    let mut failed = 0;
+    for c in channels {
+        // One failing channel never stops the others (RC12).
+        match crate::runner::run_imap_once(config, db, &store, c).await {
+            Ok(s) => {
+                total.created += s.created;
+                total.commented += s.commented;
+                total.ignored += s.ignored;
+                total.quarantined += s.quarantined;
+                total.duplicate += s.duplicate;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: channel {}: {e:#}", c.name);
+                let fields = serde_json::json!({"error": format!("{e:#}")});
+                let _ = store
+                    .log_event(
+                        Some(&c.name),
+                        "error",
+                        "channel_failed",
+                        &format!("{e:#}"),
+                        fields,
+                    )
+                    .await;
+            }
+        }
+    }
+    store.close().await;
+    if a.json {
+        println!("{}", serde_json::to_string(&total)?);
+    } else {
+        println!(
+            "created {}, commented {}, ignored {}, quarantined {}, duplicate {}",
+            total.created, total.commented, total.ignored, total.quarantined, total.duplicate
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

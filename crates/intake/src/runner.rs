@@ -1,0 +1,215 @@
+//! Running server channels: `intake run --once` drains each IMAP channel of the file once.
+//!
+//! Per batch: search new UIDs after the checkpoint (first sync: the `start` policy), fetch with
+//! BODY.PEEK[], prepare, commit (ledger + tickets in one transaction), **then** apply the
+//! post-action to every message whose outcome is committed (new or duplicate), **then** move the
+//! checkpoint. A crash anywhere re-fetches at most the uncommitted or unacknowledged batch; the
+//! ledger makes those duplicates, which are acknowledged then.
+//!
+//! Not yet here (issue "Mail connectors"): POP3, Graph, IDLE/push mode, proxies, reconnect with
+//! backoff, many channels as separate tasks. `intake run` refuses those settings by name.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use intake_core::ProjectKey;
+use intake_core::preset::Protocol;
+use intake_mail::oauth::OAuthClient;
+use intake_mail::sasl::Mechanism;
+use intake_mail::source::PostAction;
+use intake_mail::source::imap::{ImapAuth, ImapSettings, ImapSource, Tls};
+use intake_mime::Reader;
+use intake_store::{Keyring, Store};
+use secrecy::SecretString;
+
+use crate::config::{ChannelConfig, Config};
+use crate::oauth::TokenService;
+use crate::pipeline::{self, IngestOptions, Summary};
+
+/// First-sync policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Unread,
+    All,
+    Now,
+}
+
+fn parse_after(s: Option<&str>) -> anyhow::Result<PostAction> {
+    Ok(match s.unwrap_or("mark-read") {
+        "mark-read" => PostAction::MarkRead,
+        "delete" => PostAction::Delete,
+        other => match other.strip_prefix("move:") {
+            Some(f) if !f.trim().is_empty() => PostAction::Move(f.trim().to_string()),
+            _ => bail!("after = {other:?}: use mark-read, move:FOLDER or delete"),
+        },
+    })
+}
+
+fn secret(spec: &str) -> anyhow::Result<SecretString> {
+    let r = intake_core::secret::SecretRef::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(intake_mail::secret::resolve(&r)?)
+}
+
+/// Connection settings for an IMAP channel, with a fresh access token for OAuth.
+async fn settings(config: &Config, db: &str, c: &ChannelConfig) -> anyhow::Result<ImapSettings> {
+    let mailbox = c
+        .mailbox
+        .clone()
+        .with_context(|| format!("channel {}: `mailbox` is required", c.name))?;
+    let tls = match c.tls.as_deref().unwrap_or("implicit") {
+        "implicit" => Tls::Implicit,
+        "starttls" => Tls::StartTls,
+        "none" => Tls::None,
+        other => bail!(
+            "channel {}: tls = {other:?}: use implicit, starttls or none",
+            c.name
+        ),
+    };
+    let auth_spec = c
+        .auth
+        .clone()
+        .with_context(|| format!("channel {}: `auth` is required", c.name))?;
+    let mut preset_host = None;
+    let auth = if let Some(name) = auth_spec.strip_prefix("oauth:") {
+        let integration = config.integration(name)?;
+        preset_host = Some(integration.endpoints.imap.clone()).filter(|(h, _)| !h.is_empty());
+        let client = OAuthClient::new(&integration)?;
+        let keys = Keyring::from_env_or_file(&config.secret_key_file())?;
+        let tokens = TokenService::new(Store::connect(db).await?, keys);
+        let token = tokens
+            .access_token(&client, &mailbox, Protocol::Imap)
+            .await?;
+        let mechanism = match c.sasl.as_deref().unwrap_or("xoauth2") {
+            "xoauth2" => Mechanism::XOAuth2,
+            "oauthbearer" => Mechanism::OAuthBearer,
+            other => bail!(
+                "channel {}: sasl = {other:?}: use xoauth2 or oauthbearer",
+                c.name
+            ),
+        };
+        ImapAuth::OAuth {
+            mechanism,
+            user: mailbox.clone(),
+            token,
+        }
+    } else if let Some(p) = auth_spec.strip_prefix("password:") {
+        ImapAuth::Password {
+            user: mailbox.clone(),
+            password: secret(p)?,
+        }
+    } else {
+        bail!(
+            "channel {}: auth = {auth_spec:?}: use oauth:INTEGRATION, password:env:VAR or password:file:PATH",
+            c.name
+        );
+    };
+    let (host, default_port) = match (&c.host, preset_host) {
+        (Some(h), _) => (h.clone(), if tls == Tls::Implicit { 993 } else { 143 }),
+        (None, Some((h, p))) => (h, p),
+        (None, None) => bail!("channel {}: `host` is required", c.name),
+    };
+    let ca_pem = match &c.ca_file {
+        Some(spec) => Some(
+            secrecy::ExposeSecret::expose_secret(&secret(spec)?)
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
+    Ok(ImapSettings {
+        host,
+        port: c.port.unwrap_or(default_port),
+        tls,
+        ca_pem,
+        auth,
+        folder: c.folder.clone().unwrap_or_else(|| "INBOX".into()),
+    })
+}
+
+fn parse_checkpoint(s: &str) -> Option<(u32, u32)> {
+    let (v, u) = s.split_once(':')?;
+    Some((v.parse().ok()?, u.parse().ok()?))
+}
+
+/// Drain one IMAP channel once.
+pub async fn run_imap_once(
+    config: &Config,
+    db: &str,
+    store: &Store,
+    c: &ChannelConfig,
+) -> anyhow::Result<Summary> {
+    if let Some(p) = c.protocol.as_deref().filter(|p| *p != "imap") {
+        bail!(
+            "channel {}: protocol {p:?} is not implemented yet (only imap runs; see the connectors issue)",
+            c.name
+        );
+    }
+    let after = parse_after(c.after.as_deref())?;
+    let start = match c.start.as_deref().unwrap_or("unread") {
+        "unread" => Start::Unread,
+        "all" => Start::All,
+        "now" => Start::Now,
+        other => bail!(
+            "channel {}: start = {other:?}: use unread, all or now",
+            c.name
+        ),
+    };
+    let project: ProjectKey = c.project.parse()?;
+    let rules = config.rules_for(Some(c))?;
+    let mut opts = IngestOptions::new(&c.name, project, rules);
+    opts.batch = c.batch.unwrap_or(100).max(1);
+    store
+        .ensure_project(&opts.project, opts.project.as_str())
+        .await?;
+    let reader = Arc::new(Reader::new(&opts.rules)?);
+    let settings = settings(config, db, c).await?;
+    let mut source = ImapSource::connect(&settings).await?;
+    let mut summary = Summary::default();
+    let mut checkpoint = store
+        .checkpoint(&c.name)
+        .await?
+        .as_deref()
+        .and_then(parse_checkpoint);
+    if checkpoint.is_none_or(|(v, _)| v != source.uid_validity()) && start == Start::Now {
+        let last = source
+            .new_uids(None, usize::MAX)
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        store
+            .set_checkpoint(&c.name, &format!("{}:{last}", source.uid_validity()))
+            .await?;
+        checkpoint = Some((source.uid_validity(), last));
+    }
+    loop {
+        let mut uids = source.new_uids(checkpoint, usize::MAX).await?;
+        if start == Start::Unread {
+            let unseen = source.unseen_uids().await?;
+            uids.retain(|u| unseen.binary_search(u).is_ok());
+        }
+        uids.truncate(opts.batch);
+        let Some(&last) = uids.last() else { break };
+        let fetched = source.fetch(&uids).await?;
+        let raw: Vec<(String, String, Vec<u8>)> = fetched
+            .into_iter()
+            .map(|(uid, f)| {
+                (
+                    format!("{}:{}/{uid}", settings.host, settings.folder),
+                    f.identity,
+                    f.raw,
+                )
+            })
+            .collect();
+        let prepared = pipeline::prepare_fetched(reader.clone(), raw, opts.workers).await?;
+        pipeline::commit(store, &opts, prepared, &mut summary).await?;
+        // Committed (new or duplicate): now the post-action, then the checkpoint.
+        source.acknowledge(&uids, &after).await?;
+        checkpoint = Some((source.uid_validity(), last));
+        store
+            .set_checkpoint(&c.name, &format!("{}:{last}", source.uid_validity()))
+            .await?;
+    }
+    let _ = source.logout().await;
+    Ok(summary)
+}
