@@ -7,7 +7,11 @@
 //!
 //! [`idp::Idp`] runs a real OAuth 2.0 / OpenID Connect server (panva's oidc-provider) on a free
 //! loopback port, installed by `bash scripts/testbed/idp.sh install`.
+//!
+//! [`dovecot::Dovecot`] runs a real Dovecot 2.3 (IMAP, POP3, LMTP; passwords and OAuth bearer
+//! tokens from the IdP) on free loopback ports, installed by `bash scripts/testbed/dovecot.sh install`.
 
+pub mod dovecot;
 pub mod idp;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -6,6 +6,8 @@ mod cli;
 mod crash;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
 mod idp;
+/// IMAP channels against a real Dovecot (scripts/testbed/dovecot.sh).
+mod imap;
 /// OAuth: single-flight refresh across processes, decoded errors, device code, certificates.
 mod oauth;
 

@@ -1,0 +1,891 @@
+//! A real Dovecot 2.3 (Debian's `dovecot-core`, `-imapd`, `-pop3d`, `-lmtpd`, installed by
+//! `bash scripts/testbed/dovecot.sh install`) for the IMAP/POP3 connector tests. Each
+//! [`Dovecot`] is its own `dovecot -F -c <tempdir>/dovecot.conf` master process: all state,
+//! sockets, logs and mail live in a temporary directory, `/etc/dovecot` and the system service
+//! are never used, and the four listeners (IMAP, IMAPS, POP3, POP3S) are on free `127.0.0.1`
+//! ports. Dropping it stops the server (SIGTERM, then SIGKILL) and removes the directory; a
+//! watchdog process also stops it when the test process dies without dropping it.
+//!
+//! What the server offers:
+//! - users from [`DovecotOptions::users`] in a passwd-file with plain passwords (`PLAIN` and
+//!   `LOGIN` SASL, IMAP `LOGIN`, POP3 `USER`/`PASS`); user names are compared lowercased;
+//! - with [`OAuthValidation::Introspect`], SASL `XOAUTH2` and `OAUTHBEARER` with bearer
+//!   tokens from a running [`Idp`], validated by RFC 7662 introspection (Dovecot authenticates
+//!   as the IdP's `intake-post` client, `client_secret_post`). The token must carry scope `mail`
+//!   and its `email` (the IdP's login) must equal the user name; get one with
+//!   [`mail_access_token`]. A bad token gets the `+ eyJ…` challenge, then
+//!   `NO [AUTHENTICATIONFAILED]` / `-ERR [AUTH]`; the reason is only in [`Dovecot::log`];
+//! - TLS on the IMAPS/POP3S ports and STARTTLS/STLS on the plain ones, with a self-signed
+//!   certificate for `localhost` and `127.0.0.1` ([`Dovecot::ca_pem`], also in
+//!   [`Dovecot::ca_path`]); plaintext auth is allowed on the plain ports;
+//! - no failed-auth penalty (anvil's `anvil-auth-penalty` listener is off), so wrong passwords
+//!   and bad tokens fail at once instead of after 2..15 s; `mail_fsync = never`;
+//! - Maildir under `<state>/home/<user>/Maildir`; [`Dovecot::deliver`] writes messages straight
+//!   into `new/` (Dovecot picks them up on the next SELECT/STAT/NOOP);
+//! - with [`DovecotOptions::localized_folders`], German folder names with SPECIAL-USE flags
+//!   (see [`LOCALIZED_FOLDERS`]), created and subscribed on first login. IMAP has no way to
+//!   rename INBOX for display, so a connector test proves it goes by the protocol's names
+//!   (`INBOX`, `\Trash`, ...) rather than by English folder names;
+//! - LMTP on a unix socket ([`Dovecot::lmtp_socket`]).
+//!
+//! Dovecot refuses mail access as root ("Mail access not allowed for root"), so when the tests
+//! run as root the mail belongs to the system user `mail` (Debian: uid 8), and
+//! [`Dovecot::deliver`] hands its files to that user. As another user, everything runs as that
+//! user (not tested here: this machine runs the tests as root).
+//!
+//! ```ignore
+//! let Some(dc) = Dovecot::start_or_skip("my_test", &DovecotOptions::with_users(&[("alice@example.test", "pw")])) else { return };
+//! dc.deliver("alice@example.test", b"Subject: hi\r\n\r\nbody\r\n")?;
+//! // IMAP on 127.0.0.1:{dc.imap_port}, IMAPS on dc.imaps_port trusting dc.ca_pem, ...
+//! ```
+//! `start_or_skip` panics instead of skipping when `INTAKE_REQUIRE_DOVECOT=1`.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::idp::{Idp, pkce_pair, random_token};
+
+/// How long [`Dovecot::start`] waits for the listeners to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stop waits after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often [`Dovecot::start`] picks new ports when one was taken meanwhile.
+const PORT_ATTEMPTS: usize = 5;
+
+/// The extra folders of [`DovecotOptions::localized_folders`]: (name, SPECIAL-USE flag or "").
+/// On the wire they are modified UTF-7 (`Gel&APY-schte Elemente`); on disk Maildir++
+/// (`.Gel&APY-schte Elemente`).
+pub const LOCALIZED_FOLDERS: &[(&str, &str)] = &[
+    ("Posteingang-Archiv", "\\Archive"),
+    ("Gelöschte Elemente", "\\Trash"),
+    ("Gesendete Elemente", "\\Sent"),
+    ("Entwürfe", "\\Drafts"),
+    ("Junk-E-Mail", "\\Junk"),
+    ("Aufgaben", ""),
+];
+
+/// How Dovecot checks OAuth bearer tokens (SASL XOAUTH2 / OAUTHBEARER).
+#[derive(Debug, Clone, Copy)]
+pub enum OAuthValidation<'a> {
+    /// RFC 7662 introspection at `idp`'s introspection endpoint (POST, as client
+    /// `intake-post` with `client_secret_post`), requiring scope `mail`, `active: true` and
+    /// `email` equal to the SASL user. Revoking a token takes effect at once. The IdP must
+    /// outlive the server (tokens die with the IdP anyway).
+    Introspect { idp: &'a Idp },
+}
+
+/// Settings for [`Dovecot::start`].
+#[derive(Debug, Clone, Default)]
+pub struct DovecotOptions<'a> {
+    /// `(email, password)`: the users and their plain passwords. Names are lowercased.
+    pub users: Vec<(String, String)>,
+    /// Turns on SASL XOAUTH2 and OAUTHBEARER.
+    pub oauth: Option<OAuthValidation<'a>>,
+    /// Adds the [`LOCALIZED_FOLDERS`] (non-English names with SPECIAL-USE flags) to every
+    /// mailbox, created and subscribed at first login.
+    pub localized_folders: bool,
+}
+
+impl<'a> DovecotOptions<'a> {
+    /// Options with these `(email, password)` users and nothing else.
+    pub fn with_users(users: &[(&str, &str)]) -> Self {
+        Self {
+            users: users
+                .iter()
+                .map(|(u, p)| ((*u).to_string(), (*p).to_string()))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds introspection against `idp`.
+    pub fn introspect(mut self, idp: &'a Idp) -> Self {
+        self.oauth = Some(OAuthValidation::Introspect { idp });
+        self
+    }
+
+    /// Adds the localized folders.
+    pub fn localized(mut self) -> Self {
+        self.localized_folders = true;
+        self
+    }
+}
+
+/// A running Dovecot. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Dovecot {
+    pub imap_port: u16,
+    pub imaps_port: u16,
+    pub pop3_port: u16,
+    pub pop3s_port: u16,
+    /// The server's self-signed certificate (CN `localhost`, SAN `localhost` and `127.0.0.1`),
+    /// PEM: the one certificate a client must trust.
+    pub ca_pem: String,
+    /// [`Dovecot::ca_pem`] as a file (for curl's `--cacert` and the like).
+    pub ca_path: PathBuf,
+    /// The temporary directory holding everything (config, logs, sockets, mail).
+    pub state_dir: PathBuf,
+    /// The users as given, names lowercased.
+    pub users: Vec<(String, String)>,
+    /// The IdP's issuer when OAuth is on.
+    pub oauth_issuer: Option<String>,
+    conf_path: PathBuf,
+    log_path: PathBuf,
+    stderr_path: PathBuf,
+    bin: PathBuf,
+    owner: Owner,
+    child: Option<Child>,
+    watchdog: Option<(Child, ChildStdin)>,
+    _dir: tempfile::TempDir,
+}
+
+/// Who owns the mail (Dovecot will not access mail as root).
+#[derive(Debug, Clone)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    /// Set when not running as root: the user and group every Dovecot process runs as.
+    unprivileged: Option<(String, String)>,
+}
+
+/// True when `INTAKE_REQUIRE_DOVECOT=1`: tests must fail rather than skip without Dovecot.
+pub fn dovecot_required() -> bool {
+    std::env::var("INTAKE_REQUIRE_DOVECOT").is_ok_and(|v| v == "1")
+}
+
+/// The base64 SASL XOAUTH2 initial response: `user=U^Aauth=Bearer T^A^A`.
+pub fn xoauth2_b64(user: &str, token: &str) -> String {
+    STANDARD.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"))
+}
+
+/// The base64 SASL OAUTHBEARER (RFC 7628) initial response: `n,a=U,^Aauth=Bearer T^A^A`.
+pub fn oauthbearer_b64(user: &str, token: &str) -> String {
+    STANDARD.encode(format!("n,a={user},\x01auth=Bearer {token}\x01\x01"))
+}
+
+/// The base64 SASL PLAIN initial response: `^@user^@password`.
+pub fn plain_b64(user: &str, password: &str) -> String {
+    STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+/// A fresh access token for `login` from `idp` with scope `openid email mail` (authorization
+/// code flow with PKCE as client `intake`): opaque, so Dovecot can introspect it, and its
+/// `email` is `login`.
+pub async fn mail_access_token(idp: &Idp, login: &str) -> Result<String, String> {
+    let redirect_uri = "http://127.0.0.1/callback";
+    let (verifier, challenge) = pkce_pair();
+    let state = random_token();
+    let mut url = reqwest::Url::parse(idp.authorization_endpoint()).map_err(|e| e.to_string())?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &idp.client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", "openid email mail")
+        .append_pair("state", &state)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("login_hint", login);
+    let back = idp.browser_login_as(url.as_str(), login).await?;
+    let back = reqwest::Url::parse(&back).map_err(|e| format!("{back}: {e}"))?;
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| format!("no code in {back}"))?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = http
+        .post(idp.token_endpoint())
+        .basic_auth(&idp.client_id, Some(&idp.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("token request: {e}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.map_err(|e| format!("token JSON: {e}"))?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("token endpoint said {status}: {body}"))
+}
+
+/// Modified UTF-7 (RFC 3501 5.1.3), as IMAP and Dovecot's Maildir++ folder names use it.
+pub fn mutf7(name: &str) -> String {
+    let alphabet = base64::alphabet::Alphabet::new(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,",
+    )
+    .expect("alphabet");
+    let engine = base64::engine::GeneralPurpose::new(
+        &alphabet,
+        base64::engine::GeneralPurposeConfig::new().with_encode_padding(false),
+    );
+    let mut out = String::new();
+    let mut pending: Vec<u16> = Vec::new();
+    let flush = |pending: &mut Vec<u16>, out: &mut String| {
+        if !pending.is_empty() {
+            let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+            out.push('&');
+            out.push_str(&engine.encode(bytes));
+            out.push('-');
+            pending.clear();
+        }
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut pending, &mut out);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            pending.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
+fn find_dovecot() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("INTAKE_DOVECOT") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("dovecot"))
+        .find(|p| p.is_file())
+}
+
+/// `(uid, gid)` of the process, from `/proc/self` (no libc: the workspace forbids unsafe).
+fn current_ids() -> io::Result<(u32, u32)> {
+    let m = fs::metadata("/proc/self")?;
+    Ok((m.uid(), m.gid()))
+}
+
+/// `(name, uid, gid)` from /etc/passwd where `pick` says so.
+fn passwd_entry(pick: impl Fn(&str, u32) -> bool) -> Option<(String, u32, u32)> {
+    let text = fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let (name, uid, gid) = (f.first()?, f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?);
+        pick(name, uid).then(|| ((*name).to_string(), uid, gid))
+    })
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    let text = fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2)?.parse::<u32>().ok()? == gid).then(|| f[0].to_string())
+    })
+}
+
+fn owner() -> Result<Owner, String> {
+    let (uid, gid) = current_ids().map_err(|e| format!("/proc/self: {e}"))?;
+    if uid == 0 {
+        let want = std::env::var("INTAKE_DOVECOT_MAIL_USER").unwrap_or_else(|_| "mail".into());
+        let (_, uid, gid) = passwd_entry(|n, u| n == want && u != 0)
+            .or_else(|| passwd_entry(|n, u| n == "nobody" && u != 0))
+            .ok_or_else(|| {
+                format!("no user {want:?} (or nobody) in /etc/passwd to own the mail")
+            })?;
+        Ok(Owner {
+            uid,
+            gid,
+            unprivileged: None,
+        })
+    } else {
+        let (name, _, _) = passwd_entry(|_, u| u == uid)
+            .ok_or_else(|| format!("uid {uid} is not in /etc/passwd (Dovecot needs a name)"))?;
+        let group = group_name(gid).ok_or_else(|| format!("gid {gid} is not in /etc/group"))?;
+        Ok(Owner {
+            uid,
+            gid,
+            unprivileged: Some((name, group)),
+        })
+    }
+}
+
+/// Four distinct free ports on 127.0.0.1 (bound at once, then released for Dovecot).
+fn free_ports() -> io::Result<[u16; 4]> {
+    let ls = (0..4)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut ports = [0u16; 4];
+    for (p, l) in ports.iter_mut().zip(&ls) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
+fn self_signed() -> Result<(String, String), String> {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Intake test Dovecot");
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn chown(path: &Path, owner: &Owner) -> io::Result<()> {
+    if owner.unprivileged.is_none() {
+        std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid))?;
+    }
+    Ok(())
+}
+
+fn mkdir_owned(path: &Path, owner: &Owner) -> io::Result<()> {
+    for dir in path.ancestors().collect::<Vec<_>>().into_iter().rev() {
+        if !dir.exists() {
+            fs::create_dir(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+            chown(dir, owner)?;
+        }
+    }
+    Ok(())
+}
+
+/// A passwd-file field must not hold ':' or a line break.
+fn check_field(what: &str, v: &str) -> Result<(), String> {
+    if v.contains([':', '\n', '\r']) || v.is_empty() {
+        Err(format!(
+            "dovecot: bad {what} {v:?} (empty, or has ':' or a line break)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl Dovecot {
+    /// Starts a server. `None` (with the reason on stderr) when Dovecot is not installed or
+    /// does not come up.
+    pub fn start(opts: &DovecotOptions<'_>) -> Option<Dovecot> {
+        match Self::try_start(opts) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("dovecot: {e}");
+                None
+            }
+        }
+    }
+
+    /// [`Dovecot::start`], but when that is `None`: panics if `INTAKE_REQUIRE_DOVECOT=1`,
+    /// else prints `SKIPPED: <test>: ...` and returns `None` for the test to return early.
+    pub fn start_or_skip(test: &str, opts: &DovecotOptions<'_>) -> Option<Dovecot> {
+        match Self::try_start(opts) {
+            Ok(d) => Some(d),
+            Err(e) if dovecot_required() => panic!(
+                "{test}: the Dovecot test server could not start and INTAKE_REQUIRE_DOVECOT=1: {e}\n\
+                 (run `bash scripts/testbed/dovecot.sh install`)"
+            ),
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: {test}: no Dovecot test server ({e}; run `bash scripts/testbed/dovecot.sh install`, \
+                     INTAKE_REQUIRE_DOVECOT=1 makes this fail)"
+                );
+                None
+            }
+        }
+    }
+
+    /// [`Dovecot::start`] with the reason as an error.
+    pub fn try_start(opts: &DovecotOptions<'_>) -> Result<Dovecot, String> {
+        let bin = find_dovecot()
+            .ok_or("dovecot is not installed (no dovecot on PATH or in /usr/sbin)")?;
+        let lib = Path::new("/usr/lib/dovecot");
+        for p in ["imap", "pop3", "lmtp"] {
+            if std::env::var_os("INTAKE_DOVECOT").is_none() && !lib.join(p).exists() {
+                return Err(format!(
+                    "{} is missing (dovecot-{p}d not installed)",
+                    lib.join(p).display()
+                ));
+            }
+        }
+        let owner = owner()?;
+        let mut users = Vec::new();
+        for (u, p) in &opts.users {
+            check_field("user", u)?;
+            check_field("password", p)?;
+            users.push((u.to_lowercase(), p.clone()));
+        }
+
+        let dir = tempfile::Builder::new()
+            .prefix("intake-dovecot-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let state = dir.path().to_path_buf();
+        let io = |what: &str, e: io::Error| format!("{what}: {e}");
+        // Dovecot's unprivileged processes (auth as `dovecot`, imap as the mail owner) must
+        // get through; nothing secret lives here.
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o755))
+            .map_err(|e| io("chmod", e))?;
+        for d in ["run", "lib", "home"] {
+            fs::create_dir(state.join(d)).map_err(|e| io(d, e))?;
+        }
+        fs::set_permissions(state.join("home"), fs::Permissions::from_mode(0o755))
+            .map_err(|e| io("chmod home", e))?;
+
+        let (ca_pem, key_pem) = self_signed()?;
+        let ca_path = state.join("cert.pem");
+        fs::write(&ca_path, &ca_pem).map_err(|e| io("cert.pem", e))?;
+        let key_path = state.join("key.pem");
+        fs::write(&key_path, key_pem).map_err(|e| io("key.pem", e))?;
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| io("chmod key", e))?;
+
+        let mut passwd = String::new();
+        for (u, p) in &users {
+            let home = state.join("home").join(u);
+            for sub in ["cur", "new", "tmp"] {
+                mkdir_owned(&home.join("Maildir").join(sub), &owner).map_err(|e| io("home", e))?;
+            }
+            let _ = writeln!(
+                passwd,
+                "{u}:{{PLAIN}}{p}:{}:{}::{}::",
+                owner.uid,
+                owner.gid,
+                home.display()
+            );
+        }
+        fs::write(state.join("users"), passwd).map_err(|e| io("users", e))?;
+
+        let oauth_issuer = match opts.oauth {
+            Some(OAuthValidation::Introspect { idp }) => {
+                let conf = format!(
+                    "introspection_mode = post\n\
+                     introspection_url = {}\n\
+                     client_id = {}\n\
+                     client_secret = {}\n\
+                     username_attribute = email\n\
+                     active_attribute = active\n\
+                     active_value = true\n\
+                     scope = mail\n\
+                     openid_configuration_url = {}\n",
+                    idp.introspection_endpoint(),
+                    idp.post_client_id,
+                    idp.client_secret,
+                    idp.discovery_url(),
+                );
+                let p = state.join("oauth2.conf.ext");
+                fs::write(&p, conf).map_err(|e| io("oauth2.conf.ext", e))?;
+                Some(idp.issuer.clone())
+            }
+            None => None,
+        };
+
+        let mut dc = Dovecot {
+            imap_port: 0,
+            imaps_port: 0,
+            pop3_port: 0,
+            pop3s_port: 0,
+            ca_pem,
+            ca_path,
+            conf_path: state.join("dovecot.conf"),
+            log_path: state.join("dovecot.log"),
+            stderr_path: state.join("dovecot.stderr"),
+            state_dir: state,
+            users,
+            oauth_issuer,
+            bin,
+            owner,
+            child: None,
+            watchdog: None,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        let mut last = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let [a, b, c, d] = free_ports().map_err(|e| io("free ports", e))?;
+            (dc.imap_port, dc.imaps_port, dc.pop3_port, dc.pop3s_port) = (a, b, c, d);
+            dc.write_config(opts.localized_folders)
+                .map_err(|e| io("dovecot.conf", e))?;
+            match dc.spawn() {
+                Ok(()) => {
+                    if std::env::var_os("INTAKE_DOVECOT_VERBOSE").is_some() {
+                        eprintln!(
+                            "dovecot: up in {:?} (imap {}, imaps {}, pop3 {}, pop3s {}, {})",
+                            started.elapsed(),
+                            dc.imap_port,
+                            dc.imaps_port,
+                            dc.pop3_port,
+                            dc.pop3s_port,
+                            dc.state_dir.display()
+                        );
+                    }
+                    return Ok(dc);
+                }
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(format!(
+            "no free ports after {PORT_ATTEMPTS} attempts: {last}"
+        ))
+    }
+
+    fn write_config(&self, localized: bool) -> io::Result<()> {
+        let s = self.state_dir.display();
+        let mut c = String::new();
+        let oauth = self.oauth_issuer.is_some();
+        let _ = write!(
+            c,
+            "# Written by intake_testkit::dovecot (Dovecot 2.3 syntax).\n\
+             base_dir = {s}/run\n\
+             state_dir = {s}/lib\n\
+             instance_name = intake-{port}\n\
+             listen = 127.0.0.1\n\
+             protocols = imap pop3 lmtp\n\
+             log_path = {s}/dovecot.log\n\
+             ssl = yes\n\
+             ssl_cert = <{s}/cert.pem\n\
+             ssl_key = <{s}/key.pem\n\
+             disable_plaintext_auth = no\n\
+             auth_mechanisms = plain login{mechs}\n\
+             auth_failure_delay = 0\n\
+             auth_verbose = yes\n\
+             first_valid_uid = {uid}\n\
+             first_valid_gid = {gid}\n\
+             mail_uid = {uid}\n\
+             mail_gid = {gid}\n\
+             mail_location = maildir:~/Maildir\n\
+             mail_fsync = never\n\
+             login_greeting = Dovecot (Intake test) ready.\n\
+             passdb {{\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%Lu {s}/users\n}}\n",
+            port = self.imap_port,
+            mechs = if oauth { " xoauth2 oauthbearer" } else { "" },
+            uid = self.owner.uid,
+            gid = self.owner.gid,
+        );
+        if oauth {
+            let _ = write!(
+                c,
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {s}/oauth2.conf.ext\n}}\n"
+            );
+        }
+        let _ = write!(
+            c,
+            "userdb {{\n  driver = passwd-file\n  args = username_format=%Lu {s}/users\n}}\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n"
+        );
+        if localized {
+            for (name, flag) in LOCALIZED_FOLDERS {
+                let _ = write!(c, "  mailbox \"{name}\" {{\n    auto = subscribe\n");
+                if !flag.is_empty() {
+                    let _ = writeln!(c, "    special_use = {flag}");
+                }
+                c.push_str("  }\n");
+            }
+        }
+        c.push_str("}\n");
+        let _ = write!(
+            c,
+            "service anvil {{\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = {}\n  }}\n  inet_listener imaps {{\n    port = {}\n    ssl = yes\n  }}\n{chroot}}}\n\
+             service pop3-login {{\n  inet_listener pop3 {{\n    port = {}\n  }}\n  inet_listener pop3s {{\n    port = {}\n    ssl = yes\n  }}\n{chroot}}}\n\
+             service lmtp {{\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n}}\n",
+            self.imap_port,
+            self.imaps_port,
+            self.pop3_port,
+            self.pop3s_port,
+            chroot = if self.owner.unprivileged.is_some() {
+                "  chroot =\n"
+            } else {
+                ""
+            },
+        );
+        if let Some((user, group)) = &self.owner.unprivileged {
+            let _ = write!(
+                c,
+                "default_internal_user = {user}\ndefault_internal_group = {group}\ndefault_login_user = {user}\n"
+            );
+        }
+        fs::write(&self.conf_path, c)
+    }
+
+    /// Runs the master and waits until all four listeners answer.
+    fn spawn(&mut self) -> Result<(), String> {
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .map_err(|e| format!("{}: {e}", self.stderr_path.display()))?;
+        let log_start = fs::metadata(&self.log_path).map(|m| m.len()).unwrap_or(0);
+        let stderr_start = stderr.metadata().map(|m| m.len()).unwrap_or(0);
+        let child = Command::new(&self.bin)
+            .arg("-F")
+            .arg("-c")
+            .arg(&self.conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stderr.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        let pid = child.id();
+        // Stops the master when this process dies without dropping us: the watchdog's stdin
+        // reaches EOF, it checks the pid is still our dovecot, and sends SIGTERM.
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "read _x; if grep -qF -- \"$1\" /proc/\"$2\"/cmdline 2>/dev/null; then kill -TERM \"$2\"; fi",
+            )
+            .arg("sh")
+            .arg(&self.conf_path)
+            .arg(pid.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+            .and_then(|mut w| w.stdin.take().map(|i| (w, i)));
+        self.child = Some(child);
+        self.watchdog = watchdog;
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ports = [
+            self.imap_port,
+            self.imaps_port,
+            self.pop3_port,
+            self.pop3s_port,
+        ];
+        let mut ready = [false; 4];
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                self.stop_watchdog();
+                let out = format!(
+                    "{}{}",
+                    tail_from(&self.stderr_path, stderr_start),
+                    tail_from(&self.log_path, log_start)
+                );
+                return Err(format!("dovecot exited ({status}) while starting:\n{out}"));
+            }
+            for (i, port) in ports.iter().enumerate() {
+                if !ready[i] {
+                    ready[i] = probe(*port, i == 0 || i == 2);
+                }
+            }
+            if ready.iter().all(|r| *r) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(format!(
+                    "dovecot did not answer on {ports:?} within {START_TIMEOUT:?}:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop_watchdog(&mut self) {
+        if let Some((mut w, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = w.wait();
+        }
+    }
+
+    /// SIGTERM (Dovecot's clean shutdown, which also ends the login and mail processes
+    /// holding the listeners), then SIGKILL after [`STOP_TIMEOUT`].
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(child.id().to_string())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let deadline = Instant::now() + STOP_TIMEOUT;
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        self.stop_watchdog();
+    }
+
+    /// Stops the server and starts it again on the same ports with the same state and mail
+    /// (for a server-restart-mid-batch test). Open connections are cut. Retries for a while
+    /// when a port is still held by a leftover process.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.contains("Address already in use") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+    }
+
+    /// Stops the server without dropping it (connections are refused until
+    /// [`Dovecot::restart`]).
+    pub fn shutdown(&mut self) {
+        self.stop();
+    }
+
+    /// True while the master process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The user's Maildir (`cur/`, `new/`, `tmp/` inside). Dovecot keeps its index files there too.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        self.state_dir
+            .join("home")
+            .join(user.to_lowercase())
+            .join("Maildir")
+    }
+
+    /// The Maildir++ directory of one of the user's folders (`INBOX` is [`Dovecot::maildir`]);
+    /// `/` separates levels.
+    pub fn folder_dir(&self, user: &str, mailbox: &str) -> PathBuf {
+        if mailbox.eq_ignore_ascii_case("INBOX") {
+            return self.maildir(user);
+        }
+        self.maildir(user)
+            .join(format!(".{}", mutf7(mailbox).replace('/', ".")))
+    }
+
+    /// Puts one message into the user's INBOX: written to `tmp/`, then renamed into `new/`
+    /// under a unique name, owned by the mail user. Visible at the next SELECT/STAT.
+    pub fn deliver(&self, user: &str, raw: &[u8]) -> io::Result<()> {
+        self.deliver_to(user, "INBOX", raw)
+    }
+
+    /// [`Dovecot::deliver`] for each message, in order.
+    pub fn deliver_many(&self, user: &str, messages: Vec<Vec<u8>>) -> io::Result<()> {
+        for m in &messages {
+            self.deliver(user, m)?;
+        }
+        Ok(())
+    }
+
+    /// [`Dovecot::deliver`] into another folder (created on disk if missing; Dovecot lists it
+    /// from then on), e.g. `"Gelöschte Elemente"`.
+    pub fn deliver_to(&self, user: &str, mailbox: &str, raw: &[u8]) -> io::Result<()> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        if !self.users.iter().any(|(u, _)| *u == user.to_lowercase()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no user {user} on this Dovecot"),
+            ));
+        }
+        let dir = self.folder_dir(user, mailbox);
+        for sub in ["cur", "new", "tmp"] {
+            mkdir_owned(&dir.join(sub), &self.owner)?;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = format!(
+            "{}.M{}P{}Q{}.intake-testkit,S={}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            raw.len()
+        );
+        let tmp = dir.join("tmp").join(&name);
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(raw)?;
+        }
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
+        chown(&tmp, &self.owner)?;
+        fs::rename(&tmp, dir.join("new").join(&name))
+    }
+
+    /// The unix socket of Dovecot's LMTP service (delivery through Dovecot, with its headers).
+    pub fn lmtp_socket(&self) -> PathBuf {
+        self.state_dir.join("run").join("lmtp")
+    }
+
+    /// The config file the server runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.conf_path
+    }
+
+    /// Dovecot's log so far (`log_path`, with auth failure reasons such as
+    /// `oauth2 failed: Introspection failed: ...`) followed by what the master wrote to
+    /// stdout/stderr.
+    pub fn log(&self) -> String {
+        let mut s = fs::read_to_string(&self.log_path).unwrap_or_default();
+        s.push_str(&fs::read_to_string(&self.stderr_path).unwrap_or_default());
+        s
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Connects; for the plain ports also waits for the greeting (`* OK` / `+OK`).
+fn probe(port: u16, greeting: bool) -> bool {
+    let Ok(s) = TcpStream::connect_timeout(
+        &(Ipv4Addr::LOCALHOST, port).into(),
+        Duration::from_millis(500),
+    ) else {
+        return false;
+    };
+    if !greeting {
+        return true;
+    }
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    let ok = BufReader::new(&s).read_line(&mut line).is_ok()
+        && (line.starts_with("* OK") || line.starts_with("+OK"));
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    ok
+}
+
+fn tail_from(path: &Path, from: u64) -> String {
+    let mut out = String::new();
+    if let Ok(mut f) = File::open(path) {
+        use std::io::Seek;
+        if f.seek(io::SeekFrom::Start(from)).is_ok() {
+            let _ = f.read_to_string(&mut out);
+        }
+    }
+    out
+}

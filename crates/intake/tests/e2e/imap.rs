@@ -1,0 +1,208 @@
+use intake_core::token::{TokenIdentity, TokenSet};
+use intake_mail::sasl::Mechanism;
+use intake_mail::source::SourceError;
+use intake_mail::source::imap::{ImapAuth, ImapSettings, ImapSource, Tls};
+use intake_store::{Keyring, Store, now};
+use intake_testkit::TestDb;
+use intake_testkit::dovecot::{Dovecot, DovecotOptions, mail_access_token};
+use intake_testkit::idp::Idp;
+use secrecy::SecretString;
+
+use crate::intake;
+
+const USER: &str = "help@example.test";
+const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+fn mail(id: &str, subject: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "From: Jane <jane@customer.example>\r\nTo: {USER}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+         Date: Mon, 23 Nov 2026 10:00:0{} +0000\r\n{extra}Content-Type: text/plain\r\n\r\nBody of {subject}\r\n",
+        id.len() % 10
+    )
+    .into_bytes()
+}
+
+fn settings(dc: &Dovecot, auth: ImapAuth) -> ImapSettings {
+    ImapSettings {
+        host: "127.0.0.1".into(),
+        port: dc.imaps_port,
+        tls: Tls::Implicit,
+        ca_pem: Some(dc.ca_pem.clone().into_bytes()),
+        auth,
+        folder: "INBOX".into(),
+    }
+}
+
+fn run_once(cfg: &str, db: &str) -> serde_json::Value {
+    let o = intake()
+        .args(["--config", cfg, "--db", db, "run", "--once", "--json"])
+        .env("IMAP_PW", "s3cret")
+        .env("INTAKE_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A real Dovecot over IMAPS with a password: messages become tickets (a reply a comment),
+/// each exactly once, they are marked read only after the commit, and later runs take only what
+/// is new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_channel_ingests_once_marks_read_and_resumes_from_its_checkpoint() {
+    let Some(dc) = Dovecot::start_or_skip(
+        "imap_channel_ingests_once",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("a1@x", "Printer broken", ""))
+        .unwrap();
+    dc.deliver(
+        USER,
+        &mail(
+            "a2@x",
+            "Re: Printer broken",
+            "In-Reply-To: <a1@x>\r\nReferences: <a1@x>\r\n",
+        ),
+    )
+    .unwrap();
+    dc.deliver(USER, &mail("a3@x", "VPN down", "")).unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"helpdesk\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"implicit\"\nca_file = \"file:{}\"\nmailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\nbatch = 2\n",
+            dc.imaps_port,
+            dc.ca_path.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let v = run_once(&cfg, &db.url);
+    assert_eq!(
+        (v["created"].as_u64(), v["commented"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    let mut src = ImapSource::connect(&settings(
+        &dc,
+        ImapAuth::Password {
+            user: USER.into(),
+            password: SecretString::from("s3cret".to_string()),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        src.seen_uids().await.unwrap().len(),
+        3,
+        "post-action applied after commit"
+    );
+    let v = run_once(&cfg, &db.url);
+    assert_eq!(
+        v["created"].as_u64().unwrap()
+            + v["commented"].as_u64().unwrap()
+            + v["duplicate"].as_u64().unwrap(),
+        0,
+        "{v}"
+    );
+    dc.deliver(USER, &mail("a4@x", "New laptop", "")).unwrap();
+    let v = run_once(&cfg, &db.url);
+    assert_eq!(v["created"], 1, "{v}");
+    let store = Store::connect(&db.url).await.unwrap();
+    let ledger = store.ledger(Some("helpdesk")).await.unwrap();
+    assert_eq!(ledger.len(), 4);
+    assert!(ledger.iter().all(|r| {
+        r.identity
+            .starts_with(&format!("imap:{}:", src.uid_validity()))
+    }));
+    let _ = src.logout().await;
+}
+
+/// XOAUTH2 and OAUTHBEARER with a real token from a real OAuth server, validated by Dovecot;
+/// a rejected token surfaces the server's own challenge and text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_oauth_login_with_real_tokens_and_the_servers_rejection_text() {
+    let Some(idp) = Idp::start_or_skip("imap_oauth_login") else {
+        return;
+    };
+    let Some(dc) = Dovecot::start_or_skip(
+        "imap_oauth_login",
+        &DovecotOptions::with_users(&[(USER, "unused")]).introspect(&idp),
+    ) else {
+        return;
+    };
+    let token = mail_access_token(&idp, USER).await.unwrap();
+    for mechanism in [Mechanism::XOAuth2, Mechanism::OAuthBearer] {
+        let auth = ImapAuth::OAuth {
+            mechanism,
+            user: USER.into(),
+            token: SecretString::from(token.clone()),
+        };
+        let src = ImapSource::connect(&settings(&dc, auth))
+            .await
+            .unwrap_or_else(|e| panic!("{mechanism:?}: {e}\n{}", dc.log()));
+        let _ = src.logout().await;
+    }
+    let bad = ImapAuth::OAuth {
+        mechanism: Mechanism::XOAuth2,
+        user: USER.into(),
+        token: SecretString::from("garbage".to_string()),
+    };
+    match ImapSource::connect(&settings(&dc, bad)).await {
+        Err(SourceError::Auth {
+            server, challenge, ..
+        }) => {
+            assert!(
+                server.contains("AUTHENTICATIONFAILED") || server.contains("Authentication failed"),
+                "{server}"
+            );
+            assert!(
+                challenge
+                    .as_deref()
+                    .is_some_and(|c| c.contains("\"status\":\"401\"")),
+                "{challenge:?}"
+            );
+        }
+        other => panic!("expected an auth error, got {other:?}"),
+    }
+
+    // The same through `intake run --once` with a stored (encrypted) token.
+    dc.deliver(USER, &mail("o1@x", "Via OAuth", "")).unwrap();
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    let t = TokenSet {
+        access_token: SecretString::from(token),
+        refresh_token: None,
+        expires_at: now() + 3000,
+        scopes: vec!["mail".into()],
+        id_token: None,
+    };
+    store
+        .save_token(&keys, "idp", USER, &t, &TokenIdentity::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[integration]]\nname = \"idp\"\nprovider = \"custom\"\nclient_id = \"{}\"\nclient_secret = \"env:IMAP_PW\"\ngrant = \"authorization_code\"\n\
+             authorize_url = \"{}\"\ntoken_url = \"{}\"\nscopes = [\"openid\", \"email\", \"mail\"]\n\n\
+             [[channel]]\nname = \"oauth\"\nproject = \"OPS\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
+             mailbox = \"{USER}\"\nauth = \"oauth:idp\"\nsasl = \"oauthbearer\"\n",
+            idp.client_id,
+            idp.authorization_endpoint(),
+            idp.token_endpoint(),
+            dc.imaps_port,
+            dc.ca_path.display()
+        ),
+    )
+    .unwrap();
+    let v = run_once(&cfg.display().to_string(), &db.url);
+    assert_eq!(v["created"], 1, "{v}");
+}
