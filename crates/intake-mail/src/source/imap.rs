@@ -193,6 +193,15 @@ impl ImapSource {
         })
     }
 
+    /// Create `folder` if it does not exist (an existing one is not an error).
+    pub async fn ensure_folder(&mut self, folder: &str) -> Result<(), SourceError> {
+        match self.session.create(folder).await {
+            Ok(()) => Ok(()),
+            Err(e) if server_text(&e).to_ascii_lowercase().contains("exists") => Ok(()),
+            Err(e) => Err(SourceError::Refused { command: format!("CREATE {folder}"), server: server_text(&e) }),
+        }
+    }
+
     pub fn uid_validity(&self) -> u32 {
         self.uid_validity
     }

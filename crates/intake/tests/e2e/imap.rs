@@ -206,3 +206,97 @@ async fn imap_oauth_login_with_real_tokens_and_the_servers_rejection_text() {
     let v = run_once(&cfg.display().to_string(), &db.url);
     assert_eq!(v["created"], 1, "{v}");
 }
+
+/// SIGKILL `intake run --once` at several points while it drains 600 messages from Dovecot with
+/// `after = "move:Archive"`, then let it finish: every delivered message has exactly one outcome,
+/// no ticket is doubled, and every message was moved exactly once (INBOX empty, Archive holds
+/// each exactly once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_batch_against_dovecot_each_message_once_and_moved_once() {
+    use std::collections::HashSet;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use intake::mailgen::{GenOptions, generate};
+    use intake_store::Table;
+
+    let Some(dc) = Dovecot::start_or_skip("sigkill_mid_batch_against_dovecot", &DovecotOptions::with_users(&[(USER, "s3cret")])) else {
+        return;
+    };
+    const N: usize = 600;
+    let mut msgs = Vec::new();
+    let stats = generate(&GenOptions { messages: N, seed: 11, ..Default::default() }, |_, m| {
+        msgs.push(m);
+        Ok(())
+    })
+    .unwrap();
+    dc.deliver_many(USER, msgs).unwrap();
+    let password = || ImapAuth::Password { user: USER.into(), password: SecretString::from("s3cret".to_string()) };
+    let mut admin = ImapSource::connect(&settings(&dc, password())).await.unwrap();
+    admin.ensure_folder("Archive").await.unwrap();
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"helpdesk\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             ca_file = \"file:{}\"\nmailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\nbatch = 25\nstart = \"all\"\nafter = \"move:Archive\"\n",
+            dc.imaps_port,
+            dc.ca_path.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let mut kills = Vec::new();
+    for threshold in [50_i64, 200, 400] {
+        let mut child = intake()
+            .args(["--config", &cfg, "--db", &db.url, "run", "--once", "--json"])
+            .env("IMAP_PW", "s3cret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none()
+            && store.count(Table::Ledger).await.unwrap() < threshold
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills.push(store.count(Table::Ledger).await.unwrap());
+    }
+    assert!(kills.iter().filter(|n| **n > 0 && **n < N as i64).count() >= 2, "kills landed mid-run: {kills:?}");
+    let v = run_once(&cfg, &db.url);
+    assert!(v.is_object(), "{v}");
+    let ledger = store.ledger(Some("helpdesk")).await.unwrap();
+    assert_eq!(ledger.len(), N, "one outcome per delivered message (kills at {kills:?})");
+    assert_eq!(ledger.iter().map(|r| &r.identity).collect::<HashSet<_>>().len(), N);
+    let created = ledger.iter().filter(|r| r.outcome == "created").count() as i64;
+    let commented = ledger.iter().filter(|r| r.outcome == "commented").count() as i64;
+    assert_eq!(store.count(Table::Tickets).await.unwrap(), created);
+    assert_eq!(store.count(Table::Comments).await.unwrap(), commented);
+    assert_eq!((created + commented) as u64, stats.messages);
+    // Moved exactly once: INBOX is empty, Archive holds N messages with N distinct Message-IDs.
+    let _ = admin.logout().await;
+    let mut inbox = ImapSource::connect(&settings(&dc, password())).await.unwrap();
+    assert!(inbox.new_uids(None, usize::MAX).await.unwrap().is_empty(), "INBOX drained");
+    let _ = inbox.logout().await;
+    let mut archive_settings = settings(&dc, password());
+    archive_settings.folder = "Archive".into();
+    let mut archive = ImapSource::connect(&archive_settings).await.unwrap();
+    let uids = archive.new_uids(None, usize::MAX).await.unwrap();
+    assert_eq!(uids.len(), N, "each message moved once");
+    let fetched = archive.fetch(&uids).await.unwrap();
+    let ids: HashSet<String> = fetched
+        .iter()
+        .filter_map(|(_, f)| {
+            let text = String::from_utf8_lossy(&f.raw);
+            text.lines().find(|l| l.starts_with("Message-ID:")).map(str::to_string)
+        })
+        .collect();
+    assert_eq!(ids.len(), N, "no message duplicated in Archive");
+}
