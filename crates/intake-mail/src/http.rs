@@ -83,3 +83,19 @@ pub async fn send(
         message: e.to_string(),
     })
 }
+
+/// The `oauth2` crate's HTTP client on reqwest, as a type (a closure borrowing the client makes
+/// the request futures non-`Send` for spawned tasks: rustc's higher-ranked lifetime limits).
+#[derive(Debug, Clone)]
+pub struct OAuthHttp(pub reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(send(&self.0, request))
+    }
+}

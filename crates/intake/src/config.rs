@@ -109,6 +109,12 @@ pub struct ChannelConfig {
     /// Messages per batch (default 100).
     #[serde(default)]
     pub batch: Option<usize>,
+    /// `push` (default: IMAP IDLE) | `poll`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Poll interval for `mode = "poll"`, and the IDLE re-issue interval cap (default 60 / 300).
+    #[serde(default)]
+    pub poll_seconds: Option<u64>,
     /// Extra trusted CA for the server's certificate (`file:…`).
     #[serde(default)]
     pub ca_file: Option<String>,

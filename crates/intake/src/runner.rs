@@ -51,7 +51,11 @@ fn secret(spec: &str) -> anyhow::Result<SecretString> {
 }
 
 /// Connection settings for an IMAP channel, with a fresh access token for OAuth.
-async fn settings(config: &Config, db: &str, c: &ChannelConfig) -> anyhow::Result<ImapSettings> {
+async fn settings(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+) -> anyhow::Result<ImapSettings> {
     let mailbox = c
         .mailbox
         .clone()
@@ -75,7 +79,7 @@ async fn settings(config: &Config, db: &str, c: &ChannelConfig) -> anyhow::Resul
         preset_host = Some(integration.endpoints.imap.clone()).filter(|(h, _)| !h.is_empty());
         let client = OAuthClient::new(&integration)?;
         let keys = Keyring::from_env_or_file(&config.secret_key_file())?;
-        let tokens = TokenService::new(Store::connect(db).await?, keys);
+        let tokens = TokenService::new(store.clone(), keys);
         let token = tokens
             .access_token(&client, &mailbox, Protocol::Imap)
             .await?;
@@ -131,13 +135,15 @@ fn parse_checkpoint(s: &str) -> Option<(u32, u32)> {
     Some((v.parse().ok()?, u.parse().ok()?))
 }
 
-/// Drain one IMAP channel once.
-pub async fn run_imap_once(
-    config: &Config,
-    db: &str,
-    store: &Store,
-    c: &ChannelConfig,
-) -> anyhow::Result<Summary> {
+/// Everything a channel run needs besides the connection.
+struct Ctx {
+    opts: IngestOptions,
+    reader: Arc<Reader>,
+    after: PostAction,
+    start: Start,
+}
+
+fn ctx(config: &Config, c: &ChannelConfig) -> anyhow::Result<Ctx> {
     if let Some(p) = c.protocol.as_deref().filter(|p| *p != "imap") {
         bail!(
             "channel {}: protocol {p:?} is not implemented yet (only imap runs; see the connectors issue)",
@@ -158,19 +164,32 @@ pub async fn run_imap_once(
     let rules = config.rules_for(Some(c))?;
     let mut opts = IngestOptions::new(&c.name, project, rules);
     opts.batch = c.batch.unwrap_or(100).max(1);
-    store
-        .ensure_project(&opts.project, opts.project.as_str())
-        .await?;
     let reader = Arc::new(Reader::new(&opts.rules)?);
-    let settings = settings(config, db, c).await?;
-    let mut source = ImapSource::connect(&settings).await?;
-    let mut summary = Summary::default();
+    Ok(Ctx {
+        opts,
+        reader,
+        after,
+        start,
+    })
+}
+
+/// Take everything new: batches of fetch → commit → post-action → checkpoint, until nothing is
+/// left or `stop` says so (checked between batches: a batch is always finished).
+async fn drain(
+    store: &Store,
+    source: &mut ImapSource,
+    host_folder: &str,
+    ctx: &Ctx,
+    summary: &mut Summary,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> anyhow::Result<()> {
+    let channel = &ctx.opts.channel;
     let mut checkpoint = store
-        .checkpoint(&c.name)
+        .checkpoint(channel)
         .await?
         .as_deref()
         .and_then(parse_checkpoint);
-    if checkpoint.is_none_or(|(v, _)| v != source.uid_validity()) && start == Start::Now {
+    if checkpoint.is_none_or(|(v, _)| v != source.uid_validity()) && ctx.start == Start::Now {
         let last = source
             .new_uids(None, usize::MAX)
             .await?
@@ -178,38 +197,134 @@ pub async fn run_imap_once(
             .copied()
             .unwrap_or(0);
         store
-            .set_checkpoint(&c.name, &format!("{}:{last}", source.uid_validity()))
+            .set_checkpoint(channel, &format!("{}:{last}", source.uid_validity()))
             .await?;
         checkpoint = Some((source.uid_validity(), last));
     }
-    loop {
+    while !stop.is_some_and(|r| *r.borrow()) {
         let mut uids = source.new_uids(checkpoint, usize::MAX).await?;
-        if start == Start::Unread {
+        if ctx.start == Start::Unread {
             let unseen = source.unseen_uids().await?;
             uids.retain(|u| unseen.binary_search(u).is_ok());
         }
-        uids.truncate(opts.batch);
+        uids.truncate(ctx.opts.batch);
         let Some(&last) = uids.last() else { break };
         let fetched = source.fetch(&uids).await?;
         let raw: Vec<(String, String, Vec<u8>)> = fetched
             .into_iter()
-            .map(|(uid, f)| {
-                (
-                    format!("{}:{}/{uid}", settings.host, settings.folder),
-                    f.identity,
-                    f.raw,
-                )
-            })
+            .map(|(uid, f)| (format!("{host_folder}/{uid}"), f.identity, f.raw))
             .collect();
-        let prepared = pipeline::prepare_fetched(reader.clone(), raw, opts.workers).await?;
-        pipeline::commit(store, &opts, prepared, &mut summary).await?;
+        let prepared = pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
+        pipeline::commit(store, &ctx.opts, prepared, summary).await?;
         // Committed (new or duplicate): now the post-action, then the checkpoint.
-        source.acknowledge(&uids, &after).await?;
+        source.acknowledge(&uids, &ctx.after).await?;
         checkpoint = Some((source.uid_validity(), last));
         store
-            .set_checkpoint(&c.name, &format!("{}:{last}", source.uid_validity()))
+            .set_checkpoint(channel, &format!("{}:{last}", source.uid_validity()))
             .await?;
     }
+    Ok(())
+}
+
+/// Drain one IMAP channel once.
+pub async fn run_imap_once(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+) -> anyhow::Result<Summary> {
+    let ctx = ctx(config, c)?;
+    store
+        .ensure_project(&ctx.opts.project, ctx.opts.project.as_str())
+        .await?;
+    let settings = settings(config, store, c).await?;
+    let mut source = ImapSource::connect(&settings).await?;
+    let mut summary = Summary::default();
+    let where_ = format!("{}:{}", settings.host, settings.folder);
+    drain(store, &mut source, &where_, &ctx, &mut summary, None).await?;
     let _ = source.logout().await;
     Ok(summary)
+}
+
+/// Run one IMAP channel until `shutdown` turns true: drain, then IDLE (or poll) and drain again.
+/// Any failure (server restart, expired token, network) reconnects with a fresh token after an
+/// exponential backoff (1 s … 60 s), logged in the mail log; a shutdown finishes the current
+/// batch and logs out.
+pub async fn run_imap_forever(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = std::time::Duration::from_secs(1);
+    while !*shutdown.borrow() {
+        match session(config, store, c, shutdown.clone()).await {
+            Ok(()) => return,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::warn!(channel = %c.name, error = %msg, "channel failed; reconnecting");
+                let _ = store
+                    .log_event(
+                        Some(&c.name),
+                        "error",
+                        "channel_failed",
+                        &msg,
+                        serde_json::json!({"retry_in_seconds": backoff.as_secs()}),
+                    )
+                    .await;
+                let mut rx = shutdown.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = rx.changed() => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+async fn session(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let ctx = ctx(config, c)?;
+    store
+        .ensure_project(&ctx.opts.project, ctx.opts.project.as_str())
+        .await?;
+    let settings = settings(config, store, c).await?;
+    let mut source = ImapSource::connect(&settings).await?;
+    let where_ = format!("{}:{}", settings.host, settings.folder);
+    let poll = c.mode.as_deref() == Some("poll");
+    let wait = std::time::Duration::from_secs(
+        c.poll_seconds.unwrap_or(if poll { 60 } else { 300 }).max(1),
+    );
+    loop {
+        let mut summary = Summary::default();
+        drain(
+            store,
+            &mut source,
+            &where_,
+            &ctx,
+            &mut summary,
+            Some(&shutdown),
+        )
+        .await?;
+        if *shutdown.borrow() {
+            let _ = source.logout().await;
+            return Ok(());
+        }
+        let mut rx = shutdown.clone();
+        let stop = async move {
+            let _ = rx.changed().await;
+        };
+        if poll {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop => {}
+            }
+        } else {
+            source.wait_for_change(wait, stop).await?;
+        }
+    }
 }

@@ -354,7 +354,7 @@ impl OAuthClient {
         let redirect = RedirectUrl::new(redirect_uri.to_string()).map_err(|_| {
             OAuthError::Config(format!("redirect URI {redirect_uri:?} is not a URL"))
         })?;
-        let http = |r| http::send(&self.http, r);
+        let http = http::OAuthHttp(self.http.clone());
         let mut req = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -371,7 +371,7 @@ impl OAuthClient {
         refresh_token: &SecretString,
         scopes: &[String],
     ) -> Result<TokenSet, OAuthError> {
-        let http = |r| http::send(&self.http, r);
+        let http = http::OAuthHttp(self.http.clone());
         let rt = RefreshToken::new(refresh_token.expose_secret().to_string());
         let mut req = self
             .client
@@ -384,7 +384,7 @@ impl OAuthClient {
 
     /// App-only token (client credentials with a secret or a certificate).
     pub async fn client_credentials(&self, scopes: &[String]) -> Result<TokenSet, OAuthError> {
-        let http = |r| http::send(&self.http, r);
+        let http = http::OAuthHttp(self.http.clone());
         let mut req = self
             .client
             .exchange_client_credentials()
@@ -396,7 +396,7 @@ impl OAuthClient {
 
     /// Start a device-code sign-in.
     pub async fn start_device(&self, scopes: &[String]) -> Result<DeviceSignIn, OAuthError> {
-        let http = |r| http::send(&self.http, r);
+        let http = http::OAuthHttp(self.http.clone());
         let req = self
             .client
             .exchange_device_code()
@@ -422,7 +422,7 @@ impl OAuthClient {
         sign_in: &DeviceSignIn,
         scopes: &[String],
     ) -> Result<TokenSet, OAuthError> {
-        let http = |r| http::send(&self.http, r);
+        let http = http::OAuthHttp(self.http.clone());
         let r = self
             .client
             .exchange_device_access_token(&sign_in.details)

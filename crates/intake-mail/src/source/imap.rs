@@ -67,7 +67,9 @@ type Stream = Box<dyn Io>;
 
 /// A logged-in session with the folder selected.
 pub struct ImapSource {
-    session: Session<Stream>,
+    /// `None` only while IDLE holds the connection; after a failed IDLE the source must be
+    /// dropped and reconnected (every method then says so instead of panicking).
+    session: Option<Session<Stream>>,
     folder: String,
     uid_validity: u32,
     can_move: bool,
@@ -186,19 +188,64 @@ impl ImapSource {
                 server: server_text(&e),
             })?;
         Ok(Self {
-            session,
+            session: Some(session),
             folder: s.folder.clone(),
             uid_validity: mailbox.uid_validity.unwrap_or(0),
             can_move,
         })
     }
 
+    fn s(&mut self) -> Result<&mut Session<Stream>, SourceError> {
+        self.session.as_mut().ok_or_else(|| {
+            SourceError::Protocol("the connection was lost during IDLE; reconnect".into())
+        })
+    }
+
+    /// IDLE until the server reports a change, `timeout` passes (re-issue before the server's
+    /// ~30-minute limit), or `stop` completes. Returns whether the server reported new data.
+    pub async fn wait_for_change(
+        &mut self,
+        timeout: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<bool, SourceError> {
+        let session = self
+            .session
+            .take()
+            .ok_or_else(|| SourceError::Protocol("no session".into()))?;
+        let mut idle = session.idle();
+        idle.init().await.map_err(|e| SourceError::Refused {
+            command: "IDLE".into(),
+            server: server_text(&e),
+        })?;
+        let changed = {
+            let (wait, interrupt) = idle.wait_with_timeout(timeout);
+            tokio::pin!(stop);
+            let r = tokio::select! {
+                r = wait => r,
+                () = &mut stop => { drop(interrupt); Ok(async_imap::extensions::idle::IdleResponse::ManualInterrupt) }
+            };
+            matches!(
+                r.map_err(|e| SourceError::Protocol(e.to_string()))?,
+                async_imap::extensions::idle::IdleResponse::NewData(_)
+            )
+        };
+        let session = idle
+            .done()
+            .await
+            .map_err(|e| SourceError::Protocol(e.to_string()))?;
+        self.session = Some(session);
+        Ok(changed)
+    }
+
     /// Create `folder` if it does not exist (an existing one is not an error).
     pub async fn ensure_folder(&mut self, folder: &str) -> Result<(), SourceError> {
-        match self.session.create(folder).await {
+        match self.s()?.create(folder).await {
             Ok(()) => Ok(()),
             Err(e) if server_text(&e).to_ascii_lowercase().contains("exists") => Ok(()),
-            Err(e) => Err(SourceError::Refused { command: format!("CREATE {folder}"), server: server_text(&e) }),
+            Err(e) => Err(SourceError::Refused {
+                command: format!("CREATE {folder}"),
+                server: server_text(&e),
+            }),
         }
     }
 
@@ -218,7 +265,7 @@ impl ImapSource {
             _ => 0,
         };
         let found = self
-            .session
+            .s()?
             .uid_search(format!("UID {}:*", after + 1))
             .await
             .map_err(|e| SourceError::Refused {
@@ -241,7 +288,7 @@ impl ImapSource {
         let validity = self.uid_validity;
         let mut out = Vec::with_capacity(uids.len());
         let mut stream = self
-            .session
+            .s()?
             .uid_fetch(&set, "(UID BODY.PEEK[])")
             .await
             .map_err(|e| SourceError::Refused {
@@ -285,20 +332,20 @@ impl ImapSource {
         match action {
             PostAction::MarkRead => {
                 let s = self
-                    .session
+                    .s()?
                     .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
                     .await
                     .map_err(|e| refused("UID STORE", e))?;
                 let _: Vec<_> = s.try_collect().await.map_err(|e| refused("UID STORE", e))?;
             }
             PostAction::Move(folder) if self.can_move => {
-                self.session
+                self.s()?
                     .uid_mv(&set, folder)
                     .await
                     .map_err(|e| refused("UID MOVE", e))?;
             }
             PostAction::Move(folder) => {
-                self.session
+                self.s()?
                     .uid_copy(&set, folder)
                     .await
                     .map_err(|e| refused("UID COPY", e))?;
@@ -315,13 +362,13 @@ impl ImapSource {
             server: server_text(&e),
         };
         let s = self
-            .session
+            .s()?
             .uid_store(set, "+FLAGS.SILENT (\\Deleted)")
             .await
             .map_err(|e| refused("UID STORE", e))?;
         let _: Vec<_> = s.try_collect().await.map_err(|e| refused("UID STORE", e))?;
         let s = self
-            .session
+            .s()?
             .uid_expunge(set)
             .await
             .map_err(|e| refused("UID EXPUNGE", e))?;
@@ -335,7 +382,7 @@ impl ImapSource {
     /// UIDs without \Seen, ascending (the `unread` first-sync policy).
     pub async fn unseen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
         let mut v: Vec<u32> = self
-            .session
+            .s()?
             .uid_search("UNSEEN")
             .await
             .map_err(|e| SourceError::Refused {
@@ -351,7 +398,7 @@ impl ImapSource {
     /// UIDs currently flagged \Seen (for checks and the connection test).
     pub async fn seen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
         let mut v: Vec<u32> = self
-            .session
+            .s()?
             .uid_search("SEEN")
             .await
             .map_err(|e| SourceError::Refused {
@@ -365,7 +412,7 @@ impl ImapSource {
     }
 
     pub async fn logout(mut self) -> Result<(), SourceError> {
-        self.session
+        self.s()?
             .logout()
             .await
             .map_err(|e| SourceError::Protocol(e.to_string()))

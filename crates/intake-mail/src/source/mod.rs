@@ -3,7 +3,9 @@
 //!
 //! Only IMAP exists so far ([`imap`]); POP3 and Graph are to follow the same shape.
 
+pub mod graph;
 pub mod imap;
+pub mod pop3;
 
 /// One fetched message.
 #[derive(Debug, Clone)]

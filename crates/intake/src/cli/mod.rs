@@ -88,10 +88,6 @@ pub struct RunArgs {
 }
 
 async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        a.once,
-        "continuous mode (IMAP IDLE / polling) is not implemented yet: use `intake run --once` (e.g. from a timer)"
-    );
     let store = intake_store::Store::connect(db).await?;
     let channels: Vec<_> = config
         .channels
@@ -103,11 +99,14 @@ async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<E
         !channels.is_empty(),
         "no server channel to run in the configuration"
     );
+    if !a.once {
+        return run_forever(config, store, channels).await;
+    }
     let mut total = crate::pipeline::Summary::default();
     let mut failed = 0;
     for c in channels {
         // One failing channel never stops the others (RC12).
-        match crate::runner::run_imap_once(config, db, &store, c).await {
+        match crate::runner::run_imap_once(config, &store, c).await {
             Ok(s) => {
                 total.created += s.created;
                 total.commented += s.commented;
@@ -145,4 +144,28 @@ async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<E
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Every channel in its own task until SIGINT/SIGTERM; each finishes its current batch.
+async fn run_forever(
+    config: &Config,
+    store: intake_store::Store,
+    channels: Vec<&crate::config::ChannelConfig>,
+) -> anyhow::Result<ExitCode> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in channels {
+        let (config, store, c, rx) = (config.clone(), store.clone(), c.clone(), rx.clone());
+        tasks.spawn(async move { crate::runner::run_imap_forever(&config, &store, &c, rx).await });
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("stopping: finishing the current batches");
+    let _ = tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
 }

@@ -220,19 +220,34 @@ async fn sigkill_mid_batch_against_dovecot_each_message_once_and_moved_once() {
     use intake::mailgen::{GenOptions, generate};
     use intake_store::Table;
 
-    let Some(dc) = Dovecot::start_or_skip("sigkill_mid_batch_against_dovecot", &DovecotOptions::with_users(&[(USER, "s3cret")])) else {
+    let Some(dc) = Dovecot::start_or_skip(
+        "sigkill_mid_batch_against_dovecot",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
         return;
     };
     const N: usize = 600;
     let mut msgs = Vec::new();
-    let stats = generate(&GenOptions { messages: N, seed: 11, ..Default::default() }, |_, m| {
-        msgs.push(m);
-        Ok(())
-    })
+    let stats = generate(
+        &GenOptions {
+            messages: N,
+            seed: 11,
+            ..Default::default()
+        },
+        |_, m| {
+            msgs.push(m);
+            Ok(())
+        },
+    )
     .unwrap();
     dc.deliver_many(USER, msgs).unwrap();
-    let password = || ImapAuth::Password { user: USER.into(), password: SecretString::from("s3cret".to_string()) };
-    let mut admin = ImapSource::connect(&settings(&dc, password())).await.unwrap();
+    let password = || ImapAuth::Password {
+        user: USER.into(),
+        password: SecretString::from("s3cret".to_string()),
+    };
+    let mut admin = ImapSource::connect(&settings(&dc, password()))
+        .await
+        .unwrap();
     admin.ensure_folder("Archive").await.unwrap();
     let db = TestDb::sqlite();
     let store = Store::connect(&db.url).await.unwrap();
@@ -269,12 +284,26 @@ async fn sigkill_mid_batch_against_dovecot_each_message_once_and_moved_once() {
         child.wait().unwrap();
         kills.push(store.count(Table::Ledger).await.unwrap());
     }
-    assert!(kills.iter().filter(|n| **n > 0 && **n < N as i64).count() >= 2, "kills landed mid-run: {kills:?}");
+    assert!(
+        kills.iter().filter(|n| **n > 0 && **n < N as i64).count() >= 2,
+        "kills landed mid-run: {kills:?}"
+    );
     let v = run_once(&cfg, &db.url);
     assert!(v.is_object(), "{v}");
     let ledger = store.ledger(Some("helpdesk")).await.unwrap();
-    assert_eq!(ledger.len(), N, "one outcome per delivered message (kills at {kills:?})");
-    assert_eq!(ledger.iter().map(|r| &r.identity).collect::<HashSet<_>>().len(), N);
+    assert_eq!(
+        ledger.len(),
+        N,
+        "one outcome per delivered message (kills at {kills:?})"
+    );
+    assert_eq!(
+        ledger
+            .iter()
+            .map(|r| &r.identity)
+            .collect::<HashSet<_>>()
+            .len(),
+        N
+    );
     let created = ledger.iter().filter(|r| r.outcome == "created").count() as i64;
     let commented = ledger.iter().filter(|r| r.outcome == "commented").count() as i64;
     assert_eq!(store.count(Table::Tickets).await.unwrap(), created);
@@ -282,8 +311,13 @@ async fn sigkill_mid_batch_against_dovecot_each_message_once_and_moved_once() {
     assert_eq!((created + commented) as u64, stats.messages);
     // Moved exactly once: INBOX is empty, Archive holds N messages with N distinct Message-IDs.
     let _ = admin.logout().await;
-    let mut inbox = ImapSource::connect(&settings(&dc, password())).await.unwrap();
-    assert!(inbox.new_uids(None, usize::MAX).await.unwrap().is_empty(), "INBOX drained");
+    let mut inbox = ImapSource::connect(&settings(&dc, password()))
+        .await
+        .unwrap();
+    assert!(
+        inbox.new_uids(None, usize::MAX).await.unwrap().is_empty(),
+        "INBOX drained"
+    );
     let _ = inbox.logout().await;
     let mut archive_settings = settings(&dc, password());
     archive_settings.folder = "Archive".into();
@@ -295,8 +329,108 @@ async fn sigkill_mid_batch_against_dovecot_each_message_once_and_moved_once() {
         .iter()
         .filter_map(|(_, f)| {
             let text = String::from_utf8_lossy(&f.raw);
-            text.lines().find(|l| l.starts_with("Message-ID:")).map(str::to_string)
+            text.lines()
+                .find(|l| l.starts_with("Message-ID:"))
+                .map(str::to_string)
         })
         .collect();
     assert_eq!(ids.len(), N, "no message duplicated in Archive");
+}
+
+/// `intake run` (continuous): IMAP IDLE delivers a message appended while waiting, a server
+/// restart is survived (reconnect with backoff), and SIGTERM ends the process cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_picks_up_new_mail_survives_a_server_restart_and_stops_on_sigterm() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let Some(mut dc) = Dovecot::start_or_skip(
+        "idle_picks_up_new_mail",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"helpdesk\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             ca_file = \"file:{}\"\nmailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\nmode = \"push\"\npoll_seconds = 20\n",
+            dc.imaps_port,
+            dc.ca_path.display()
+        ),
+    )
+    .unwrap();
+    let mut child = intake()
+        .args([
+            "--config",
+            &cfg.display().to_string(),
+            "--db",
+            &db.url,
+            "run",
+        ])
+        .env("IMAP_PW", "s3cret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tickets = |n: i64| {
+        let store = store.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if store.count(intake_store::Table::Tickets).await.unwrap() >= n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await; // connected and idling
+    dc.deliver(USER, &mail("i1@x", "Arrived during IDLE", ""))
+        .unwrap();
+    assert!(
+        tickets(1).await,
+        "IDLE noticed the new message\n{}",
+        dc.log()
+    );
+
+    dc.restart().unwrap();
+    dc.deliver(USER, &mail("i2@x", "After the restart", ""))
+        .unwrap();
+    assert!(
+        tickets(2).await,
+        "reconnected after the server restart\n{}",
+        dc.log()
+    );
+
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "intake run did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let events = store.recent_events(50).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "channel_failed"),
+        "the restart was logged as a reconnect: {events:?}"
+    );
 }

@@ -1,0 +1,762 @@
+//! POP3 source (RFC 1939, CAPA/STLS RFC 2449/2595, AUTH RFC 5034), written here rather than on
+//! `async-pop`: that crate sends an XOAUTH2 initial response only on the `AUTH` line, which
+//! Exchange Online refuses for long tokens (RC10, "two line authentication format"), and it does
+//! not answer the server's `+ <base64 JSON>` error challenge.
+//!
+//! - Transport: implicit TLS (POP3S), `STLS` on the plain port, or plain; TLS trusts the web PKI
+//!   roots plus [`Pop3Settings::ca_pem`] ([`crate::tls::connector`]).
+//! - Login: `USER`/`PASS`, or SASL `XOAUTH2` / `OAUTHBEARER` with the response on the `AUTH`
+//!   line ([`SaslForm::InitialResponse`]) or after the server's `+ ` ([`SaslForm::TwoLine`]).
+//!   [`SaslForm::Auto`] takes the two-line form when the one-line command would exceed RFC
+//!   5034's 255 octets or the server looks like Exchange, else the one-line form; when the
+//!   one-line form gets a `-ERR` without a challenge (Exchange: `-ERR Protocol error.
+//!   Connection is closed. 10`) it retries once with the two-line form, on a new connection
+//!   when the server closed the old one.
+//! - A rejected token: the server's `+ <base64 JSON>` challenge is decoded and kept, answered
+//!   (an empty line for XOAUTH2, `AQ==` for OAUTHBEARER), and the final `-ERR` line is returned
+//!   verbatim in [`SourceError::Auth`]. Errors never contain passwords or tokens.
+//! - Messages: [`Pop3Source::uidl`] lists `(msgno, uid)`, [`Pop3Source::retr`] returns the raw
+//!   bytes (dot-unstuffed, CRLF or bare LF as the server sent them), identity
+//!   [`identity`] = `pop3:<uidl>`.
+//! - Deleting: `DELE` only marks a message; the server removes it at `QUIT` (the UPDATE state).
+//!   [`Pop3Source::acknowledge`] is therefore `DELE` for each message followed by `QUIT`. If the
+//!   process dies (or the connection drops) before `QUIT`, the server undeletes everything, and
+//!   the next run sees those messages again; the ledger already holds their identities, so they
+//!   are skipped as duplicates and deleted again. Dropping a [`Pop3Source`] without
+//!   [`Pop3Source::quit`] is the same as such a crash.
+//! - [`Pop3Source::stat`] only counts (`STAT`): the connection check, which must not fetch or
+//!   change anything (RC15).
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub use super::imap::Tls;
+use super::{Fetched, SourceError};
+use crate::sasl::{self, Mechanism};
+
+/// How long one read or write may take before the connection counts as dead.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// RFC 5034 §4 / RFC 2449: a POP3 command line is at most 255 octets including CRLF.
+pub const MAX_COMMAND_OCTETS: usize = 255;
+/// Server replies quoted in errors are cut to this many characters.
+const MAX_QUOTED: usize = 512;
+
+/// How to log in.
+#[derive(Clone)]
+pub enum Pop3Auth {
+    /// `USER` / `PASS`.
+    Password {
+        user: String,
+        password: SecretString,
+    },
+    /// SASL `XOAUTH2` or `OAUTHBEARER` with a bearer token.
+    OAuth {
+        mechanism: Mechanism,
+        user: String,
+        token: SecretString,
+    },
+}
+
+impl Debug for Pop3Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password { user, .. } => write!(f, "Password({user})"),
+            Self::OAuth {
+                mechanism, user, ..
+            } => write!(f, "{}({user})", mechanism.name()),
+        }
+    }
+}
+
+/// Where the SASL initial response goes (RFC 5034 §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaslForm {
+    /// Two-line when the one-line command would exceed 255 octets or the server looks like
+    /// Exchange; one-line otherwise, falling back to two-line once on a `-ERR` (RC10).
+    #[default]
+    Auto,
+    /// `AUTH XOAUTH2 <b64>` (Gmail's documented form).
+    InitialResponse,
+    /// `AUTH XOAUTH2`, the server's `+ `, then `<b64>` alone (Exchange Online requires it:
+    /// Jakarta Mail's `mail.pop3.auth.xoauth2.two.line.authentication.format`).
+    TwoLine,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Pop3Settings {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    /// Extra CA certificates (PEM) to trust besides the web PKI roots.
+    pub ca_pem: Option<Vec<u8>>,
+    pub auth: Pop3Auth,
+    pub sasl_form: SaslForm,
+}
+
+/// What the server's `CAPA` said (empty when it does not know `CAPA`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The `SASL` mechanisms, upper-cased.
+    pub sasl: Vec<String>,
+    pub stls: bool,
+    pub uidl: bool,
+    pub user: bool,
+    /// `IMPLEMENTATION …`, if given.
+    pub implementation: Option<String>,
+    /// Every capability line as sent (for hints such as a `SASL-IR`-like tag).
+    pub lines: Vec<String>,
+}
+
+impl Capabilities {
+    pub fn has(&self, tag: &str) -> bool {
+        self.lines.iter().any(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|t| t.eq_ignore_ascii_case(tag))
+        })
+    }
+
+    pub fn has_sasl(&self, mechanism: &str) -> bool {
+        self.sasl.iter().any(|m| m.eq_ignore_ascii_case(mechanism))
+    }
+
+    fn parse(lines: &[String]) -> Self {
+        let mut c = Self {
+            lines: lines.to_vec(),
+            ..Self::default()
+        };
+        for l in lines {
+            let mut words = l.split_whitespace();
+            let Some(tag) = words.next() else { continue };
+            match tag.to_ascii_uppercase().as_str() {
+                "SASL" => c.sasl = words.map(str::to_ascii_uppercase).collect(),
+                "STLS" => c.stls = true,
+                "UIDL" => c.uidl = true,
+                "USER" => c.user = true,
+                "IMPLEMENTATION" => {
+                    c.implementation = Some(l[tag.len()..].trim().to_string());
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// The ledger identity of a message with this UIDL: `pop3:<uidl>`.
+pub fn identity(uid: &str) -> String {
+    format!("pop3:{uid}")
+}
+
+/// True when the initial response must go on its own line: the one-line command
+/// `AUTH <mech> <b64>\r\n` would exceed [`MAX_COMMAND_OCTETS`] (curl's rule), or the server is
+/// Exchange-like (it requires the two-line form whatever the length).
+pub fn needs_two_line(mechanism: Mechanism, b64_len: usize, exchange_like: bool) -> bool {
+    exchange_like || "AUTH ".len() + mechanism.name().len() + 1 + b64_len + 2 > MAX_COMMAND_OCTETS
+}
+
+/// Exchange / Microsoft 365 by host name, greeting or `IMPLEMENTATION`.
+pub fn is_exchange_like(host: &str, greeting: &str, caps: &Capabilities) -> bool {
+    let host = host.to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let ms_host = [
+        "office365.com",
+        "outlook.com",
+        "office.com",
+        "partner.outlook.cn",
+    ]
+    .iter()
+    .any(|d| host == *d || host.ends_with(&format!(".{d}")));
+    let says = |s: &str| s.to_ascii_lowercase().contains("microsoft exchange");
+    ms_host || says(greeting) || caps.implementation.as_deref().is_some_and(says)
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Debug> Io for T {}
+type Stream = Box<dyn Io>;
+
+/// A line-oriented POP3 connection.
+#[derive(Debug)]
+struct Conn<S> {
+    io: BufReader<S>,
+}
+
+fn quoted(line: &str) -> String {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.chars().count() > MAX_QUOTED {
+        let cut: String = line.chars().take(MAX_QUOTED).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
+}
+
+fn closed() -> SourceError {
+    SourceError::Protocol("the POP3 server closed the connection".into())
+}
+
+fn io_error(e: std::io::Error) -> SourceError {
+    SourceError::Protocol(format!("POP3 connection: {e}"))
+}
+
+fn timed_out() -> SourceError {
+    SourceError::Protocol(format!(
+        "the POP3 server did not answer within {IO_TIMEOUT:?}"
+    ))
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn new(s: S) -> Self {
+        Self {
+            io: BufReader::new(s),
+        }
+    }
+
+    /// One raw line with its terminator (`\r\n` or a bare `\n`); EOF is an error.
+    async fn read_line(&mut self) -> Result<Vec<u8>, SourceError> {
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(IO_TIMEOUT, self.io.read_until(b'\n', &mut buf))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(io_error)?;
+        if n == 0 {
+            return Err(closed());
+        }
+        Ok(buf)
+    }
+
+    /// One reply line as text, without its terminator.
+    async fn read_reply(&mut self) -> Result<String, SourceError> {
+        let raw = self.read_line().await?;
+        Ok(String::from_utf8_lossy(&raw)
+            .trim_end_matches(['\r', '\n'])
+            .to_string())
+    }
+
+    /// Sends `line` + CRLF. Callers never put secrets into error texts: a write error names
+    /// no content.
+    async fn send(&mut self, line: &str) -> Result<(), SourceError> {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let w = self.io.get_mut();
+        tokio::time::timeout(IO_TIMEOUT, async {
+            w.write_all(&bytes).await?;
+            w.flush().await
+        })
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(io_error)
+    }
+
+    /// Reads a status reply: `+OK …` is the text after `+OK`, `-ERR …` is
+    /// [`SourceError::Refused`] with the whole line.
+    async fn expect_ok(&mut self, command: &str) -> Result<String, SourceError> {
+        let line = self.read_reply().await?;
+        status(command, line)
+    }
+
+    /// Sends a command and reads its status.
+    async fn command(&mut self, line: &str, name: &str) -> Result<String, SourceError> {
+        self.send(line).await?;
+        self.expect_ok(name).await
+    }
+
+    /// The body of a multi-line reply up to the terminating `.` line, dot-unstuffed (a line
+    /// starting with `.` loses that dot), line endings as sent.
+    async fn read_multiline(&mut self) -> Result<Vec<u8>, SourceError> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.read_line().await?;
+            if line == b".\r\n" || line == b".\n" {
+                return Ok(out);
+            }
+            match line.strip_prefix(b".") {
+                Some(rest) => out.extend_from_slice(rest),
+                None => out.extend_from_slice(&line),
+            }
+        }
+    }
+
+    /// Multi-line reply as text lines (CAPA, UIDL).
+    async fn read_multiline_lines(&mut self) -> Result<Vec<String>, SourceError> {
+        let body = self.read_multiline().await?;
+        Ok(String::from_utf8_lossy(&body)
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    async fn capa(&mut self) -> Result<Capabilities, SourceError> {
+        self.send("CAPA").await?;
+        let line = self.read_reply().await?;
+        if line.starts_with("-ERR") {
+            // An RFC 1939-only server: no capabilities known.
+            return Ok(Capabilities::default());
+        }
+        status("CAPA", line)?;
+        Ok(Capabilities::parse(&self.read_multiline_lines().await?))
+    }
+}
+
+fn status(command: &str, line: String) -> Result<String, SourceError> {
+    if let Some(rest) = line.strip_prefix("+OK") {
+        Ok(rest.trim().to_string())
+    } else if line.starts_with("-ERR") {
+        Err(SourceError::Refused {
+            command: command.to_string(),
+            server: quoted(&line),
+        })
+    } else {
+        Err(SourceError::Protocol(format!(
+            "unexpected reply to {command}: {}",
+            quoted(&line)
+        )))
+    }
+}
+
+/// A logged-in POP3 session (the TRANSACTION state).
+pub struct Pop3Source {
+    conn: Conn<Stream>,
+    greeting: String,
+    caps: Capabilities,
+    form: Option<SaslForm>,
+}
+
+impl Debug for Pop3Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Source")
+            .field("greeting", &self.greeting)
+            .field("caps", &self.caps)
+            .field("form", &self.form)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn tls_wrap<S>(
+    s: &Pop3Settings,
+    stream: S,
+    addr: &str,
+) -> Result<tokio_rustls::client::TlsStream<S>, SourceError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let tls_err = |message: String| SourceError::Tls {
+        addr: addr.to_string(),
+        message,
+    };
+    let connector =
+        crate::tls::connector(s.ca_pem.as_deref()).map_err(|e| tls_err(e.to_string()))?;
+    let name = rustls_pki_types::ServerName::try_from(s.host.clone())
+        .map_err(|e| tls_err(e.to_string()))?;
+    tokio::time::timeout(IO_TIMEOUT, connector.connect(name, stream))
+        .await
+        .map_err(|_| tls_err("the TLS handshake timed out".into()))?
+        .map_err(|e| tls_err(e.to_string()))
+}
+
+/// What a SASL attempt came to, before it becomes a [`SourceError`].
+enum AuthOutcome {
+    Ok,
+    /// `-ERR` (the line) and the decoded challenge, if the server sent one.
+    Rejected {
+        server: String,
+        challenge: Option<String>,
+    },
+}
+
+impl Pop3Source {
+    /// Connect, read the greeting and `CAPA`, upgrade with `STLS` if asked, and log in.
+    pub async fn connect(s: &Pop3Settings) -> Result<Self, SourceError> {
+        let mut src = Self::open(s).await?;
+        match &s.auth {
+            Pop3Auth::Password { user, password } => {
+                src.login_password(user, password).await?;
+            }
+            Pop3Auth::OAuth {
+                mechanism,
+                user,
+                token,
+            } => {
+                let raw = match mechanism {
+                    Mechanism::XOAuth2 => sasl::xoauth2(user, token.expose_secret()),
+                    Mechanism::OAuthBearer => {
+                        sasl::oauthbearer(user, &s.host, s.port, token.expose_secret())
+                    }
+                };
+                let b64 = SecretString::from(STANDARD.encode(raw));
+                let exchange = is_exchange_like(&s.host, &src.greeting, &src.caps);
+                let form = match s.sasl_form {
+                    SaslForm::Auto
+                        if needs_two_line(*mechanism, b64.expose_secret().len(), exchange) =>
+                    {
+                        SaslForm::TwoLine
+                    }
+                    SaslForm::Auto => SaslForm::InitialResponse,
+                    f => f,
+                };
+                let first = src.sasl(*mechanism, &b64, form).await?;
+                match first {
+                    AuthOutcome::Ok => src.form = Some(form),
+                    AuthOutcome::Rejected {
+                        server,
+                        challenge: None,
+                    } if s.sasl_form == SaslForm::Auto && form == SaslForm::InitialResponse => {
+                        // RC10: Exchange refuses the one-line form ("-ERR Protocol error.
+                        // Connection is closed. 10"). Retry once with the two-line form.
+                        tracing::info!(
+                            server = %server,
+                            "POP3 {} one-line form refused, retrying with the two-line form",
+                            mechanism.name()
+                        );
+                        let same = if server.to_ascii_lowercase().contains("closed") {
+                            None
+                        } else {
+                            match src.sasl(*mechanism, &b64, SaslForm::TwoLine).await {
+                                Ok(o) => Some(o),
+                                Err(SourceError::Protocol(e)) => {
+                                    tracing::debug!("POP3 connection lost after -ERR: {e}");
+                                    None
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        };
+                        let second = match same {
+                            Some(o) => o,
+                            None => {
+                                src = Self::open(s).await?;
+                                src.sasl(*mechanism, &b64, SaslForm::TwoLine).await?
+                            }
+                        };
+                        match second {
+                            AuthOutcome::Ok => src.form = Some(SaslForm::TwoLine),
+                            AuthOutcome::Rejected { server, challenge } => {
+                                return Err(SourceError::Auth {
+                                    mechanism: mechanism.name().into(),
+                                    server,
+                                    challenge,
+                                });
+                            }
+                        }
+                    }
+                    AuthOutcome::Rejected { server, challenge } => {
+                        return Err(SourceError::Auth {
+                            mechanism: mechanism.name().into(),
+                            server,
+                            challenge,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(src)
+    }
+
+    /// TCP (+ TLS), greeting, `CAPA`, `STLS` + `CAPA` again: the AUTHORIZATION state.
+    async fn open(s: &Pop3Settings) -> Result<Self, SourceError> {
+        let addr = format!("{}:{}", s.host, s.port);
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((s.host.as_str(), s.port)))
+            .await
+            .map_err(|_| SourceError::Connect {
+                addr: addr.clone(),
+                message: "timed out".into(),
+            })?
+            .map_err(|e| SourceError::Connect {
+                addr: addr.clone(),
+                message: e.to_string(),
+            })?;
+        let mut conn: Conn<Stream> = match s.tls {
+            Tls::Implicit => Conn::new(Box::new(tls_wrap(s, tcp, &addr).await?)),
+            Tls::None => Conn::new(Box::new(tcp)),
+            Tls::StartTls => {
+                let mut plain = Conn::new(tcp);
+                let greeting = plain.expect_ok("connect").await?;
+                plain.capa().await?;
+                plain.command("STLS", "STLS").await?;
+                if !plain.io.buffer().is_empty() {
+                    // Anything sent before the handshake would be unprotected (CVE-2011-0411
+                    // style injection): refuse.
+                    return Err(SourceError::Protocol(
+                        "the server sent data after +OK to STLS".into(),
+                    ));
+                }
+                let tls = tls_wrap(s, plain.io.into_inner(), &addr).await?;
+                let mut conn = Conn::new(Box::new(tls) as Stream);
+                let caps = conn.capa().await?;
+                return Ok(Self {
+                    conn,
+                    greeting,
+                    caps,
+                    form: None,
+                });
+            }
+        };
+        let greeting = conn.expect_ok("connect").await?;
+        let caps = conn.capa().await?;
+        Ok(Self {
+            conn,
+            greeting,
+            caps,
+            form: None,
+        })
+    }
+
+    async fn login_password(
+        &mut self,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<(), SourceError> {
+        let auth_err = |e: SourceError| match e {
+            SourceError::Refused { server, .. } => SourceError::Auth {
+                mechanism: "USER/PASS".into(),
+                server,
+                challenge: None,
+            },
+            other => other,
+        };
+        if user.contains(['\r', '\n']) || password.expose_secret().contains(['\r', '\n']) {
+            return Err(SourceError::Protocol(
+                "the user name or password contains a line break".into(),
+            ));
+        }
+        self.conn
+            .command(&format!("USER {user}"), "USER")
+            .await
+            .map_err(auth_err)?;
+        self.conn
+            .command(&format!("PASS {}", password.expose_secret()), "PASS")
+            .await
+            .map_err(auth_err)?;
+        Ok(())
+    }
+
+    /// One `AUTH` exchange in the given form (not [`SaslForm::Auto`]).
+    async fn sasl(
+        &mut self,
+        mechanism: Mechanism,
+        b64: &SecretString,
+        form: SaslForm,
+    ) -> Result<AuthOutcome, SourceError> {
+        let name = mechanism.name();
+        if form == SaslForm::TwoLine {
+            self.conn.send(&format!("AUTH {name}")).await?;
+            let line = self.conn.read_reply().await?;
+            if line.starts_with("-ERR") {
+                return Ok(AuthOutcome::Rejected {
+                    server: quoted(&line),
+                    challenge: None,
+                });
+            }
+            if !line.starts_with('+') || line.starts_with("+OK") {
+                return Err(SourceError::Protocol(format!(
+                    "unexpected reply to AUTH {name}: {}",
+                    quoted(&line)
+                )));
+            }
+            self.conn.send(b64.expose_secret()).await?;
+        } else {
+            self.conn
+                .send(&format!("AUTH {name} {}", b64.expose_secret()))
+                .await?;
+        }
+        let line = self.conn.read_reply().await?;
+        if line.starts_with("+OK") {
+            return Ok(AuthOutcome::Ok);
+        }
+        if line.starts_with("-ERR") {
+            return Ok(AuthOutcome::Rejected {
+                server: quoted(&line),
+                challenge: None,
+            });
+        }
+        let Some(challenge) = line.strip_prefix('+') else {
+            return Err(SourceError::Protocol(format!(
+                "unexpected reply to AUTH {name}: {}",
+                quoted(&line)
+            )));
+        };
+        // The error challenge: keep it, answer it, read the final -ERR.
+        let challenge = challenge.trim();
+        let decoded = STANDARD
+            .decode(challenge)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| quoted(challenge));
+        self.conn
+            .send(match mechanism {
+                Mechanism::XOAuth2 => "",
+                Mechanism::OAuthBearer => "AQ==",
+            })
+            .await?;
+        let last = self.conn.read_reply().await?;
+        if last.starts_with("+OK") {
+            // A server that accepts after its own challenge: logged in.
+            return Ok(AuthOutcome::Ok);
+        }
+        if !last.starts_with("-ERR") {
+            return Err(SourceError::Protocol(format!(
+                "unexpected reply after the SASL error challenge ({decoded}): {}",
+                quoted(&last)
+            )));
+        }
+        Ok(AuthOutcome::Rejected {
+            server: quoted(&last),
+            challenge: Some(decoded),
+        })
+    }
+
+    /// The server's greeting text after `+OK` (with `STLS`, the one sent before TLS).
+    pub fn greeting(&self) -> &str {
+        &self.greeting
+    }
+
+    /// What `CAPA` said (after `STLS`, the protected answer).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// The SASL form that logged in (`None` for `USER`/`PASS`); after an RC10 fallback
+    /// [`SaslForm::TwoLine`].
+    pub fn login_form(&self) -> Option<SaslForm> {
+        self.form
+    }
+
+    /// `STAT`: (message count, total octets). Changes nothing (RC15's connection check).
+    pub async fn stat(&mut self) -> Result<(u32, u64), SourceError> {
+        let text = self.conn.command("STAT", "STAT").await?;
+        let mut w = text.split_whitespace();
+        match (
+            w.next().and_then(|n| n.parse().ok()),
+            w.next().and_then(|n| n.parse().ok()),
+        ) {
+            (Some(n), Some(o)) => Ok((n, o)),
+            _ => Err(SourceError::Protocol(format!(
+                "unexpected STAT reply: +OK {}",
+                quoted(&text)
+            ))),
+        }
+    }
+
+    /// `UIDL`: `(message number, unique id)` for every message, in the server's order.
+    pub async fn uidl(&mut self) -> Result<Vec<(u32, String)>, SourceError> {
+        self.conn.command("UIDL", "UIDL").await?;
+        let lines = self.conn.read_multiline_lines().await?;
+        lines
+            .iter()
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                match (w.next().and_then(|n| n.parse().ok()), w.next()) {
+                    (Some(n), Some(uid)) => Ok((n, uid.to_string())),
+                    _ => Err(SourceError::Protocol(format!(
+                        "unexpected UIDL line: {}",
+                        quoted(l)
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    /// `RETR`: the raw message, dot-unstuffed, line endings as the server sent them.
+    pub async fn retr(&mut self, msgno: u32) -> Result<Vec<u8>, SourceError> {
+        self.conn
+            .command(&format!("RETR {msgno}"), &format!("RETR {msgno}"))
+            .await?;
+        self.conn.read_multiline().await
+    }
+
+    /// [`Pop3Source::retr`] with the ledger identity `pop3:<uid>`.
+    pub async fn fetch(&mut self, msgno: u32, uid: &str) -> Result<Fetched, SourceError> {
+        Ok(Fetched {
+            identity: identity(uid),
+            raw: self.retr(msgno).await?,
+        })
+    }
+
+    /// `DELE`: marks the message; the server removes it only at [`Pop3Source::quit`]. Without
+    /// a `QUIT` (crash, dropped connection) the mark is undone.
+    pub async fn dele(&mut self, msgno: u32) -> Result<(), SourceError> {
+        self.conn
+            .command(&format!("DELE {msgno}"), &format!("DELE {msgno}"))
+            .await
+            .map(drop)
+    }
+
+    /// `NOOP`.
+    pub async fn noop(&mut self) -> Result<(), SourceError> {
+        self.conn.command("NOOP", "NOOP").await.map(drop)
+    }
+
+    /// `QUIT`: ends the session; the server now removes the messages marked by `DELE`. An
+    /// `-ERR` here means the server could not remove them (they are still there).
+    pub async fn quit(mut self) -> Result<(), SourceError> {
+        self.conn.command("QUIT", "QUIT").await.map(drop)
+    }
+
+    /// The delete post-action for committed messages: `DELE` each, then `QUIT` (which is when
+    /// POP3 deletes). A crash before `QUIT` leaves them on the server; the ledger knows their
+    /// identities, so the next run skips and deletes them then.
+    pub async fn acknowledge(mut self, msgnos: &[u32]) -> Result<(), SourceError> {
+        for n in msgnos {
+            self.dele(*n).await?;
+        }
+        self.quit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_line_when_the_command_would_exceed_255_octets_or_exchange() {
+        // "AUTH XOAUTH2 " (13) + b64 + CRLF (2) <= 255
+        assert!(!needs_two_line(Mechanism::XOAuth2, 240, false));
+        assert!(needs_two_line(Mechanism::XOAuth2, 241, false));
+        assert!(needs_two_line(Mechanism::XOAuth2, 10, true));
+        assert!(needs_two_line(Mechanism::OAuthBearer, 240, false));
+    }
+
+    #[test]
+    fn capabilities_are_parsed() {
+        let lines: Vec<String> = [
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "SASL PLAIN xoauth2 OAUTHBEARER",
+            "STLS",
+            "USER",
+            "IMPLEMENTATION Microsoft Exchange POP3",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        let c = Capabilities::parse(&lines);
+        assert!(c.stls && c.uidl && c.user);
+        assert!(c.has_sasl("XOAUTH2") && c.has("resp-codes") && !c.has("SASL-IR"));
+        assert!(is_exchange_like("127.0.0.1", "ready", &c));
+        assert!(is_exchange_like(
+            "outlook.office365.com",
+            "",
+            &Capabilities::default()
+        ));
+        assert!(!is_exchange_like(
+            "pop.gmail.com",
+            "Gpop ready",
+            &Capabilities::default()
+        ));
+    }
+
+    #[test]
+    fn quoted_lines_are_trimmed_and_cut() {
+        assert_eq!(quoted("-ERR x\r\n"), "-ERR x");
+        assert_eq!(quoted(&"a".repeat(600)).chars().count(), MAX_QUOTED + 1);
+    }
+}
