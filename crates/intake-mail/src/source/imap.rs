@@ -181,7 +181,7 @@ impl ImapSource {
             .map_err(|e| SourceError::Protocol(e.to_string()))?;
         let can_move = caps.has_str("MOVE");
         let mailbox = session
-            .select(&s.folder)
+            .select(mutf7(&s.folder))
             .await
             .map_err(|e| SourceError::Refused {
                 command: format!("SELECT {}", s.folder),
@@ -239,7 +239,7 @@ impl ImapSource {
 
     /// Create `folder` if it does not exist (an existing one is not an error).
     pub async fn ensure_folder(&mut self, folder: &str) -> Result<(), SourceError> {
-        match self.s()?.create(folder).await {
+        match self.s()?.create(mutf7(folder)).await {
             Ok(()) => Ok(()),
             Err(e) if server_text(&e).to_ascii_lowercase().contains("exists") => Ok(()),
             Err(e) => Err(SourceError::Refused {
@@ -340,13 +340,13 @@ impl ImapSource {
             }
             PostAction::Move(folder) if self.can_move => {
                 self.s()?
-                    .uid_mv(&set, folder)
+                    .uid_mv(&set, mutf7(folder))
                     .await
                     .map_err(|e| refused("UID MOVE", e))?;
             }
             PostAction::Move(folder) => {
                 self.s()?
-                    .uid_copy(&set, folder)
+                    .uid_copy(&set, mutf7(folder))
                     .await
                     .map_err(|e| refused("UID COPY", e))?;
                 self.delete(&set).await?;
@@ -419,6 +419,45 @@ impl ImapSource {
     }
 }
 
+/// A folder name as IMAP wants it on the wire: modified UTF-7 (RFC 3501 §5.1.3), so
+/// `Gelöschte Elemente` becomes `Gel&APY-schte Elemente`. ASCII names pass unchanged.
+pub fn mutf7(name: &str) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+    let mut out = String::with_capacity(name.len());
+    let mut pending: Vec<u16> = Vec::new();
+    let flush = |pending: &mut Vec<u16>, out: &mut String| {
+        if pending.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+        out.push('&');
+        for chunk in bytes.chunks(3) {
+            let n = (u32::from(chunk[0]) << 16)
+                | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*chunk.get(2).unwrap_or(&0));
+            for k in 0..=chunk.len() {
+                out.push(char::from(B64[((n >> (18 - 6 * k)) & 63) as usize]));
+            }
+        }
+        out.push('-');
+        pending.clear();
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut pending, &mut out);
+            out.push(c);
+            if c == '&' {
+                out.push('-');
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            pending.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
 /// `1,3:5,9` from sorted UIDs.
 pub fn uid_set(uids: &[u32]) -> String {
     let mut v = uids.to_vec();
@@ -445,6 +484,14 @@ pub fn uid_set(uids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn folder_names_are_modified_utf7() {
+        assert_eq!(super::mutf7("INBOX"), "INBOX");
+        assert_eq!(super::mutf7("Gelöschte Elemente"), "Gel&APY-schte Elemente");
+        assert_eq!(super::mutf7("A&B"), "A&-B");
+        assert_eq!(super::mutf7("受信トレイ"), "&U9dP4TDIMOwwpA-");
+    }
+
     #[test]
     fn uid_sets_are_compact() {
         assert_eq!(super::uid_set(&[5, 1, 2, 3, 9, 10, 12]), "1:3,5,9:10,12");

@@ -434,3 +434,72 @@ async fn idle_picks_up_new_mail_survives_a_server_restart_and_stops_on_sigterm()
         "the restart was logged as a reconnect: {events:?}"
     );
 }
+
+/// RC5 and RC12: `INBOX` is the protocol's case-insensitive name even where folders are
+/// localized, post-actions move into non-ASCII folders (modified UTF-7 on the wire), and a second
+/// channel with a wrong password fails on its own without stopping the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc05_localized_folders_and_rc12_one_failing_channel_does_not_stop_another() {
+    const OTHER: &str = "sales@example.test";
+    let opts = DovecotOptions::with_users(&[(USER, "s3cret"), (OTHER, "right")]).localized();
+    let Some(dc) = Dovecot::start_or_skip("rc05_localized_folders", &opts) else {
+        return;
+    };
+    dc.deliver(USER, &mail("l1@x", "Localized", "")).unwrap();
+    dc.deliver(OTHER, &mail("l2@x", "Never read", "")).unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    let ca = dc.ca_path.display().to_string();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"de\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {p}\nca_file = \"file:{ca}\"\n\
+             mailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\nfolder = \"inbox\"\nafter = \"move:Gelöschte Elemente\"\n\n\
+             [[channel]]\nname = \"sales\"\nproject = \"SALES\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {p}\nca_file = \"file:{ca}\"\n\
+             mailbox = \"{OTHER}\"\nauth = \"password:env:IMAP_PW\"\n",
+            p = dc.imaps_port
+        ),
+    )
+    .unwrap();
+    // IMAP_PW is right for the first channel only.
+    let o = intake()
+        .args([
+            "--config",
+            &cfg.display().to_string(),
+            "--db",
+            &db.url,
+            "run",
+            "--once",
+            "--json",
+        ])
+        .env("IMAP_PW", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed channel makes the exit code 1"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["created"], 1, "the good channel ran: {v}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("channel sales") && err.contains("AUTHENTICATIONFAILED"),
+        "the server's words: {err}"
+    );
+    let mut s = settings(
+        &dc,
+        ImapAuth::Password {
+            user: USER.into(),
+            password: SecretString::from("s3cret".to_string()),
+        },
+    );
+    s.folder = "Gelöschte Elemente".into();
+    let mut trash = ImapSource::connect(&s).await.unwrap();
+    assert_eq!(
+        trash.new_uids(None, 10).await.unwrap().len(),
+        1,
+        "moved into the localized folder"
+    );
+}
