@@ -13,6 +13,7 @@
 //! wires both together.
 
 pub mod http;
+pub mod net;
 pub mod oauth;
 pub mod sasl;
 pub mod secret;

@@ -13,6 +13,7 @@
 
 pub mod dovecot;
 pub mod idp;
+pub mod proxy;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -118,6 +118,12 @@ pub struct ChannelConfig {
     /// Extra trusted CA for the server's certificate (`file:…`).
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// HTTP CONNECT proxy for the mail connection (`http://[user:pass@]host:port`, RC16).
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Hosts that bypass `proxy` (exact, domain suffix, or `*`).
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
     #[serde(default)]
     pub rules: Option<ChannelRulesToml>,
 }

@@ -127,6 +127,10 @@ async fn settings(
         ca_pem,
         auth,
         folder: c.folder.clone().unwrap_or_else(|| "INBOX".into()),
+        proxy: c.proxy.clone().map(|url| intake_mail::net::ProxySettings {
+            url,
+            no_proxy: c.no_proxy.clone(),
+        }),
     })
 }
 

@@ -59,6 +59,8 @@ pub struct ImapSettings {
     pub ca_pem: Option<Vec<u8>>,
     pub auth: ImapAuth,
     pub folder: String,
+    /// HTTP CONNECT proxy for this connection (RC16); environment variables are never used.
+    pub proxy: Option<crate::net::ProxySettings>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
@@ -115,7 +117,7 @@ impl ImapSource {
     /// Connect, log in and select the folder.
     pub async fn connect(s: &ImapSettings) -> Result<Self, SourceError> {
         let addr = format!("{}:{}", s.host, s.port);
-        let tcp = TcpStream::connect((s.host.as_str(), s.port))
+        let tcp = crate::net::connect(&s.host, s.port, s.proxy.as_ref())
             .await
             .map_err(|e| SourceError::Connect {
                 addr: addr.clone(),

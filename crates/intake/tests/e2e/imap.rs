@@ -30,6 +30,7 @@ fn settings(dc: &Dovecot, auth: ImapAuth) -> ImapSettings {
         ca_pem: Some(dc.ca_pem.clone().into_bytes()),
         auth,
         folder: "INBOX".into(),
+        proxy: None,
     }
 }
 
@@ -502,4 +503,69 @@ async fn rc05_localized_folders_and_rc12_one_failing_channel_does_not_stop_anoth
         1,
         "moved into the localized folder"
     );
+}
+
+/// RC16: the IMAP connection goes through a real HTTP CONNECT proxy (tinyproxy) when the
+/// channel names one, and around it for hosts in `no_proxy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc16_imap_through_a_real_http_connect_proxy_and_no_proxy_bypass() {
+    let Some(proxy) = intake_testkit::proxy::TinyProxy::start_or_skip("rc16_imap_through_proxy")
+    else {
+        return;
+    };
+    let Some(dc) = Dovecot::start_or_skip(
+        "rc16_imap_through_proxy",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("p1@x", "Through the proxy", ""))
+        .unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"proxied\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
+             mailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\nproxy = \"{}\"\n",
+            dc.imaps_port,
+            dc.ca_path.display(),
+            proxy.url
+        ),
+    )
+    .unwrap();
+    let v = run_once(&cfg.display().to_string(), &db.url);
+    assert_eq!(v["created"], 1, "{v}");
+    let target = format!("127.0.0.1:{}", dc.imaps_port);
+    assert!(
+        proxy.log().contains(&target),
+        "the proxy tunnelled the IMAP connection:\n{}",
+        proxy.log()
+    );
+
+    let auth = || ImapAuth::Password {
+        user: USER.into(),
+        password: SecretString::from("s3cret".to_string()),
+    };
+    let mut s = settings(&dc, auth());
+    s.proxy = Some(intake_mail::net::ProxySettings {
+        url: proxy.url.clone(),
+        no_proxy: vec!["127.0.0.1".into()],
+    });
+    let before = proxy.log().matches(&target).count();
+    let src = ImapSource::connect(&s).await.unwrap();
+    let _ = src.logout().await;
+    assert_eq!(
+        proxy.log().matches(&target).count(),
+        before,
+        "no_proxy bypassed the proxy"
+    );
+    // A proxy that refuses is reported as such, naming the proxy.
+    s.proxy = Some(intake_mail::net::ProxySettings {
+        url: format!("http://127.0.0.1:{}", dc.imap_port),
+        no_proxy: vec![],
+    });
+    let err = ImapSource::connect(&s).await.unwrap_err().to_string();
+    assert!(err.contains("proxy"), "{err}");
 }
