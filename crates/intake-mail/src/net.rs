@@ -116,7 +116,7 @@ pub async fn connect(
         .next()
         .unwrap_or_default()
         .to_string();
-    if !status.split_whitespace().nth(1).is_some_and(|c| c == "200") {
+    if status.split_whitespace().nth(1) != Some("200") {
         return Err(NetError::Refused {
             proxy: proxy_addr,
             target,

@@ -14,7 +14,6 @@ use intake_testkit::dovecot::{
 };
 use intake_testkit::idp::Idp;
 
-static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
 
@@ -99,11 +98,9 @@ fn users() -> DovecotOptions<'static> {
 #[test]
 fn password_login_imap_pop3_and_delivery() {
     let t = Instant::now();
-    eprintln!("L100 {:?}", T0.get_or_init(Instant::now).elapsed());
     let Some(dc) = Dovecot::start_or_skip("password_login_imap_pop3_and_delivery", &users()) else {
         return;
     };
-    eprintln!("L103 {:?}", T0.get_or_init(Instant::now).elapsed());
     eprintln!(
         "dovecot started in {:?}: imap {} imaps {} pop3 {} pop3s {}",
         t.elapsed(),
@@ -112,50 +109,35 @@ fn password_login_imap_pop3_and_delivery() {
         dc.pop3_port,
         dc.pop3s_port
     );
-    eprintln!("L111 {:?}", T0.get_or_init(Instant::now).elapsed());
     dc.deliver(ALICE, &message(1)).expect("deliver");
-    eprintln!("L112 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert_eq!(
         std::fs::read_dir(dc.maildir(ALICE).join("new"))
             .unwrap()
             .count(),
         1
     );
-    eprintln!("L118 {:?}", T0.get_or_init(Instant::now).elapsed());
 
     let mut imap = Conn::connect(dc.imap_port);
-    eprintln!("L120 {:?}", T0.get_or_init(Instant::now).elapsed());
     let r = imap.imap("a1", &format!("LOGIN {ALICE} alice-pw"));
-    eprintln!("L121 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(
         last(&r).starts_with("a1 OK") && last(&r).ends_with("Logged in"),
         "{r:?}"
     );
-    eprintln!("L125 {:?}", T0.get_or_init(Instant::now).elapsed());
     let r = imap.imap("a2", "SELECT INBOX");
-    eprintln!("L126 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(r.iter().any(|l| l == "* 1 EXISTS"), "{r:?}");
-    eprintln!("L127 {:?}", T0.get_or_init(Instant::now).elapsed());
     let r = imap.imap("a3", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
-    eprintln!("L128 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(r.iter().any(|l| l == "Subject: test 1"), "{r:?}");
-    eprintln!("L129 {:?}", T0.get_or_init(Instant::now).elapsed());
     imap.imap("a4", "LOGOUT");
-    eprintln!("L130 {:?}", T0.get_or_init(Instant::now).elapsed());
 
     // SASL PLAIN with an initial response, and a wrong password, which fails at once: the
     // failed-auth penalty is off.
     let mut imap = Conn::connect(dc.imap_port);
-    eprintln!("L134 {:?}", T0.get_or_init(Instant::now).elapsed());
     let r = imap.imap(
         "b1",
         &format!("AUTHENTICATE PLAIN {}", plain_b64(BOB, "bob-pw")),
     );
-    eprintln!("L138 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(last(&r).starts_with("b1 OK"), "{r:?}");
-    eprintln!("L139 {:?}", T0.get_or_init(Instant::now).elapsed());
     let mut imap = Conn::connect(dc.imap_port);
-    eprintln!("L140 {:?}", T0.get_or_init(Instant::now).elapsed());
     for i in 0..3 {
         let t = Instant::now();
         let r = imap.imap(&format!("c{i}"), &format!("LOGIN {ALICE} wrong"));
@@ -170,30 +152,20 @@ fn password_login_imap_pop3_and_delivery() {
         );
     }
     assert!(dc.log().contains("Password mismatch"), "{}", dc.log());
-    eprintln!("L154 {:?}", T0.get_or_init(Instant::now).elapsed());
 
     let mut pop = Conn::connect(dc.pop3_port);
-    eprintln!("L156 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(pop.pop(&format!("USER {ALICE}")).starts_with("+OK"));
-    eprintln!("L157 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert_eq!(pop.pop("PASS alice-pw"), "+OK Logged in.");
-    eprintln!("L158 {:?}", T0.get_or_init(Instant::now).elapsed());
     let stat = pop.pop("STAT");
-    eprintln!("L159 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(stat.starts_with("+OK 1 "), "{stat}");
-    eprintln!("L160 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(pop.pop("QUIT").starts_with("+OK"));
-    eprintln!("L161 {:?}", T0.get_or_init(Instant::now).elapsed());
 
     let mut pop = Conn::connect(dc.pop3_port);
-    eprintln!("L163 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert_eq!(
         pop.pop(&format!("AUTH PLAIN {}", plain_b64(BOB, "bob-pw"))),
         "+OK Logged in."
     );
-    eprintln!("L167 {:?}", T0.get_or_init(Instant::now).elapsed());
     assert!(pop.pop("STAT").starts_with("+OK 0 "));
-    eprintln!("L168 {:?}", T0.get_or_init(Instant::now).elapsed());
 }
 
 #[test]

@@ -148,9 +148,13 @@ struct Ctx {
 }
 
 fn ctx(config: &Config, c: &ChannelConfig) -> anyhow::Result<Ctx> {
-    if let Some(p) = c.protocol.as_deref().filter(|p| *p != "imap") {
+    if let Some(p) = c
+        .protocol
+        .as_deref()
+        .filter(|p| !matches!(*p, "imap" | "pop3"))
+    {
         bail!(
-            "channel {}: protocol {p:?} is not implemented yet (only imap runs; see the connectors issue)",
+            "channel {}: protocol {p:?} is not implemented yet in `intake run` (imap and pop3 run)",
             c.name
         );
     }
@@ -329,6 +333,136 @@ async fn session(
             }
         } else {
             source.wait_for_change(wait, stop).await?;
+        }
+    }
+}
+
+/// Drain one POP3 channel once. POP3 has no flags or folders: the ledger (identity
+/// `pop3:<UIDL>`) decides what is new, `after = "delete"` sends DELE for committed messages
+/// (taking effect at QUIT; a crash before QUIT leaves them, and the next run deletes them as
+/// duplicates), `mark-read` keeps mail on the server, and `move:` is refused.
+pub async fn run_pop3_once(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+) -> anyhow::Result<Summary> {
+    use intake_mail::source::pop3::{Pop3Auth, Pop3Settings, Pop3Source, SaslForm};
+    let ctx = ctx(config, c)?;
+    let delete = match &ctx.after {
+        PostAction::Delete => true,
+        PostAction::MarkRead => false,
+        PostAction::Move(_) => bail!(
+            "channel {}: POP3 cannot move messages; use after = \"delete\" or \"mark-read\" (keep)",
+            c.name
+        ),
+    };
+    store
+        .ensure_project(&ctx.opts.project, ctx.opts.project.as_str())
+        .await?;
+    let imap = settings(config, store, c).await?;
+    let port = c
+        .port
+        .unwrap_or(if imap.tls == Tls::Implicit { 995 } else { 110 });
+    let auth = match imap.auth {
+        ImapAuth::Password { user, password } => Pop3Auth::Password { user, password },
+        ImapAuth::OAuth {
+            mechanism,
+            user,
+            token,
+        } => Pop3Auth::OAuth {
+            mechanism,
+            user,
+            token,
+        },
+    };
+    let s = Pop3Settings {
+        host: imap.host.clone(),
+        port,
+        tls: imap.tls,
+        ca_pem: imap.ca_pem,
+        auth,
+        sasl_form: SaslForm::Auto,
+    };
+    let mut summary = Summary::default();
+    loop {
+        let mut src = Pop3Source::connect(&s).await?;
+        let list = src.uidl().await?;
+        let ids: Vec<String> = list
+            .iter()
+            .map(|(_, u)| intake_mail::source::pop3::identity(u))
+            .collect();
+        let known = store.known_identities(&ctx.opts.channel, &ids).await?;
+        let (done, todo): (Vec<_>, Vec<_>) = list
+            .iter()
+            .zip(&ids)
+            .partition(|(_, id)| known.contains(*id));
+        let batch: Vec<_> = todo.iter().take(ctx.opts.batch).collect();
+        let mut raw = Vec::with_capacity(batch.len());
+        for ((n, uid), id) in &batch {
+            raw.push((
+                format!("{}:pop3/{uid}", s.host),
+                (*id).clone(),
+                src.retr(*n).await?,
+            ));
+        }
+        let prepared = pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
+        pipeline::commit(store, &ctx.opts, prepared, &mut summary).await?;
+        if delete {
+            // Committed now (this batch) or earlier (`done`, e.g. left by a crash before QUIT).
+            let msgnos: Vec<u32> = done
+                .iter()
+                .map(|((n, _), _)| *n)
+                .chain(batch.iter().map(|((n, _), _)| *n))
+                .collect();
+            src.acknowledge(&msgnos).await?;
+        } else {
+            src.quit().await?;
+        }
+        if todo.len() <= ctx.opts.batch {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+/// Drain a channel once, whatever its protocol.
+pub async fn run_once(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+) -> anyhow::Result<Summary> {
+    match c.protocol.as_deref() {
+        Some("pop3") => run_pop3_once(config, store, c).await,
+        _ => run_imap_once(config, store, c).await,
+    }
+}
+
+/// Poll a POP3 channel every `poll_seconds` (default 60) until shutdown; failures are logged and
+/// retried at the next poll.
+pub async fn run_pop3_forever(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let wait = std::time::Duration::from_secs(c.poll_seconds.unwrap_or(60).max(1));
+    while !*shutdown.borrow() {
+        if let Err(e) = run_pop3_once(config, store, c).await {
+            let msg = format!("{e:#}");
+            let _ = store
+                .log_event(
+                    Some(&c.name),
+                    "error",
+                    "channel_failed",
+                    &msg,
+                    serde_json::json!({}),
+                )
+                .await;
+        }
+        let mut rx = shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = rx.changed() => {}
         }
     }
 }

@@ -106,7 +106,7 @@ async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<E
     let mut failed = 0;
     for c in channels {
         // One failing channel never stops the others (RC12).
-        match crate::runner::run_imap_once(config, &store, c).await {
+        match crate::runner::run_once(config, &store, c).await {
             Ok(s) => {
                 total.created += s.created;
                 total.commented += s.commented;
@@ -156,7 +156,13 @@ async fn run_forever(
     let mut tasks = tokio::task::JoinSet::new();
     for c in channels {
         let (config, store, c, rx) = (config.clone(), store.clone(), c.clone(), rx.clone());
-        tasks.spawn(async move { crate::runner::run_imap_forever(&config, &store, &c, rx).await });
+        tasks.spawn(async move {
+            if c.protocol.as_deref() == Some("pop3") {
+                crate::runner::run_pop3_forever(&config, &store, &c, rx).await
+            } else {
+                crate::runner::run_imap_forever(&config, &store, &c, rx).await
+            }
+        });
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -569,3 +569,69 @@ async fn rc16_imap_through_a_real_http_connect_proxy_and_no_proxy_bypass() {
     let err = ImapSource::connect(&s).await.unwrap_err().to_string();
     assert!(err.contains("proxy"), "{err}");
 }
+
+/// POP3 channels against the real Dovecot: new mail becomes tickets once; `after = "delete"`
+/// deletes only what is committed; `mark-read` (keep) leaves mail on the server and the ledger
+/// keeps later runs from taking it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pop3_channel_ingests_once_and_deletes_only_after_commit() {
+    const KEEP: &str = "keep@example.test";
+    let Some(dc) = Dovecot::start_or_skip(
+        "pop3_channel",
+        &DovecotOptions::with_users(&[(USER, "s3cret"), (KEEP, "s3cret")]),
+    ) else {
+        return;
+    };
+    for i in 0..3 {
+        dc.deliver(USER, &mail(&format!("p{i}@x"), &format!("POP {i}"), ""))
+            .unwrap();
+    }
+    dc.deliver(KEEP, &mail("k1@x", "Kept", "")).unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    let ca = dc.ca_path.display().to_string();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"pop\"\nproject = \"HELP\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {p}\nca_file = \"file:{ca}\"\n\
+             mailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\nafter = \"delete\"\nbatch = 2\n\n\
+             [[channel]]\nname = \"keep\"\nproject = \"HELP\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {p}\nca_file = \"file:{ca}\"\n\
+             mailbox = \"{KEEP}\"\nauth = \"password:env:IMAP_PW\"\nafter = \"mark-read\"\n",
+            p = dc.pop3s_port
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let v = run_once(&cfg, &db.url);
+    assert_eq!(v["created"], 4, "{v}");
+    let v = run_once(&cfg, &db.url);
+    assert_eq!(v["created"], 0, "nothing twice: {v}");
+    let pop = |user: &str| intake_mail::source::pop3::Pop3Settings {
+        host: "127.0.0.1".into(),
+        port: dc.pop3s_port,
+        tls: Tls::Implicit,
+        ca_pem: Some(dc.ca_pem.clone().into_bytes()),
+        auth: intake_mail::source::pop3::Pop3Auth::Password {
+            user: user.into(),
+            password: SecretString::from("s3cret".to_string()),
+        },
+        sasl_form: Default::default(),
+    };
+    let mut deleted = intake_mail::source::pop3::Pop3Source::connect(&pop(USER))
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.stat().await.unwrap().0,
+        0,
+        "committed messages were deleted"
+    );
+    let mut kept = intake_mail::source::pop3::Pop3Source::connect(&pop(KEEP))
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.stat().await.unwrap().0,
+        1,
+        "mark-read keeps POP3 mail on the server"
+    );
+}
