@@ -73,9 +73,9 @@ cmd_install() {
   # Keep the package from starting its service: a policy-rc.d that forbids everything.
   local backup="" created=0
   if [[ -e "$POLICY" ]]; then
-    if ! "$POLICY" dovecot start >/dev/null 2>&1 && [[ "$("$POLICY" dovecot start >/dev/null 2>&1; echo $?)" == 101 ]]; then
-      : # already forbids starting services
-    else
+    local rc=0
+    "$POLICY" dovecot start >/dev/null 2>&1 || rc=$?
+    if [[ "$rc" != 101 ]]; then
       backup="$(mktemp /tmp/policy-rc.d.intake.XXXXXX)"
       cp -p "$POLICY" "$backup"
       created=1

@@ -157,8 +157,8 @@ async fn run_forever(
     for c in channels {
         let (config, store, c, rx) = (config.clone(), store.clone(), c.clone(), rx.clone());
         tasks.spawn(async move {
-            if c.protocol.as_deref() == Some("pop3") {
-                crate::runner::run_pop3_forever(&config, &store, &c, rx).await
+            if matches!(c.protocol.as_deref(), Some("pop3" | "graph")) {
+                crate::runner::run_polling_forever(&config, &store, &c, rx).await
             } else {
                 crate::runner::run_imap_forever(&config, &store, &c, rx).await
             }

@@ -556,3 +556,80 @@ async fn rc14_expiring_secret_is_warned_once_per_stage_in_the_mail_log() {
     assert_eq!(warnings[0].fields["stage"], "14d");
     assert!(warnings[0].message.contains("RC14"));
 }
+
+/// A Microsoft Graph channel through `intake run --once` against a Graph fake: delta page →
+/// `$value` MIME → tickets → PATCH isRead after the commit → deltaLink stored; the next run
+/// resumes from the deltaLink and takes nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_channel_runs_delta_value_patch_and_resumes_from_the_delta_link() {
+    use wiremock::matchers::{query_param, query_param_is_missing};
+    let fake = MockServer::start().await;
+    let base = format!("/v1.0/users/{MAILBOX}/mailFolders/inbox/messages");
+    let delta_link = |t: &str| format!("{}{base}/delta?$deltatoken={t}", fake.uri());
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/delta")))
+        .and(query_param_is_missing("$deltatoken"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "value": [{"id": "AAA1", "isRead": false}, {"id": "AAA2", "isRead": false}],
+            "@odata.deltaLink": delta_link("T1")
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/delta")))
+        .and(query_param("$deltatoken", "T1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "value": [{"id": "AAA1", "isRead": true}], "@odata.deltaLink": delta_link("T2")
+        })))
+        .expect(1)
+        .mount(&fake)
+        .await;
+    for (id, subject) in [("AAA1", "Graph one"), ("AAA2", "Graph two")] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1.0/users/{MAILBOX}/messages/{id}/$value")))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(
+                format!("From: a@customer.example\r\nSubject: {subject}\r\nMessage-ID: <{id}@x>\r\n\r\nbody\r\n").into_bytes(),
+                "message/rfc822",
+            ))
+            .expect(1)
+            .mount(&fake)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("/v1.0/users/{MAILBOX}/messages/{id}")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": id, "isRead": true})),
+            )
+            .expect(1)
+            .mount(&fake)
+            .await;
+    }
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    seed(&store, "GRAPH-TOKEN", "RT-G", now() + 3600).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &fake.uri(),
+        &format!(
+            "graph_url = \"{}\"\n\n[[channel]]\nname = \"graph\"\nproject = \"GR\"\nprotocol = \"graph\"\nmailbox = \"{MAILBOX}\"\nauth = \"oauth:m365\"\n",
+            fake.uri()
+        ),
+    );
+    for expected in [2, 0] {
+        let o = intake()
+            .args(["--config", &cfg, "--db", &db.url, "run", "--once", "--json"])
+            .env("INTAKE_SECRET_KEY", key_b64())
+            .env("M365_SECRET", CLIENT_SECRET)
+            .output()
+            .unwrap();
+        let (c, v, e) = out(o);
+        assert_eq!(c, 0, "{e}");
+        assert_eq!(v["created"], expected, "{v}");
+    }
+    assert_eq!(
+        store.checkpoint("graph").await.unwrap(),
+        Some(delta_link("T2"))
+    );
+}
