@@ -209,29 +209,61 @@ async fn drain(
             .await?;
         checkpoint = Some((source.uid_validity(), last));
     }
-    while !stop.is_some_and(|r| *r.borrow()) {
-        let mut uids = source.new_uids(checkpoint, usize::MAX).await?;
-        if ctx.start == Start::Unread {
-            let unseen = source.unseen_uids().await?;
-            uids.retain(|u| unseen.binary_search(u).is_ok());
+    let validity = source.uid_validity();
+    let mut next = fetch_batch(source, checkpoint, ctx, host_folder).await?;
+    while let Some((uids, raw)) = next.take() {
+        if stop.is_some_and(|r| *r.borrow()) {
+            break;
         }
-        uids.truncate(ctx.opts.batch);
-        let Some(&last) = uids.last() else { break };
-        let fetched = source.fetch(&uids).await?;
-        let raw: Vec<(String, String, Vec<u8>)> = fetched
-            .into_iter()
-            .map(|(uid, f)| (format!("{host_folder}/{uid}"), f.identity, f.raw))
-            .collect();
-        let prepared = pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
-        pipeline::commit(store, &ctx.opts, prepared, summary).await?;
+        let last = *uids.last().unwrap_or(&0);
+        // Commit this batch while the next one is fetched (UIDs after this batch): fetching
+        // overlaps processing. Only this batch is acknowledged and checkpointed afterwards.
+        let commit = async {
+            let prepared =
+                pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
+            pipeline::commit(store, &ctx.opts, prepared, summary).await?;
+            anyhow::Ok(())
+        };
+        let (committed, fetched) = tokio::join!(
+            commit,
+            fetch_batch(source, Some((validity, last)), ctx, host_folder)
+        );
+        committed?;
         // Committed (new or duplicate): now the post-action, then the checkpoint.
         source.acknowledge(&uids, &ctx.after).await?;
-        checkpoint = Some((source.uid_validity(), last));
         store
-            .set_checkpoint(channel, &format!("{}:{last}", source.uid_validity()))
+            .set_checkpoint(channel, &format!("{validity}:{last}"))
             .await?;
+        next = fetched?;
     }
     Ok(())
+}
+
+/// The next batch after `checkpoint` under the start policy: (UIDs, raw messages), or `None`.
+type RawBatch = (Vec<u32>, Vec<(String, String, Vec<u8>)>);
+
+async fn fetch_batch(
+    source: &mut ImapSource,
+    checkpoint: Option<(u32, u32)>,
+    ctx: &Ctx,
+    host_folder: &str,
+) -> anyhow::Result<Option<RawBatch>> {
+    let mut uids = source.new_uids(checkpoint, usize::MAX).await?;
+    if ctx.start == Start::Unread {
+        let unseen = source.unseen_uids().await?;
+        uids.retain(|u| unseen.binary_search(u).is_ok());
+    }
+    uids.truncate(ctx.opts.batch);
+    if uids.is_empty() {
+        return Ok(None);
+    }
+    let raw = source
+        .fetch(&uids)
+        .await?
+        .into_iter()
+        .map(|(uid, f)| (format!("{host_folder}/{uid}"), f.identity, f.raw))
+        .collect();
+    Ok(Some((uids, raw)))
 }
 
 /// Drain one IMAP channel once.
