@@ -378,7 +378,7 @@ pub async fn run_pop3_once(
     store: &Store,
     c: &ChannelConfig,
 ) -> anyhow::Result<Summary> {
-    use intake_mail::source::pop3::{Pop3Auth, Pop3Settings, Pop3Source, SaslForm};
+    use intake_mail::source::pop3::{Pop3Settings, Pop3Source, SaslForm};
     let ctx = ctx(config, c)?;
     let delete = match &ctx.after {
         PostAction::Delete => true,
@@ -395,18 +395,7 @@ pub async fn run_pop3_once(
     let port = c
         .port
         .unwrap_or(if imap.tls == Tls::Implicit { 995 } else { 110 });
-    let auth = match imap.auth {
-        ImapAuth::Password { user, password } => Pop3Auth::Password { user, password },
-        ImapAuth::OAuth {
-            mechanism,
-            user,
-            token,
-        } => Pop3Auth::OAuth {
-            mechanism,
-            user,
-            token,
-        },
-    };
+    let auth = imap.auth;
     let s = Pop3Settings {
         host: imap.host.clone(),
         port,

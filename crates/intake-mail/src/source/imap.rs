@@ -10,12 +10,12 @@ use std::fmt::Debug;
 
 use async_imap::{Client, Session};
 use futures_util::TryStreamExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{Fetched, PostAction, SourceError};
-use crate::sasl::{Mechanism, OAuthSasl};
+use crate::sasl::OAuthSasl;
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,30 +25,8 @@ pub enum Tls {
     None,
 }
 
-/// How to log in.
-#[derive(Clone)]
-pub enum ImapAuth {
-    Password {
-        user: String,
-        password: SecretString,
-    },
-    OAuth {
-        mechanism: Mechanism,
-        user: String,
-        token: SecretString,
-    },
-}
-
-impl Debug for ImapAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Password { user, .. } => write!(f, "Password({user})"),
-            Self::OAuth {
-                mechanism, user, ..
-            } => write!(f, "{}({user})", mechanism.name()),
-        }
-    }
-}
+/// How to log in (shared with the other sources).
+pub type ImapAuth = super::MailAuth;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -383,28 +361,21 @@ impl ImapSource {
 
     /// UIDs without \Seen, ascending (the `unread` first-sync policy).
     pub async fn unseen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
-        let mut v: Vec<u32> = self
-            .s()?
-            .uid_search("UNSEEN")
-            .await
-            .map_err(|e| SourceError::Refused {
-                command: "UID SEARCH UNSEEN".into(),
-                server: server_text(&e),
-            })?
-            .into_iter()
-            .collect();
-        v.sort_unstable();
-        Ok(v)
+        self.search("UNSEEN").await
     }
 
     /// UIDs currently flagged \Seen (for checks and the connection test).
     pub async fn seen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
+        self.search("SEEN").await
+    }
+
+    async fn search(&mut self, query: &str) -> Result<Vec<u32>, SourceError> {
         let mut v: Vec<u32> = self
             .s()?
-            .uid_search("SEEN")
+            .uid_search(query)
             .await
             .map_err(|e| SourceError::Refused {
-                command: "UID SEARCH SEEN".into(),
+                command: format!("UID SEARCH {query}"),
                 server: server_text(&e),
             })?
             .into_iter()

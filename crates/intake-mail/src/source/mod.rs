@@ -41,3 +41,30 @@ pub enum SourceError {
     #[error("protocol error: {0}")]
     Protocol(String),
 }
+
+/// How to log in to a mail server (IMAP and POP3 alike). `Debug` never shows the secret.
+#[derive(Clone)]
+pub enum MailAuth {
+    /// IMAP `LOGIN` / POP3 `USER`+`PASS`.
+    Password {
+        user: String,
+        password: secrecy::SecretString,
+    },
+    /// SASL `XOAUTH2` or `OAUTHBEARER` with a bearer token.
+    OAuth {
+        mechanism: crate::sasl::Mechanism,
+        user: String,
+        token: secrecy::SecretString,
+    },
+}
+
+impl std::fmt::Debug for MailAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password { user, .. } => write!(f, "Password({user})"),
+            Self::OAuth {
+                mechanism, user, ..
+            } => write!(f, "{}({user})", mechanism.name()),
+        }
+    }
+}

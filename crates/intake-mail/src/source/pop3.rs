@@ -47,32 +47,8 @@ pub const MAX_COMMAND_OCTETS: usize = 255;
 /// Server replies quoted in errors are cut to this many characters.
 const MAX_QUOTED: usize = 512;
 
-/// How to log in.
-#[derive(Clone)]
-pub enum Pop3Auth {
-    /// `USER` / `PASS`.
-    Password {
-        user: String,
-        password: SecretString,
-    },
-    /// SASL `XOAUTH2` or `OAUTHBEARER` with a bearer token.
-    OAuth {
-        mechanism: Mechanism,
-        user: String,
-        token: SecretString,
-    },
-}
-
-impl Debug for Pop3Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Password { user, .. } => write!(f, "Password({user})"),
-            Self::OAuth {
-                mechanism, user, ..
-            } => write!(f, "{}({user})", mechanism.name()),
-        }
-    }
-}
+/// How to log in (shared with the other sources).
+pub type Pop3Auth = super::MailAuth;
 
 /// Where the SASL initial response goes (RFC 5034 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
