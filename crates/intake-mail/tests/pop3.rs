@@ -54,6 +54,7 @@ fn settings(dc: &Dovecot, tls: Tls, auth: Pop3Auth, sasl_form: SaslForm) -> Pop3
         ca_pem: Some(dc.ca_pem.clone().into_bytes()),
         auth,
         sasl_form,
+        proxy: None,
     }
 }
 
@@ -512,6 +513,7 @@ fn fake_settings(port: u16, auth: Pop3Auth, form: SaslForm) -> Pop3Settings {
         ca_pem: None,
         auth,
         sasl_form: form,
+        proxy: None,
     }
 }
 

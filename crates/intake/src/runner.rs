@@ -403,6 +403,7 @@ pub async fn run_pop3_once(
         ca_pem: imap.ca_pem,
         auth,
         sasl_form: SaslForm::Auto,
+        proxy: imap.proxy,
     };
     let mut summary = Summary::default();
     loop {

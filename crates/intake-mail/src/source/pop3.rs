@@ -34,7 +34,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 pub use super::imap::Tls;
 use super::{Fetched, SourceError};
@@ -74,6 +73,8 @@ pub struct Pop3Settings {
     pub ca_pem: Option<Vec<u8>>,
     pub auth: Pop3Auth,
     pub sasl_form: SaslForm,
+    /// HTTP CONNECT proxy for this connection (RC16); environment variables are never used.
+    pub proxy: Option<crate::net::ProxySettings>,
 }
 
 /// What the server's `CAPA` said (empty when it does not know `CAPA`).
@@ -439,16 +440,19 @@ impl Pop3Source {
     /// TCP (+ TLS), greeting, `CAPA`, `STLS` + `CAPA` again: the AUTHORIZATION state.
     async fn open(s: &Pop3Settings) -> Result<Self, SourceError> {
         let addr = format!("{}:{}", s.host, s.port);
-        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((s.host.as_str(), s.port)))
-            .await
-            .map_err(|_| SourceError::Connect {
-                addr: addr.clone(),
-                message: "timed out".into(),
-            })?
-            .map_err(|e| SourceError::Connect {
-                addr: addr.clone(),
-                message: e.to_string(),
-            })?;
+        let tcp = tokio::time::timeout(
+            IO_TIMEOUT,
+            crate::net::connect(&s.host, s.port, s.proxy.as_ref()),
+        )
+        .await
+        .map_err(|_| SourceError::Connect {
+            addr: addr.clone(),
+            message: "timed out".into(),
+        })?
+        .map_err(|e| SourceError::Connect {
+            addr: addr.clone(),
+            message: e.to_string(),
+        })?;
         let mut conn: Conn<Stream> = match s.tls {
             Tls::Implicit => Conn::new(Box::new(tls_wrap(s, tcp, &addr).await?)),
             Tls::None => Conn::new(Box::new(tcp)),

@@ -617,6 +617,7 @@ async fn pop3_channel_ingests_once_and_deletes_only_after_commit() {
             password: SecretString::from("s3cret".to_string()),
         },
         sasl_form: Default::default(),
+        proxy: None,
     };
     let mut deleted = intake_mail::source::pop3::Pop3Source::connect(&pop(USER))
         .await
@@ -633,5 +634,70 @@ async fn pop3_channel_ingests_once_and_deletes_only_after_commit() {
         kept.stat().await.unwrap().0,
         1,
         "mark-read keeps POP3 mail on the server"
+    );
+}
+
+/// STARTTLS on IMAP's plain port, and POP3 through the real proxy, against the real servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_starttls_and_pop3_through_the_proxy() {
+    let Some(proxy) =
+        intake_testkit::proxy::TinyProxy::start_or_skip("imap_starttls_and_pop3_proxy")
+    else {
+        return;
+    };
+    let Some(dc) = Dovecot::start_or_skip(
+        "imap_starttls_and_pop3_proxy",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("s1@x", "StartTLS", "")).unwrap();
+    let mut s = settings(
+        &dc,
+        ImapAuth::Password {
+            user: USER.into(),
+            password: SecretString::from("s3cret".to_string()),
+        },
+    );
+    s.port = dc.imap_port;
+    s.tls = Tls::StartTls;
+    let mut src = ImapSource::connect(&s)
+        .await
+        .unwrap_or_else(|e| panic!("STARTTLS: {e}"));
+    assert_eq!(src.new_uids(None, 10).await.unwrap().len(), 1);
+    let _ = src.logout().await;
+    // Without the test CA, the upgraded connection must fail certificate checks.
+    s.ca_pem = None;
+    assert!(
+        matches!(ImapSource::connect(&s).await, Err(SourceError::Tls { .. })),
+        "STARTTLS really upgraded to verified TLS"
+    );
+
+    let pop = intake_mail::source::pop3::Pop3Settings {
+        host: "127.0.0.1".into(),
+        port: dc.pop3s_port,
+        tls: Tls::Implicit,
+        ca_pem: Some(dc.ca_pem.clone().into_bytes()),
+        auth: ImapAuth::Password {
+            user: USER.into(),
+            password: SecretString::from("s3cret".to_string()),
+        },
+        sasl_form: Default::default(),
+        proxy: Some(intake_mail::net::ProxySettings {
+            url: proxy.url.clone(),
+            no_proxy: vec![],
+        }),
+    };
+    let mut p = intake_mail::source::pop3::Pop3Source::connect(&pop)
+        .await
+        .unwrap();
+    assert_eq!(p.stat().await.unwrap().0, 1);
+    p.quit().await.unwrap();
+    assert!(
+        proxy
+            .log()
+            .contains(&format!("127.0.0.1:{}", dc.pop3s_port)),
+        "POP3 went through the proxy:\n{}",
+        proxy.log()
     );
 }
