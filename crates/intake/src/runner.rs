@@ -147,7 +147,8 @@ struct Ctx {
     start: Start,
 }
 
-fn ctx(config: &Config, c: &ChannelConfig) -> anyhow::Result<Ctx> {
+/// The channel's run settings; creates its project if missing.
+async fn ctx(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow::Result<Ctx> {
     if let Some(p) = c
         .protocol
         .as_deref()
@@ -173,6 +174,9 @@ fn ctx(config: &Config, c: &ChannelConfig) -> anyhow::Result<Ctx> {
     let mut opts = IngestOptions::new(&c.name, project, rules);
     opts.batch = c.batch.unwrap_or(100).max(1);
     let reader = Arc::new(Reader::new(&opts.rules)?);
+    store
+        .ensure_project(&opts.project, opts.project.as_str())
+        .await?;
     Ok(Ctx {
         opts,
         reader,
@@ -272,10 +276,7 @@ pub async fn run_imap_once(
     store: &Store,
     c: &ChannelConfig,
 ) -> anyhow::Result<Summary> {
-    let ctx = ctx(config, c)?;
-    store
-        .ensure_project(&ctx.opts.project, ctx.opts.project.as_str())
-        .await?;
+    let ctx = ctx(config, store, c).await?;
     let settings = settings(config, store, c).await?;
     let mut source = ImapSource::connect(&settings).await?;
     let mut summary = Summary::default();
@@ -328,10 +329,7 @@ async fn session(
     c: &ChannelConfig,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let ctx = ctx(config, c)?;
-    store
-        .ensure_project(&ctx.opts.project, ctx.opts.project.as_str())
-        .await?;
+    let ctx = ctx(config, store, c).await?;
     let settings = settings(config, store, c).await?;
     let mut source = ImapSource::connect(&settings).await?;
     let where_ = format!("{}:{}", settings.host, settings.folder);
@@ -379,7 +377,7 @@ pub async fn run_pop3_once(
     c: &ChannelConfig,
 ) -> anyhow::Result<Summary> {
     use intake_mail::source::pop3::{Pop3Settings, Pop3Source, SaslForm};
-    let ctx = ctx(config, c)?;
+    let ctx = ctx(config, store, c).await?;
     let delete = match &ctx.after {
         PostAction::Delete => true,
         PostAction::MarkRead => false,
@@ -388,9 +386,6 @@ pub async fn run_pop3_once(
             c.name
         ),
     };
-    store
-        .ensure_project(&ctx.opts.project, ctx.opts.project.as_str())
-        .await?;
     let imap = settings(config, store, c).await?;
     let port = c
         .port
@@ -458,10 +453,7 @@ pub async fn run_graph_once(
     c: &ChannelConfig,
 ) -> anyhow::Result<Summary> {
     use intake_mail::source::graph::{GraphError, GraphSettings, GraphSource, Next};
-    let ctx = ctx(config, c)?;
-    store
-        .ensure_project(&ctx.opts.project, ctx.opts.project.as_str())
-        .await?;
+    let ctx = ctx(config, store, c).await?;
     let mailbox = c
         .mailbox
         .clone()
