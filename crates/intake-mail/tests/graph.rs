@@ -8,7 +8,9 @@ use intake_mail::source::PostAction;
 use intake_mail::source::graph::{GraphError, GraphSettings, GraphSource, Next};
 use secrecy::SecretString;
 use serde_json::json;
-use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
+use wiremock::matchers::{
+    body_json, header, header_regex, method, path, query_param, query_param_is_missing,
+};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.test-access-token";
@@ -75,7 +77,10 @@ async fn mount_three_pages(server: &MockServer) {
         .and(query_param_is_missing("$skiptoken"))
         .and(query_param_is_missing("$deltatoken"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
-        .and(header("prefer", "odata.maxpagesize=2"))
+        .and(header_regex(
+            "prefer",
+            "^odata.maxpagesize=2, IdType=\"ImmutableId\"$",
+        ))
         .respond_with(page(
             vec![msg("m1"), msg("m2")],
             "@odata.nextLink",
@@ -88,7 +93,10 @@ async fn mount_three_pages(server: &MockServer) {
         .and(path(DELTA))
         .and(query_param("$skiptoken", "p2"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
-        .and(header("prefer", "odata.maxpagesize=2"))
+        .and(header_regex(
+            "prefer",
+            "^odata.maxpagesize=2, IdType=\"ImmutableId\"$",
+        ))
         .respond_with(page(
             vec![msg("m3"), removed("gone1")],
             "@odata.nextLink",
@@ -167,7 +175,10 @@ async fn second_delta_from_the_stored_delta_link_returns_only_new_ids() {
         .and(path(DELTA))
         .and(query_param("$deltatoken", "d1"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
-        .and(header("prefer", "odata.maxpagesize=2"))
+        .and(header_regex(
+            "prefer",
+            "^odata.maxpagesize=2, IdType=\"ImmutableId\"$",
+        ))
         .respond_with(page(
             vec![msg("m5"), removed("m1")],
             "@odata.deltaLink",

@@ -14,10 +14,13 @@
 //!   key file, key ids for rotation);
 //! - [`tokens`]: encrypted OAuth tokens, pending OAuth flows (any node finishes a callback),
 //!   cross-node single-flight refresh leases and once-only credential warnings.
+//! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
+//!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
 pub mod apply;
 pub mod checkpoint;
 pub mod crypto;
+pub mod lease;
 pub mod log;
 pub mod query;
 pub mod tokens;
@@ -31,6 +34,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use apply::{Applied, Incoming, LoopGuardState};
 pub use crypto::{CryptoError, Keyring, Sealed};
+pub use lease::node_id;
 pub use query::{AttachmentInfo, CommentInfo, LedgerRow, Table, TicketDetail, TicketSummary};
 pub use tokens::{PendingFlow, StoredToken, TokenStatus};
 

@@ -1,9 +1,13 @@
 //! One story of store behaviour, run unchanged on SQLite and on PostgreSQL.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use intake_core::{ChannelRules, LoopGuard, Outcome, ProjectKey};
 use intake_mime::Reader;
-use intake_store::{Applied, Backend, Incoming, Store, Table, migration_names};
+use intake_store::{Applied, Backend, Incoming, Store, Table, migration_names, node_id, now};
 use intake_testkit::TestDb;
+use tokio::sync::Barrier;
 
 fn mail(id: &str, from: &str, subject: &str, extra: &str, body: &str) -> Vec<u8> {
     format!(
@@ -329,4 +333,200 @@ fn migration_folders_match() {
     let s = migration_names(Backend::Sqlite);
     assert!(!s.is_empty());
     assert_eq!(s, migration_names(Backend::Postgres));
+}
+
+/// Two nodes and one channel lease: the holder keeps it (acquire again = renew), the other node
+/// is refused until the holder releases it; neither can renew or release the other's lease.
+async fn lease_exclusive(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let other = Store::connect(&db.url).await.unwrap();
+    let (a, b) = (node_id(), node_id());
+    assert_ne!(a, b);
+    let ttl = Duration::from_secs(60);
+    let ch = "imap:help@example.com/INBOX";
+    assert_eq!(store.lease_holder(ch).await.unwrap(), None);
+
+    assert!(
+        store.try_acquire_lease(ch, &a, ttl).await.unwrap(),
+        "{}",
+        db.kind
+    );
+    let (holder, expires_at) = store.lease_holder(ch).await.unwrap().unwrap();
+    assert_eq!(holder, a);
+    assert!(expires_at >= now() + 59, "{expires_at}");
+    assert!(
+        !other.try_acquire_lease(ch, &b, ttl).await.unwrap(),
+        "an unexpired lease is refused to another node ({})",
+        db.kind
+    );
+    assert!(!other.renew_lease(ch, &b, ttl).await.unwrap());
+    other.release_lease(ch, &b).await.unwrap();
+    assert_eq!(
+        store.lease_holder(ch).await.unwrap().unwrap().0,
+        a,
+        "B cannot release A's lease"
+    );
+    // Other channels are independent.
+    assert!(
+        other
+            .try_acquire_lease("imap:sales@example.com/INBOX", &b, ttl)
+            .await
+            .unwrap()
+    );
+
+    assert!(
+        store
+            .renew_lease(ch, &a, Duration::from_secs(120))
+            .await
+            .unwrap()
+    );
+    assert!(store.lease_holder(ch).await.unwrap().unwrap().1 >= now() + 119);
+    assert!(
+        store.try_acquire_lease(ch, &a, ttl).await.unwrap(),
+        "re-acquiring renews"
+    );
+    assert!(!other.try_acquire_lease(ch, &b, ttl).await.unwrap());
+
+    store.release_lease(ch, &a).await.unwrap();
+    assert_eq!(store.lease_holder(ch).await.unwrap(), None);
+    assert!(
+        !store.renew_lease(ch, &a, ttl).await.unwrap(),
+        "a released lease is gone"
+    );
+    assert!(
+        other.try_acquire_lease(ch, &b, ttl).await.unwrap(),
+        "{}",
+        db.kind
+    );
+    assert_eq!(store.lease_holder(ch).await.unwrap().unwrap().0, b);
+    assert!(!store.try_acquire_lease(ch, &a, ttl).await.unwrap());
+}
+
+#[tokio::test]
+async fn channel_lease_is_exclusive_renewable_and_releasable_on_sqlite_and_postgres() {
+    for db in TestDb::each().await {
+        lease_exclusive(&db).await;
+    }
+}
+
+/// A holder that stops renewing loses the lease: once it lapsed, another node takes it over, and
+/// from then on the old holder can neither renew, re-acquire nor release it. (A zero TTL lapses
+/// at once, which keeps the test free of sleeps.)
+async fn lease_takeover(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let other = Store::connect(&db.url).await.unwrap();
+    let (a, b) = (node_id(), node_id());
+    let ttl = Duration::from_secs(60);
+    let ch = "imap:help@example.com/INBOX";
+
+    assert!(
+        store
+            .try_acquire_lease(ch, &a, Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    let (holder, expires_at) = store.lease_holder(ch).await.unwrap().unwrap();
+    assert_eq!(holder, a);
+    assert!(expires_at <= now(), "a zero TTL has lapsed at once");
+    assert!(
+        other.try_acquire_lease(ch, &b, ttl).await.unwrap(),
+        "a lapsed lease is taken over ({})",
+        db.kind
+    );
+    assert_eq!(store.lease_holder(ch).await.unwrap().unwrap().0, b);
+    assert!(
+        !store.renew_lease(ch, &a, ttl).await.unwrap(),
+        "{}",
+        db.kind
+    );
+    assert!(!store.try_acquire_lease(ch, &a, ttl).await.unwrap());
+    store.release_lease(ch, &a).await.unwrap();
+    assert_eq!(store.lease_holder(ch).await.unwrap().unwrap().0, b);
+    assert!(other.renew_lease(ch, &b, ttl).await.unwrap());
+
+    // A lapsed lease nobody took over can still be renewed by its holder (no other node can
+    // have held the channel in between).
+    let ch2 = "imap:sales@example.com/INBOX";
+    assert!(
+        store
+            .try_acquire_lease(ch2, &a, Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    assert!(store.renew_lease(ch2, &a, ttl).await.unwrap());
+    assert!(
+        !other.try_acquire_lease(ch2, &b, ttl).await.unwrap(),
+        "renewed, so no longer lapsed"
+    );
+}
+
+#[tokio::test]
+async fn lapsed_channel_lease_is_taken_over_on_sqlite_and_postgres() {
+    for db in TestDb::each().await {
+        lease_takeover(&db).await;
+    }
+}
+
+/// Eight nodes (each its own connection pool) call `try_acquire_lease` on one channel at the
+/// same instant: exactly one wins, and the row names the winner. Rounds alternate between a
+/// channel with no lease row (racing inserts) and one whose lease has lapsed (racing takeovers).
+async fn lease_race(db: &TestDb) {
+    const NODES: usize = 8;
+    let first = Store::connect(&db.url).await.unwrap();
+    let mut stores = vec![first.clone()];
+    for _ in 1..NODES {
+        stores.push(Store::connect(&db.url).await.unwrap());
+    }
+    let holders: Vec<String> = (0..NODES).map(|_| node_id()).collect();
+    for round in 0..12 {
+        let ch = format!("imap:race{round}@example.com/INBOX");
+        if round % 2 == 1 {
+            assert!(
+                first
+                    .try_acquire_lease(&ch, "dead-node", Duration::ZERO)
+                    .await
+                    .unwrap()
+            );
+        }
+        let barrier = Arc::new(Barrier::new(NODES));
+        let tasks: Vec<_> = stores
+            .iter()
+            .zip(&holders)
+            .map(|(s, h)| {
+                let (s, h, ch, barrier) = (s.clone(), h.clone(), ch.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let won = s
+                        .try_acquire_lease(&ch, &h, Duration::from_secs(60))
+                        .await
+                        .unwrap();
+                    (h, won)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (h, won) = t.await.unwrap();
+            if won {
+                winners.push(h);
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round} on {}: exactly one node gets the lease: {winners:?}",
+            db.kind
+        );
+        assert_eq!(
+            first.lease_holder(&ch).await.unwrap().unwrap().0,
+            winners[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn nodes_racing_for_a_channel_lease_exactly_one_wins_on_sqlite_and_postgres() {
+    for db in TestDb::each().await {
+        lease_race(&db).await;
+    }
 }

@@ -130,7 +130,7 @@ fn main() {
         let mut channel = channel;
         channel.auth = Some(format!("password:file:{}", password_file.display()));
         let t = Instant::now();
-        let s = intake::runner::run_imap_once(&config, &store, &channel).await.unwrap();
+        let s = intake::runner::run_once(&config, &store, &channel).await.unwrap().unwrap();
         store.close().await;
         let imap = t.elapsed().as_secs_f64();
         println!("(c) intake run --once over IMAPS: {imap:.2} s ({:.0} msg/s) {s:?}", n as f64 / imap);

@@ -56,6 +56,9 @@ pub struct Config {
     /// Key file for encryption at rest when `INTAKE_SECRET_KEY` is not set (created with mode
     /// 0600 on first use). Default: `intake.key` in the working directory.
     pub secret_key_file: Option<PathBuf>,
+    /// Seconds a node's lease on a channel lives without renewal (default 30): after a node
+    /// dies, another takes its channels over within this time (`INTAKE_LEASE_SECONDS`).
+    pub lease_seconds: Option<u64>,
 }
 
 /// `[rules]` / `[channel.rules]`: kept as a TOML table so a channel's table can override single
@@ -138,7 +141,8 @@ impl Config {
             None if Path::new("intake.toml").exists() => fig = fig.merge(Toml::file("intake.toml")),
             None => {}
         }
-        fig = fig.merge(Env::prefixed("INTAKE_").only(&["database_url", "project"]));
+        fig =
+            fig.merge(Env::prefixed("INTAKE_").only(&["database_url", "project", "lease_seconds"]));
         fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 

@@ -1,13 +1,19 @@
-//! Running server channels: `intake run --once` drains each IMAP channel of the file once.
+//! Running channels (`intake run`): every protocol — IMAP, POP3, Graph, Maildir, mbox — is a
+//! [`MailSource`] driven by one [`drain`] loop into the same engine and ledger.
 //!
-//! Per batch: search new UIDs after the checkpoint (first sync: the `start` policy), fetch with
-//! BODY.PEEK[], prepare, commit (ledger + tickets in one transaction), **then** apply the
-//! post-action to every message whose outcome is committed (new or duplicate), **then** move the
-//! checkpoint. A crash anywhere re-fetches at most the uncommitted or unacknowledged batch; the
+//! Per round: list after the stored checkpoint (first sync: the `start` policy); drop what the
+//! ledger already has from the fetch (but not from the acknowledgement); then per batch of
+//! `batch` messages: fetch (overlapping the previous batch's commit), prepare, commit (ledger +
+//! tickets in one transaction), **then** the post-action for the whole batch, **then** the
+//! checkpoint. A crash anywhere re-lists at most the uncommitted or unacknowledged batch; the
 //! ledger makes those duplicates, which are acknowledged then.
 //!
-//! Not yet here (issue "Mail connectors"): POP3, Graph, IDLE/push mode, proxies, reconnect with
-//! backoff, many channels as separate tasks. `intake run` refuses those settings by name.
+//! One node per channel: with several nodes on one PostgreSQL database, a channel runs only on
+//! the node holding its lease (`channel_leases`), renewed every third of its time to live
+//! (`lease_seconds`, default 30); a node that stops renewing (crash, network) loses the channel
+//! to another node after that time, and a node that finds its lease taken stops the channel at
+//! once. The lease is about work and post-actions happening once; exactly-once ticket effects
+//! do not depend on it (the ledger claim does that).
 
 use std::sync::Arc;
 
@@ -16,8 +22,8 @@ use intake_core::ProjectKey;
 use intake_core::preset::Protocol;
 use intake_mail::oauth::OAuthClient;
 use intake_mail::sasl::Mechanism;
-use intake_mail::source::PostAction;
 use intake_mail::source::imap::{ImapAuth, ImapSettings, ImapSource, Tls};
+use intake_mail::source::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
 use intake_mime::Reader;
 use intake_store::{Keyring, Store};
 use secrecy::SecretString;
@@ -25,14 +31,6 @@ use secrecy::SecretString;
 use crate::config::{ChannelConfig, Config};
 use crate::oauth::TokenService;
 use crate::pipeline::{self, IngestOptions, Summary};
-
-/// First-sync policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    Unread,
-    All,
-    Now,
-}
 
 fn parse_after(s: Option<&str>) -> anyhow::Result<PostAction> {
     Ok(match s.unwrap_or("mark-read") {
@@ -50,7 +48,7 @@ fn secret(spec: &str) -> anyhow::Result<SecretString> {
     Ok(intake_mail::secret::resolve(&r)?)
 }
 
-/// Connection settings for an IMAP channel, with a fresh access token for OAuth.
+/// Connection settings for an IMAP (or POP3) channel, with a fresh access token for OAuth.
 async fn settings(
     config: &Config,
     store: &Store,
@@ -134,11 +132,6 @@ async fn settings(
     })
 }
 
-fn parse_checkpoint(s: &str) -> Option<(u32, u32)> {
-    let (v, u) = s.split_once(':')?;
-    Some((v.parse().ok()?, u.parse().ok()?))
-}
-
 /// Everything a channel run needs besides the connection.
 struct Ctx {
     opts: IngestOptions,
@@ -149,26 +142,13 @@ struct Ctx {
 
 /// The channel's run settings; creates its project if missing.
 async fn ctx(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow::Result<Ctx> {
-    if let Some(p) = c
-        .protocol
-        .as_deref()
-        .filter(|p| !matches!(*p, "imap" | "pop3" | "graph"))
-    {
-        bail!(
-            "channel {}: protocol {p:?} is not implemented yet in `intake run` (imap, pop3 and graph run)",
-            c.name
-        );
-    }
     let after = parse_after(c.after.as_deref())?;
-    let start = match c.start.as_deref().unwrap_or("unread") {
-        "unread" => Start::Unread,
-        "all" => Start::All,
-        "now" => Start::Now,
-        other => bail!(
-            "channel {}: start = {other:?}: use unread, all or now",
-            c.name
-        ),
-    };
+    let start: Start = c
+        .start
+        .as_deref()
+        .unwrap_or("unread")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("channel {}: {e}", c.name))?;
     let project: ProjectKey = c.project.parse()?;
     let rules = config.rules_for(Some(c))?;
     let mut opts = IngestOptions::new(&c.name, project, rules);
@@ -185,275 +165,160 @@ async fn ctx(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow::Resul
     })
 }
 
-/// Take everything new: batches of fetch → commit → post-action → checkpoint, until nothing is
-/// left or `stop` says so (checked between batches: a batch is always finished).
-async fn drain(
-    store: &Store,
-    source: &mut ImapSource,
-    host_folder: &str,
-    ctx: &Ctx,
-    summary: &mut Summary,
-    stop: Option<&tokio::sync::watch::Receiver<bool>>,
-) -> anyhow::Result<()> {
-    let channel = &ctx.opts.channel;
-    let mut checkpoint = store
-        .checkpoint(channel)
-        .await?
-        .as_deref()
-        .and_then(parse_checkpoint);
-    if checkpoint.is_none_or(|(v, _)| v != source.uid_validity()) && ctx.start == Start::Now {
-        let last = source
-            .new_uids(None, usize::MAX)
-            .await?
-            .last()
-            .copied()
-            .unwrap_or(0);
-        store
-            .set_checkpoint(channel, &format!("{}:{last}", source.uid_validity()))
-            .await?;
-        checkpoint = Some((source.uid_validity(), last));
-    }
-    let validity = source.uid_validity();
-    let mut next = fetch_batch(source, checkpoint, ctx, host_folder).await?;
-    while let Some((uids, raw)) = next.take() {
-        if stop.is_some_and(|r| *r.borrow()) {
-            break;
+/// How a Graph channel keeps its access token fresh between rounds.
+struct GraphAuth {
+    tokens: TokenService,
+    client: OAuthClient,
+    mailbox: String,
+}
+
+/// The source of one channel, whatever its protocol.
+enum Source {
+    Imap(Box<ImapSource>),
+    Pop3(Box<intake_mail::source::pop3::Pop3Mailbox>),
+    Graph(Box<intake_mail::source::graph::GraphSource>, Box<GraphAuth>),
+    Maildir(Box<crate::source::folder::MaildirSource>),
+    Mbox(Box<crate::source::folder::MboxSource>),
+}
+
+macro_rules! each {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Source::Imap($s) => $e,
+            Source::Pop3($s) => $e,
+            Source::Graph($s, _) => $e,
+            Source::Maildir($s) => $e,
+            Source::Mbox($s) => $e,
         }
-        let last = *uids.last().unwrap_or(&0);
-        // Commit this batch while the next one is fetched (UIDs after this batch): fetching
-        // overlaps processing. Only this batch is acknowledged and checkpointed afterwards.
-        let commit = async {
-            let prepared =
-                pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
-            pipeline::commit(store, &ctx.opts, prepared, summary).await?;
-            anyhow::Ok(())
-        };
-        let (committed, fetched) = tokio::join!(
-            commit,
-            fetch_batch(source, Some((validity, last)), ctx, host_folder)
-        );
-        committed?;
-        // Committed (new or duplicate): now the post-action, then the checkpoint.
-        source.acknowledge(&uids, &ctx.after).await?;
-        store
-            .set_checkpoint(channel, &format!("{validity}:{last}"))
-            .await?;
-        next = fetched?;
-    }
-    Ok(())
+    };
 }
 
-/// The next batch after `checkpoint` under the start policy: (UIDs, raw messages), or `None`.
-type RawBatch = (Vec<u32>, Vec<(String, String, Vec<u8>)>);
+impl MailSource for Source {
+    async fn list(
+        &mut self,
+        checkpoint: Option<&str>,
+        start: Start,
+        limit: usize,
+    ) -> Result<Listing, SourceError> {
+        each!(self, s => s.list(checkpoint, start, limit).await)
+    }
 
-async fn fetch_batch(
-    source: &mut ImapSource,
-    checkpoint: Option<(u32, u32)>,
-    ctx: &Ctx,
-    host_folder: &str,
-) -> anyhow::Result<Option<RawBatch>> {
-    let mut uids = source.new_uids(checkpoint, usize::MAX).await?;
-    if ctx.start == Start::Unread {
-        let unseen = source.unseen_uids().await?;
-        uids.retain(|u| unseen.binary_search(u).is_ok());
+    async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
+        each!(self, s => MailSource::fetch(&mut **s, items).await)
     }
-    uids.truncate(ctx.opts.batch);
-    if uids.is_empty() {
-        return Ok(None);
+
+    async fn acknowledge(
+        &mut self,
+        items: &[Listed],
+        action: &PostAction,
+    ) -> Result<(), SourceError> {
+        each!(self, s => MailSource::acknowledge(&mut **s, items, action).await)
     }
-    let raw = source
-        .fetch(&uids)
-        .await?
-        .into_iter()
-        .map(|(uid, f)| (format!("{host_folder}/{uid}"), f.identity, f.raw))
-        .collect();
-    Ok(Some((uids, raw)))
+
+    fn checkpoint_after(&self, item: &Listed) -> Option<String> {
+        each!(self, s => s.checkpoint_after(item))
+    }
+
+    async fn finish(&mut self) -> Result<(), SourceError> {
+        each!(self, s => s.finish().await)
+    }
+
+    async fn wait_for_change(
+        &mut self,
+        timeout: std::time::Duration,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<bool, SourceError> {
+        each!(self, s => s.wait_for_change(timeout, stop).await)
+    }
+
+    async fn close(self) {
+        each!(self, s => (*s).close().await)
+    }
 }
 
-/// Drain one IMAP channel once.
-pub async fn run_imap_once(
-    config: &Config,
-    store: &Store,
-    c: &ChannelConfig,
-) -> anyhow::Result<Summary> {
-    let ctx = ctx(config, store, c).await?;
-    let settings = settings(config, store, c).await?;
-    let mut source = ImapSource::connect(&settings).await?;
-    let mut summary = Summary::default();
-    let where_ = format!("{}:{}", settings.host, settings.folder);
-    drain(store, &mut source, &where_, &ctx, &mut summary, None).await?;
-    let _ = source.logout().await;
-    Ok(summary)
-}
+impl Source {
+    /// Before a round: a Graph channel takes a fresh access token (refreshed single-flight
+    /// when it is about to expire; a no-op read otherwise). IMAP and POP3 authenticate once
+    /// per session, which a failure or `finish` renews.
+    async fn refresh(&mut self) -> anyhow::Result<()> {
+        if let Source::Graph(src, auth) = self {
+            let token = auth
+                .tokens
+                .access_token(&auth.client, &auth.mailbox, Protocol::Graph)
+                .await?;
+            src.set_token(token);
+        }
+        Ok(())
+    }
 
-/// Run one IMAP channel until `shutdown` turns true: drain, then IDLE (or poll) and drain again.
-/// Any failure (server restart, expired token, network) reconnects with a fresh token after an
-/// exponential backoff (1 s … 60 s), logged in the mail log; a shutdown finishes the current
-/// batch and logs out.
-pub async fn run_imap_forever(
-    config: &Config,
-    store: &Store,
-    c: &ChannelConfig,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut backoff = std::time::Duration::from_secs(1);
-    while !*shutdown.borrow() {
-        match session(config, store, c, shutdown.clone()).await {
-            Ok(()) => return,
-            Err(e) => {
-                let msg = format!("{e:#}");
-                tracing::warn!(channel = %c.name, error = %msg, "channel failed; reconnecting");
-                let _ = store
-                    .log_event(
-                        Some(&c.name),
-                        "error",
-                        "channel_failed",
-                        &msg,
-                        serde_json::json!({"retry_in_seconds": backoff.as_secs()}),
-                    )
-                    .await;
-                let mut rx = shutdown.clone();
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    _ = rx.changed() => {}
-                }
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
-            }
+    /// Where the channel reads, for the origin of each message in logs.
+    fn origin(&self, c: &ChannelConfig) -> String {
+        match self {
+            Source::Maildir(_) | Source::Mbox(_) => c
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            Source::Graph(src, _) => src.mailbox_url().to_string(),
+            Source::Pop3(_) => format!("{}:pop3", c.host.clone().unwrap_or_default()),
+            Source::Imap(_) => format!(
+                "{}:{}",
+                c.host.clone().unwrap_or_default(),
+                c.folder.as_deref().unwrap_or("INBOX")
+            ),
         }
     }
 }
 
-async fn session(
-    config: &Config,
-    store: &Store,
-    c: &ChannelConfig,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let ctx = ctx(config, store, c).await?;
-    let settings = settings(config, store, c).await?;
-    let mut source = ImapSource::connect(&settings).await?;
-    let where_ = format!("{}:{}", settings.host, settings.folder);
-    let poll = c.mode.as_deref() == Some("poll");
-    let wait = std::time::Duration::from_secs(
-        c.poll_seconds.unwrap_or(if poll { 60 } else { 300 }).max(1),
-    );
-    loop {
-        let mut summary = Summary::default();
-        drain(
-            store,
-            &mut source,
-            &where_,
-            &ctx,
-            &mut summary,
-            Some(&shutdown),
-        )
-        .await?;
-        if *shutdown.borrow() {
-            let _ = source.logout().await;
-            return Ok(());
+/// Connect the channel's source (log in, select the folder).
+async fn open(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow::Result<Source> {
+    match c.protocol.as_deref().unwrap_or("imap") {
+        "imap" => {
+            let s = settings(config, store, c).await?;
+            Ok(Source::Imap(Box::new(ImapSource::connect(&s).await?)))
         }
-        let mut rx = shutdown.clone();
-        let stop = async move {
-            let _ = rx.changed().await;
-        };
-        if poll {
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = stop => {}
-            }
-        } else {
-            source.wait_for_change(wait, stop).await?;
+        "pop3" => {
+            use intake_mail::source::pop3::{Pop3Mailbox, Pop3Settings, SaslForm};
+            let imap = settings(config, store, c).await?;
+            let port = c
+                .port
+                .unwrap_or(if imap.tls == Tls::Implicit { 995 } else { 110 });
+            Ok(Source::Pop3(Box::new(Pop3Mailbox::new(Pop3Settings {
+                host: imap.host,
+                port,
+                tls: imap.tls,
+                ca_pem: imap.ca_pem,
+                auth: imap.auth,
+                sasl_form: SaslForm::Auto,
+                proxy: imap.proxy,
+            }))))
         }
-    }
-}
-
-/// Drain one POP3 channel once. POP3 has no flags or folders: the ledger (identity
-/// `pop3:<UIDL>`) decides what is new, `after = "delete"` sends DELE for committed messages
-/// (taking effect at QUIT; a crash before QUIT leaves them, and the next run deletes them as
-/// duplicates), `mark-read` keeps mail on the server, and `move:` is refused.
-pub async fn run_pop3_once(
-    config: &Config,
-    store: &Store,
-    c: &ChannelConfig,
-) -> anyhow::Result<Summary> {
-    use intake_mail::source::pop3::{Pop3Settings, Pop3Source, SaslForm};
-    let ctx = ctx(config, store, c).await?;
-    let delete = match &ctx.after {
-        PostAction::Delete => true,
-        PostAction::MarkRead => false,
-        PostAction::Move(_) => bail!(
-            "channel {}: POP3 cannot move messages; use after = \"delete\" or \"mark-read\" (keep)",
+        "graph" => open_graph(config, store, c).await,
+        "maildir" => Ok(Source::Maildir(Box::new(
+            crate::source::folder::MaildirSource::new(
+                c.path
+                    .clone()
+                    .with_context(|| format!("channel {}: `path` is required", c.name))?,
+            )?,
+        ))),
+        "mbox" => Ok(Source::Mbox(Box::new(
+            crate::source::folder::MboxSource::new(
+                c.path
+                    .clone()
+                    .with_context(|| format!("channel {}: `path` is required", c.name))?,
+            ),
+        ))),
+        other => bail!(
+            "channel {}: protocol = {other:?}: use imap, pop3, graph, maildir or mbox",
             c.name
         ),
-    };
-    let imap = settings(config, store, c).await?;
-    let port = c
-        .port
-        .unwrap_or(if imap.tls == Tls::Implicit { 995 } else { 110 });
-    let auth = imap.auth;
-    let s = Pop3Settings {
-        host: imap.host.clone(),
-        port,
-        tls: imap.tls,
-        ca_pem: imap.ca_pem,
-        auth,
-        sasl_form: SaslForm::Auto,
-        proxy: imap.proxy,
-    };
-    let mut summary = Summary::default();
-    loop {
-        let mut src = Pop3Source::connect(&s).await?;
-        let list = src.uidl().await?;
-        let ids: Vec<String> = list
-            .iter()
-            .map(|(_, u)| intake_mail::source::pop3::identity(u))
-            .collect();
-        let known = store.known_identities(&ctx.opts.channel, &ids).await?;
-        let (done, todo): (Vec<_>, Vec<_>) = list
-            .iter()
-            .zip(&ids)
-            .partition(|(_, id)| known.contains(*id));
-        let batch: Vec<_> = todo.iter().take(ctx.opts.batch).collect();
-        let mut raw = Vec::with_capacity(batch.len());
-        for ((n, uid), id) in &batch {
-            raw.push((
-                format!("{}:pop3/{uid}", s.host),
-                (*id).clone(),
-                src.retr(*n).await?,
-            ));
-        }
-        let prepared = pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
-        pipeline::commit(store, &ctx.opts, prepared, &mut summary).await?;
-        if delete {
-            // Committed now (this batch) or earlier (`done`, e.g. left by a crash before QUIT).
-            let msgnos: Vec<u32> = done
-                .iter()
-                .map(|((n, _), _)| *n)
-                .chain(batch.iter().map(|((n, _), _)| *n))
-                .collect();
-            src.acknowledge(&msgnos).await?;
-        } else {
-            src.quit().await?;
-        }
-        if todo.len() <= ctx.opts.batch {
-            break;
-        }
     }
-    Ok(summary)
 }
 
-/// Drain one Microsoft Graph channel once: delta pages from the stored deltaLink (a 410 restarts
-/// without one; the ledger de-duplicates), `$value` MIME into the same engine, post-action per
-/// message after the commit, and the new deltaLink stored last. The mailbox is addressed as
-/// `/users/{mailbox}`, which serves the signed-in user's own and shared mailboxes alike; the
-/// Graph host follows the integration's cloud (G2).
-pub async fn run_graph_once(
-    config: &Config,
-    store: &Store,
-    c: &ChannelConfig,
-) -> anyhow::Result<Summary> {
-    use intake_mail::source::graph::{GraphError, GraphSettings, GraphSource, Next};
-    let ctx = ctx(config, store, c).await?;
+/// A Graph channel: the mailbox is addressed as `/users/{mailbox}`, which serves the signed-in
+/// user's own and shared mailboxes alike; the Graph host follows the integration's cloud (G2).
+async fn open_graph(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow::Result<Source> {
+    use intake_mail::source::graph::{GraphSettings, GraphSource};
     let mailbox = c
         .mailbox
         .clone()
@@ -482,12 +347,12 @@ pub async fn run_graph_once(
     let token = tokens
         .access_token(&client, &mailbox, Protocol::Graph)
         .await?;
-    let mut src = GraphSource::new(
+    let src = GraphSource::new(
         GraphSettings {
             graph_url,
-            mailbox: Some(mailbox),
+            mailbox: Some(mailbox.clone()),
             folder: c.folder.clone().unwrap_or_else(|| "inbox".into()),
-            page_size: u32::try_from(ctx.opts.batch).unwrap_or(100),
+            page_size: u32::try_from(c.batch.unwrap_or(100)).unwrap_or(100),
             http: intake_mail::http::HttpOptions {
                 proxy: c.proxy.clone(),
                 no_proxy: c.no_proxy.clone(),
@@ -496,92 +361,331 @@ pub async fn run_graph_once(
         },
         token,
     )?;
-    let channel = ctx.opts.channel.clone();
-    let mut summary = Summary::default();
-    let mut link = store.checkpoint(&channel).await?;
-    let mut resynced = false;
-    loop {
-        let page = match src.delta(link.as_deref()).await {
-            Err(GraphError::Resync { .. }) if !resynced => {
-                resynced = true;
-                link = None;
-                continue;
-            }
-            r => r?,
-        };
-        let ids: Vec<String> = page
-            .ids
-            .iter()
-            .map(|id| GraphSource::identity(id))
-            .collect();
-        let known = store.known_identities(&channel, &ids).await?;
-        let mut raw = Vec::new();
-        let mut new_ids = Vec::new();
-        for (id, identity) in page.ids.iter().zip(&ids) {
-            if !known.contains(identity) {
-                raw.push((
-                    format!("graph/{id}"),
-                    identity.clone(),
-                    src.fetch_mime(id).await?,
-                ));
-                new_ids.push(id.clone());
-            }
-        }
-        let prepared = pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
-        pipeline::commit(store, &ctx.opts, prepared, &mut summary).await?;
-        for id in &new_ids {
-            src.acknowledge(id, &ctx.after).await?;
-        }
-        match page.next {
-            Next::More(next) => link = Some(next),
-            Next::Done(delta) => {
-                store.set_checkpoint(&channel, &delta).await?;
-                break;
-            }
-        }
-    }
-    Ok(summary)
+    Ok(Source::Graph(
+        Box::new(src),
+        Box::new(GraphAuth {
+            tokens,
+            client,
+            mailbox,
+        }),
+    ))
 }
 
-/// Drain a channel once, whatever its protocol.
+/// How many messages one listing hands out at most (RC15: bounded rounds).
+const LIST_LIMIT: usize = 10_000;
+
+/// Take everything new: rounds of list → (fetch → commit → post-action → checkpoint) per batch,
+/// until the source has nothing more or `stop` says so (checked between batches: a batch is
+/// always finished).
+async fn drain<S: MailSource>(
+    store: &Store,
+    source: &mut S,
+    origin: &str,
+    ctx: &Ctx,
+    summary: &mut Summary,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> anyhow::Result<()> {
+    let channel = &ctx.opts.channel;
+    let stopped = || stop.is_some_and(|r| *r.borrow());
+    loop {
+        let checkpoint = store.checkpoint(channel).await?;
+        let listing = source
+            .list(checkpoint.as_deref(), ctx.start, LIST_LIMIT)
+            .await?;
+        let ids: Vec<String> = listing.items.iter().map(|i| i.identity.clone()).collect();
+        let known = store.known_identities(channel, &ids).await?;
+        summary.duplicate += known.len() as u64;
+        let batches: Vec<&[Listed]> = listing.items.chunks(ctx.opts.batch).collect();
+        let fetch_new = async |src: &mut S, batch: &[Listed]| {
+            let todo: Vec<Listed> = batch
+                .iter()
+                .filter(|i| !known.contains(&i.identity))
+                .cloned()
+                .collect();
+            src.fetch(&todo).await
+        };
+        let mut next = match batches.first() {
+            Some(b) => Some(fetch_new(source, b).await?),
+            None => None,
+        };
+        for (i, batch) in batches.iter().enumerate() {
+            if stopped() {
+                return Ok(());
+            }
+            let fetched = next.take().unwrap_or_default();
+            let raw = fetched
+                .into_iter()
+                .map(|f| {
+                    let key = batch
+                        .iter()
+                        .find(|l| l.identity == f.identity)
+                        .map_or("", |l| l.key.as_str());
+                    (format!("{origin}/{key}"), f.identity, f.raw)
+                })
+                .collect();
+            // Commit this batch while the next one is fetched: fetching overlaps processing.
+            // Only this batch is acknowledged and checkpointed afterwards.
+            let commit = async {
+                let prepared =
+                    pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
+                pipeline::commit(store, &ctx.opts, prepared, summary).await?;
+                anyhow::Ok(())
+            };
+            let prefetch = async {
+                match batches.get(i + 1) {
+                    Some(b) => fetch_new(source, b).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (committed, fetched) = tokio::join!(commit, prefetch);
+            committed?;
+            // Committed (new or duplicate): now the post-action, then the checkpoint.
+            source.acknowledge(batch, &ctx.after).await?;
+            if let Some(cp) = batch.last().and_then(|l| source.checkpoint_after(l)) {
+                store.set_checkpoint(channel, &cp).await?;
+            }
+            next = fetched?;
+        }
+        if let Some(cp) = &listing.checkpoint {
+            store.set_checkpoint(channel, cp).await?;
+        }
+        if !listing.more {
+            source.finish().await?;
+            return Ok(());
+        }
+        if stopped() {
+            return Ok(());
+        }
+    }
+}
+
+/// This node's name in channel leases: set once per process.
+pub fn node() -> &'static str {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(intake_store::lease::node_id)
+}
+
+fn lease_ttl(config: &Config) -> std::time::Duration {
+    std::time::Duration::from_secs(config.lease_seconds.unwrap_or(30).max(1))
+}
+
+/// Keep renewing this node's lease on `channel` every third of `ttl` until `shutdown` (if
+/// any) turns true or the lease is lost; the returned receiver turns true then (a "halt" for
+/// the channel's work). Abort the handle when the work ends.
+fn keep_lease(
+    store: &Store,
+    channel: &str,
+    ttl: std::time::Duration,
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<bool>,
+) {
+    let (halt_tx, halt) = tokio::sync::watch::channel(false);
+    let (store, name) = (store.clone(), channel.to_string());
+    let handle = tokio::spawn(async move {
+        let mut rx = shutdown;
+        loop {
+            let stop = async {
+                match rx.as_mut() {
+                    Some(r) => {
+                        let _ = r.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(ttl / 3) => {
+                    if !matches!(store.renew_lease(&name, node(), ttl).await, Ok(true)) {
+                        let _ = store
+                            .log_event(
+                                Some(&name),
+                                "warn",
+                                "lease_lost",
+                                &format!("channel {name}: node {} lost its lease; stopping the channel here", node()),
+                                serde_json::json!({"node": node()}),
+                            )
+                            .await;
+                        let _ = halt_tx.send(true);
+                        return;
+                    }
+                }
+                () = stop => {
+                    let _ = halt_tx.send(true);
+                    return;
+                }
+            }
+        }
+    });
+    (handle, halt)
+}
+
+/// Drain one channel once (`intake run --once`). The channel's lease is waited for up to its
+/// time to live (so a run right after a crash takes over the dead process's lease); a channel
+/// whose lease another live node keeps renewing is skipped with a log event (`Ok(None)`):
+/// that node is processing it.
 pub async fn run_once(
     config: &Config,
     store: &Store,
     c: &ChannelConfig,
-) -> anyhow::Result<Summary> {
-    match c.protocol.as_deref() {
-        Some("pop3") => run_pop3_once(config, store, c).await,
-        Some("graph") => run_graph_once(config, store, c).await,
-        _ => run_imap_once(config, store, c).await,
+) -> anyhow::Result<Option<Summary>> {
+    let ttl = lease_ttl(config);
+    let deadline = tokio::time::Instant::now() + ttl + std::time::Duration::from_secs(1);
+    while !store.try_acquire_lease(&c.name, node(), ttl).await? {
+        if tokio::time::Instant::now() >= deadline {
+            let holder = store.lease_holder(&c.name).await?.map(|(h, _)| h);
+            let msg = format!(
+                "channel {} is being processed by node {}; skipped",
+                c.name,
+                holder.as_deref().unwrap_or("?")
+            );
+            store
+                .log_event(
+                    Some(&c.name),
+                    "info",
+                    "channel_skipped",
+                    &msg,
+                    serde_json::json!({"node": node(), "holder": holder}),
+                )
+                .await?;
+            return Ok(None);
+        }
+        tokio::time::sleep((ttl / 3).min(std::time::Duration::from_millis(500))).await;
     }
+    let (keeper, halt) = keep_lease(store, &c.name, ttl, None);
+    let result = async {
+        let ctx = ctx(config, store, c).await?;
+        let mut source = open(config, store, c).await?;
+        source.refresh().await?;
+        let mut summary = Summary::default();
+        let origin = source.origin(c);
+        drain(store, &mut source, &origin, &ctx, &mut summary, Some(&halt)).await?;
+        source.close().await;
+        anyhow::Ok(summary)
+    }
+    .await;
+    keeper.abort();
+    store.release_lease(&c.name, node()).await?;
+    result.map(Some)
 }
 
-/// Poll a POP3 or Graph channel every `poll_seconds` (default 60) until shutdown; failures are
-/// logged and retried at the next poll. (Graph change notifications are not used yet.)
-pub async fn run_polling_forever(
+/// Run one channel until `shutdown` turns true: take its lease (waiting while another node
+/// holds it), then drain, wait for a change (IDLE, or a poll interval) and drain again. Any
+/// failure (server restart, expired token, network) reconnects with a fresh token after an
+/// exponential backoff (1 s … 60 s), logged in the mail log; a shutdown finishes the current
+/// batch and logs out; a lost lease stops the channel on this node.
+pub async fn run_forever(
     config: &Config,
     store: &Store,
     c: &ChannelConfig,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let wait = std::time::Duration::from_secs(c.poll_seconds.unwrap_or(60).max(1));
+    let ttl = lease_ttl(config);
+    let mut backoff = std::time::Duration::from_secs(1);
     while !*shutdown.borrow() {
-        if let Err(e) = run_once(config, store, c).await {
+        let wait = match store.try_acquire_lease(&c.name, node(), ttl).await {
+            Ok(true) => None,
+            Ok(false) => Some(ttl / 3),
+            Err(e) => {
+                tracing::warn!(channel = %c.name, error = %e, "cannot take the channel lease");
+                Some(backoff)
+            }
+        };
+        if let Some(wait) = wait {
+            let mut rx = shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = rx.changed() => {}
+            }
+            continue;
+        }
+        let _ = store
+            .log_event(
+                Some(&c.name),
+                "info",
+                "channel_started",
+                &format!("channel {} runs on node {}", c.name, node()),
+                serde_json::json!({"node": node()}),
+            )
+            .await;
+        let (keeper, halt) = keep_lease(store, &c.name, ttl, Some(shutdown.clone()));
+        let result = session(config, store, c, halt.clone()).await;
+        keeper.abort();
+        let lost = *halt.borrow() && !*shutdown.borrow();
+        if let Err(e) = &result {
             let msg = format!("{e:#}");
+            tracing::warn!(channel = %c.name, error = %msg, "channel failed; reconnecting");
             let _ = store
                 .log_event(
                     Some(&c.name),
                     "error",
                     "channel_failed",
                     &msg,
-                    serde_json::json!({}),
+                    serde_json::json!({"retry_in_seconds": backoff.as_secs(), "node": node()}),
                 )
                 .await;
         }
-        let mut rx = shutdown.clone();
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = rx.changed() => {}
+        if !lost {
+            let _ = store.release_lease(&c.name, node()).await;
+        }
+        if result.is_err() {
+            let mut rx = shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = rx.changed() => {}
+            }
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+        } else {
+            backoff = std::time::Duration::from_secs(1);
+        }
+    }
+}
+
+/// How long a channel waits between rounds: IMAP push is IDLE (re-issued after
+/// `poll_seconds`, default 300 s, well before servers end an IDLE at ~30 min); other sources
+/// in push mode poll briefly (default 15 s; Graph delta queries are cheap); poll mode waits
+/// `poll_seconds` (default 60 s).
+fn wait_time(c: &ChannelConfig) -> std::time::Duration {
+    let poll = c.mode.as_deref() == Some("poll");
+    let imap = matches!(c.protocol.as_deref(), None | Some("imap"));
+    let default = match (poll, imap) {
+        (true, _) => 60,
+        (false, true) => 300,
+        (false, false) => 15,
+    };
+    std::time::Duration::from_secs(c.poll_seconds.unwrap_or(default).max(1))
+}
+
+async fn session(
+    config: &Config,
+    store: &Store,
+    c: &ChannelConfig,
+    halt: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let ctx = ctx(config, store, c).await?;
+    let mut source = open(config, store, c).await?;
+    let origin = source.origin(c);
+    let wait = wait_time(c);
+    let idle = c.mode.as_deref() != Some("poll");
+    loop {
+        source.refresh().await?;
+        let mut summary = Summary::default();
+        drain(store, &mut source, &origin, &ctx, &mut summary, Some(&halt)).await?;
+        if *halt.borrow() {
+            source.close().await;
+            return Ok(());
+        }
+        let mut rx = halt.clone();
+        let stop = async move {
+            let _ = rx.changed().await;
+        };
+        if idle {
+            source.wait_for_change(wait, stop).await?;
+        } else {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop => {}
+            }
         }
     }
 }

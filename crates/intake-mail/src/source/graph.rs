@@ -13,6 +13,8 @@
 //! - 429, 503 and 504 are retried a bounded number of times, waiting `Retry-After` seconds
 //!   (exponential backoff without the header). Other errors keep Graph's `code`, `message` and
 //!   `request-id` and name the root cause and its fix (facts §4.3).
+//! - Every request carries `Prefer: IdType="ImmutableId"`, so a message keeps its ID when it is
+//!   moved (the ledger identity `graph:<id>` stays the same across a move, facts §6).
 //! - Links (nextLink, deltaLink) are followed only on the configured Graph root's origin, so the
 //!   bearer token never goes to another host. The token is never logged or put into an error.
 
@@ -25,7 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::PostAction;
+use super::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
 use crate::http::{HttpError, HttpOptions};
 
 /// Well-known mail folder names (facts §6.1): locale-independent, unlike display names.
@@ -56,6 +58,9 @@ pub const MAX_RETRIES: u32 = 3;
 /// The longest `Retry-After` honoured by sleeping; a longer one is returned as
 /// [`GraphError::Throttled`] so the caller's scheduler waits instead of a blocked task.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Asks Graph for IDs that survive a move (facts §6).
+const IMMUTABLE_ID: &str = "IdType=\"ImmutableId\"";
 
 const DELTA_SELECT: &str = "$select=id,isRead,receivedDateTime";
 
@@ -89,6 +94,9 @@ pub struct DeltaPage {
     /// Added or changed messages, in Graph's order (removed ones are skipped). The same message
     /// can be delivered more than once: process idempotently.
     pub ids: Vec<String>,
+    /// Per entry of `ids`: (`isRead`, `receivedDateTime`) as Graph sent them, for the
+    /// first-sync policy.
+    pub meta: Vec<(Option<bool>, Option<String>)>,
     pub next: Next,
 }
 
@@ -325,6 +333,10 @@ struct DeltaItem {
     id: String,
     #[serde(default, rename = "@removed")]
     removed: Option<serde_json::Value>,
+    #[serde(default, rename = "isRead")]
+    is_read: Option<bool>,
+    #[serde(default, rename = "receivedDateTime")]
+    received: Option<String>,
 }
 
 /// An authenticated Graph client for one mailbox folder.
@@ -336,6 +348,13 @@ pub struct GraphSource {
     shared: bool,
     folder: String,
     page_size: u32,
+    /// The `@odata.nextLink` of a round in progress ([`MailSource::list`]).
+    next_link: Option<String>,
+    /// Whether the round in progress applies the first-sync filter.
+    filtering: bool,
+    /// IDs the last listing showed as read already: `mark-read` skips them (our own PATCH
+    /// makes a message reappear in the next delta; patching it again would never settle).
+    read: std::collections::HashSet<String>,
 }
 
 impl fmt::Debug for GraphSource {
@@ -477,6 +496,9 @@ impl GraphSource {
             shared,
             folder,
             page_size,
+            next_link: None,
+            filtering: false,
+            read: Default::default(),
         })
     }
 
@@ -544,12 +566,12 @@ impl GraphSource {
             .await?;
         let body: DeltaBody = serde_json::from_slice(&resp)
             .map_err(|e| GraphError::Protocol(format!("delta page is not valid JSON: {e}")))?;
-        let ids = body
+        let (ids, meta) = body
             .value
             .into_iter()
             .filter(|m| m.removed.is_none())
-            .map(|m| m.id)
-            .collect();
+            .map(|m| (m.id, (m.is_read, m.received)))
+            .unzip();
         let next = match (body.next_link, body.delta_link) {
             (Some(next), _) => Next::More(self.checked_link(next)?),
             (None, Some(delta)) => Next::Done(self.checked_link(delta)?),
@@ -559,7 +581,7 @@ impl GraphSource {
                 ));
             }
         };
-        Ok(DeltaPage { ids, next })
+        Ok(DeltaPage { ids, meta, next })
     }
 
     fn checked_link(&self, link: String) -> Result<String, GraphError> {
@@ -630,9 +652,10 @@ impl GraphSource {
                 .client
                 .request(method.clone(), url.clone())
                 .bearer_auth(self.token.expose_secret());
-            if let Some(p) = prefer {
-                req = req.header("Prefer", p);
-            }
+            req = match prefer {
+                Some(p) => req.header("Prefer", format!("{p}, {IMMUTABLE_ID}")),
+                None => req.header("Prefer", IMMUTABLE_ID),
+            };
             if let Some(body) = &json {
                 req = req.json(body);
             }
@@ -728,6 +751,127 @@ impl GraphSource {
             }),
             diagnosis: Box::new(diagnosis),
         }
+    }
+}
+
+impl GraphSource {
+    /// Whether a delta entry passes the first-sync filter of `start`.
+    fn wanted(start: Start, meta: &(Option<bool>, Option<String>)) -> bool {
+        match start {
+            Start::All => true,
+            // `now` after a lost delta state: take what is still unread.
+            Start::Unread | Start::Now => meta.0 != Some(true),
+            Start::Since(d) => meta.1.as_deref().is_none_or(|r| r >= d.iso().as_str()),
+        }
+    }
+}
+
+/// Graph as a [`MailSource`]: one delta page per listing (`limit` is the page size set at
+/// construction); the deltaLink of the last page is the checkpoint. A first sync (and a resync
+/// after the delta state expired) applies `start`: `unread` and `since:` filter on `isRead` and
+/// `receivedDateTime`; `now` pages through the folder taking nothing and keeps the deltaLink (a
+/// resync under `now` takes unread mail, so nothing that arrived meanwhile is lost).
+impl MailSource for GraphSource {
+    async fn list(
+        &mut self,
+        checkpoint: Option<&str>,
+        start: Start,
+        _limit: usize,
+    ) -> Result<Listing, SourceError> {
+        let mut link = match self.next_link.take() {
+            Some(next) => Some(next),
+            None => {
+                self.filtering = checkpoint.is_none();
+                checkpoint.map(str::to_string)
+            }
+        };
+        let mut skip_all = self.filtering && start == Start::Now && link.is_none();
+        let mut resynced = false;
+        loop {
+            let page = match self.delta(link.as_deref()).await {
+                Err(GraphError::Resync { reason }) if !resynced => {
+                    tracing::info!(%reason, "Graph delta state lost; resyncing through the ledger");
+                    resynced = true;
+                    self.filtering = true;
+                    skip_all = false;
+                    link = None;
+                    continue;
+                }
+                r => r?,
+            };
+            self.read = page
+                .ids
+                .iter()
+                .zip(&page.meta)
+                .filter(|(_, m)| m.0 == Some(true))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let items: Vec<Listed> = if skip_all {
+                Vec::new()
+            } else {
+                page.ids
+                    .iter()
+                    .zip(&page.meta)
+                    .filter(|(_, m)| !self.filtering || Self::wanted(start, m))
+                    .map(|(id, _)| Listed {
+                        key: id.clone(),
+                        identity: Self::identity(id),
+                    })
+                    .collect()
+            };
+            match page.next {
+                Next::More(next) if skip_all => link = Some(next),
+                Next::More(next) => {
+                    self.next_link = Some(next);
+                    return Ok(Listing {
+                        items,
+                        checkpoint: None,
+                        more: true,
+                    });
+                }
+                Next::Done(delta) => {
+                    return Ok(Listing {
+                        items,
+                        checkpoint: Some(delta),
+                        more: false,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match self.fetch_mime(&item.key).await {
+                Ok(raw) => out.push(Fetched {
+                    identity: item.identity.clone(),
+                    raw,
+                }),
+                // Deleted or moved away since it was listed: nothing to take.
+                Err(e) if e.api().is_some_and(|a| a.code == "ErrorItemNotFound") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn acknowledge(
+        &mut self,
+        items: &[Listed],
+        action: &PostAction,
+    ) -> Result<(), SourceError> {
+        for item in items {
+            if *action == PostAction::MarkRead && self.read.contains(&item.key) {
+                continue;
+            }
+            GraphSource::acknowledge(self, &item.key, action).await?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_after(&self, _item: &Listed) -> Option<String> {
+        None
     }
 }
 

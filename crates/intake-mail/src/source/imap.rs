@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::{Fetched, PostAction, SourceError};
+use super::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
 use crate::sasl::OAuthSasl;
 
 /// How the connection is protected.
@@ -53,6 +53,8 @@ pub struct ImapSource {
     folder: String,
     uid_validity: u32,
     can_move: bool,
+    /// The `/first:MAX` part of the checkpoint being worked through (see [`Checkpoint`]).
+    first_until: Option<u32>,
 }
 
 impl Debug for ImapSource {
@@ -172,6 +174,7 @@ impl ImapSource {
             folder: s.folder.clone(),
             uid_validity: mailbox.uid_validity.unwrap_or(0),
             can_move,
+            first_until: None,
         })
     }
 
@@ -389,6 +392,180 @@ impl ImapSource {
             .logout()
             .await
             .map_err(|e| SourceError::Protocol(e.to_string()))
+    }
+}
+
+/// An IMAP checkpoint: `UIDVALIDITY:UID` (everything up to UID is done), plus `/first:MAX`
+/// while a first sync under a filtering policy (`unread`, `since:`) is under way — the filter
+/// applies to UIDs up to MAX, so a crash in the middle of a first sync resumes with the same
+/// filter instead of taking messages the policy left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub validity: u32,
+    pub uid: u32,
+    pub first_until: Option<u32>,
+}
+
+impl Checkpoint {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (main, first) = match s.split_once("/first:") {
+            Some((m, f)) => (m, Some(f.parse().ok()?)),
+            None => (s, None),
+        };
+        let (v, u) = main.split_once(':')?;
+        Some(Self {
+            validity: v.parse().ok()?,
+            uid: u.parse().ok()?,
+            first_until: first,
+        })
+    }
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.validity, self.uid)?;
+        match self.first_until {
+            Some(max) if max > self.uid => write!(f, "/first:{max}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How many UIDs one listing hands out at most (RC15: a flooded folder is taken in rounds).
+pub const MAX_LISTED: usize = 10_000;
+
+impl ImapSource {
+    /// `UID SEARCH` for the first-sync filter of `start` (`None`: no filter).
+    fn filter_query(start: Start) -> Option<String> {
+        match start {
+            Start::Unread => Some("UNSEEN".into()),
+            Start::Since(d) => Some(format!("SINCE {}", d.imap())),
+            Start::All | Start::Now => None,
+        }
+    }
+
+    async fn list_impl(
+        &mut self,
+        checkpoint: Option<&str>,
+        start: Start,
+        limit: usize,
+    ) -> Result<Listing, SourceError> {
+        let validity = self.uid_validity;
+        // A checkpoint of another UIDVALIDITY is void: the folder was rebuilt and every UID
+        // may mean another message. Re-scan as a first sync; the ledger (Message-ID + content
+        // hash) turns messages seen before into duplicates.
+        let cp = checkpoint
+            .and_then(Checkpoint::parse)
+            .filter(|c| c.validity == validity);
+        let (after, first_until) = match cp {
+            Some(c) => (c.uid, c.first_until),
+            None => {
+                let all = self.search("ALL").await?;
+                let max = all.last().copied().unwrap_or(0);
+                match start {
+                    Start::Now => {
+                        return Ok(Listing {
+                            items: Vec::new(),
+                            checkpoint: Some(format!("{validity}:{max}")),
+                            more: false,
+                        });
+                    }
+                    Start::All => (0, None),
+                    Start::Unread | Start::Since(_) => (0, Some(max)),
+                }
+            }
+        };
+        let mut uids = self.new_uids(Some((validity, after)), usize::MAX).await?;
+        if let (Some(max), Some(q)) = (first_until, Self::filter_query(start))
+            && max > after
+        {
+            let wanted = self.search(&q).await?;
+            uids.retain(|u| *u > max || wanted.binary_search(u).is_ok());
+        }
+        let more = uids.len() > limit;
+        uids.truncate(limit.max(1));
+        self.first_until = first_until;
+        let last = uids.last().copied().unwrap_or(after);
+        let checkpoint = match first_until {
+            // The filtered part is done only when the listing reached past it.
+            Some(max) if !more => Some(Checkpoint {
+                validity,
+                uid: last.max(max),
+                first_until: None,
+            }),
+            _ if uids.is_empty() => None,
+            _ => Some(Checkpoint {
+                validity,
+                uid: last,
+                first_until,
+            }),
+        };
+        Ok(Listing {
+            items: uids
+                .into_iter()
+                .map(|u| Listed {
+                    key: u.to_string(),
+                    identity: format!("imap:{validity}:{u}"),
+                })
+                .collect(),
+            checkpoint: checkpoint.map(|c| c.to_string()),
+            more,
+        })
+    }
+}
+
+fn keys(items: &[Listed]) -> Vec<u32> {
+    items.iter().filter_map(|i| i.key.parse().ok()).collect()
+}
+
+impl MailSource for ImapSource {
+    async fn list(
+        &mut self,
+        checkpoint: Option<&str>,
+        start: Start,
+        limit: usize,
+    ) -> Result<Listing, SourceError> {
+        self.list_impl(checkpoint, start, limit.min(MAX_LISTED))
+            .await
+    }
+
+    async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
+        Ok(ImapSource::fetch(self, &keys(items))
+            .await?
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect())
+    }
+
+    async fn acknowledge(
+        &mut self,
+        items: &[Listed],
+        action: &PostAction,
+    ) -> Result<(), SourceError> {
+        ImapSource::acknowledge(self, &keys(items), action).await
+    }
+
+    fn checkpoint_after(&self, item: &Listed) -> Option<String> {
+        Some(
+            Checkpoint {
+                validity: self.uid_validity,
+                uid: item.key.parse().ok()?,
+                first_until: self.first_until,
+            }
+            .to_string(),
+        )
+    }
+
+    async fn wait_for_change(
+        &mut self,
+        timeout: std::time::Duration,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<bool, SourceError> {
+        ImapSource::wait_for_change(self, timeout, stop).await
+    }
+
+    async fn close(self) {
+        let _ = self.logout().await;
     }
 }
 

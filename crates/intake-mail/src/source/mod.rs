@@ -1,11 +1,172 @@
-//! Mail sources on servers, behind one contract: list new messages after a checkpoint, fetch
-//! their raw bytes, acknowledge them with the post-action once their tickets are committed.
-//!
-//! Only IMAP exists so far ([`imap`]); POP3 and Graph are to follow the same shape.
+//! Mail sources behind one contract, [`MailSource`]: list new messages after a checkpoint, fetch
+//! their raw bytes, acknowledge them with the post-action once their tickets are committed, and
+//! wait for new mail. Implemented here for IMAP ([`imap`]), POP3 ([`pop3`]) and Microsoft Graph
+//! ([`graph`]); the binary implements it for local Maildir and mbox sources. One generic drain
+//! loop in the binary runs them all into the same engine and ledger.
 
 pub mod graph;
 pub mod imap;
 pub mod pop3;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// The first-sync policy (`start`): what a channel takes while it has no checkpoint yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Messages not yet read (IMAP `UNSEEN`, Graph `isRead = false`). POP3 has no read flag:
+    /// every message on the server counts as unread.
+    Unread,
+    /// Everything in the folder.
+    All,
+    /// Nothing that is there now; only mail arriving from now on.
+    Now,
+    /// Messages received on or after this date (UTC), `since:YYYY-MM-DD`.
+    Since(Date),
+}
+
+/// A calendar date, as written in `since:YYYY-MM-DD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl Date {
+    /// IMAP's `date` form for `SEARCH SINCE` (RFC 3501): `1-Nov-2026`.
+    pub fn imap(&self) -> String {
+        const M: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        format!(
+            "{}-{}-{}",
+            self.day,
+            M[usize::from(self.month.clamp(1, 12) - 1)],
+            self.year
+        )
+    }
+
+    /// ISO 8601 `YYYY-MM-DD`, which compares as text with Graph's `receivedDateTime`.
+    pub fn iso(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+impl std::str::FromStr for Start {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("start = {s:?}: use unread, all, now or since:YYYY-MM-DD");
+        Ok(match s.trim() {
+            "unread" => Self::Unread,
+            "all" => Self::All,
+            "now" => Self::Now,
+            other => {
+                let d = other.strip_prefix("since:").ok_or_else(bad)?;
+                let mut it = d.trim().splitn(3, '-');
+                let (y, m, dd) = (it.next(), it.next(), it.next());
+                let date = Date {
+                    year: y.and_then(|v| v.parse().ok()).ok_or_else(bad)?,
+                    month: m.and_then(|v| v.parse().ok()).ok_or_else(bad)?,
+                    day: dd.and_then(|v| v.parse().ok()).ok_or_else(bad)?,
+                };
+                if !(1..=12).contains(&date.month) || !(1..=31).contains(&date.day) {
+                    return Err(bad());
+                }
+                Self::Since(date)
+            }
+        })
+    }
+}
+
+/// A message a source has listed: its source-specific key (IMAP UID, POP3 message number and
+/// UIDL, Graph ID, file) and its ledger identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub identity: String,
+}
+
+/// What [`MailSource::list`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// In the order to process them (oldest first where the source knows).
+    pub items: Vec<Listed>,
+    /// The checkpoint to store once every listed item is committed and acknowledged; `None`
+    /// keeps the stored one.
+    pub checkpoint: Option<String>,
+    /// More is waiting right now (list again without waiting for a change).
+    pub more: bool,
+}
+
+/// A mail source: where messages come from and where they are acknowledged.
+///
+/// The caller's loop: [`list`](Self::list) from the stored checkpoint; skip what the ledger
+/// already knows; [`fetch`](Self::fetch) the rest in bounded batches; commit each batch;
+/// [`acknowledge`](Self::acknowledge) the batch (new and known items alike — known ones are
+/// left over from a crash between commit and post-action); store
+/// [`checkpoint_after`](Self::checkpoint_after) its last item; at the end store the listing's
+/// checkpoint; [`finish`](Self::finish) a round that has nothing more; then
+/// [`wait_for_change`](Self::wait_for_change).
+pub trait MailSource: Send {
+    /// New messages after `checkpoint` (`None`: first sync under `start`), at most about
+    /// `limit` where the protocol allows bounding.
+    fn list(
+        &mut self,
+        checkpoint: Option<&str>,
+        start: Start,
+        limit: usize,
+    ) -> impl Future<Output = Result<Listing, SourceError>> + Send;
+
+    /// The raw bytes of listed messages, in the order given. A message that has disappeared
+    /// meanwhile is left out.
+    fn fetch(
+        &mut self,
+        items: &[Listed],
+    ) -> impl Future<Output = Result<Vec<Fetched>, SourceError>> + Send;
+
+    /// Apply the post-action to committed messages.
+    fn acknowledge(
+        &mut self,
+        items: &[Listed],
+        action: &PostAction,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// The checkpoint once everything up to and including `item` is committed and
+    /// acknowledged, where the protocol has one per message (IMAP); `None` otherwise.
+    fn checkpoint_after(&self, item: &Listed) -> Option<String>;
+
+    /// End a round in which nothing more was waiting (POP3: `QUIT`, which is when `DELE`
+    /// takes effect, and a new session next time to see new mail).
+    fn finish(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Wait until the server reports new mail (IMAP IDLE), `timeout` passes, or `stop`
+    /// completes. Sources without push just wait. Returns whether a change was reported.
+    fn wait_for_change(
+        &mut self,
+        timeout: Duration,
+        stop: impl Future<Output = ()> + Send,
+    ) -> impl Future<Output = Result<bool, SourceError>> + Send {
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {}
+                () = stop => {}
+            }
+            Ok(false)
+        }
+    }
+
+    /// Log out (best effort).
+    fn close(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async {}
+    }
+}
 
 /// One fetched message.
 #[derive(Debug, Clone)]
@@ -40,6 +201,21 @@ pub enum SourceError {
     Refused { command: String, server: String },
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// Microsoft Graph's own error, with its diagnosis.
+    #[error(transparent)]
+    Graph(Box<graph::GraphError>),
+    /// A local mail file or folder.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    /// The channel's settings ask for something this source cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl From<graph::GraphError> for SourceError {
+    fn from(e: graph::GraphError) -> Self {
+        Self::Graph(Box::new(e))
+    }
 }
 
 /// How to log in to a mail server (IMAP and POP3 alike). `Debug` never shows the secret.

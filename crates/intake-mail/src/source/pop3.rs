@@ -36,7 +36,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 pub use super::imap::Tls;
-use super::{Fetched, SourceError};
+use super::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
 use crate::sasl::{self, Mechanism};
 
 /// How long one read or write may take before the connection counts as dead.
@@ -688,6 +688,144 @@ impl Pop3Source {
             self.dele(*n).await?;
         }
         self.quit().await
+    }
+}
+
+/// A POP3 mailbox as a [`MailSource`]: a session is opened by [`MailSource::list`] and ended
+/// by [`MailSource::finish`] (`QUIT`, when `DELE` takes effect; a POP3 session sees the
+/// maildrop as it was at login, so each round needs a new one).
+///
+/// - Listing is `UIDL`, always complete (one short line per message): the ledger, not a
+///   position, says what is new, so messages kept on the server never block new ones.
+/// - The checkpoint holds the UIDLs to skip (`start = "now"`: what was there at the first
+///   sync), pruned to those still on the server; after the first sync it is always stored.
+/// - `after = "delete"` is `DELE`; `mark-read` keeps the message (POP3 has no flags);
+///   `move:` is refused. `start = "unread"` takes everything (no read flag); `since:` is
+///   refused (POP3 cannot select by date without downloading).
+#[derive(Debug)]
+pub struct Pop3Mailbox {
+    settings: Pop3Settings,
+    conn: Option<Pop3Source>,
+}
+
+/// Prefix of the POP3 checkpoint; the UIDLs to skip follow, one per line.
+const SKIP_PREFIX: &str = "pop3-skip:";
+
+impl Pop3Mailbox {
+    pub fn new(settings: Pop3Settings) -> Self {
+        Self {
+            settings,
+            conn: None,
+        }
+    }
+
+    async fn conn(&mut self) -> Result<&mut Pop3Source, SourceError> {
+        if self.conn.is_none() {
+            self.conn = Some(Pop3Source::connect(&self.settings).await?);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    /// (message number, UIDL) from a listed key.
+    fn key(item: &Listed) -> Result<(u32, &str), SourceError> {
+        item.key
+            .split_once(' ')
+            .and_then(|(n, u)| Some((n.parse().ok()?, u)))
+            .ok_or_else(|| SourceError::Protocol(format!("bad POP3 key {:?}", item.key)))
+    }
+}
+
+impl MailSource for Pop3Mailbox {
+    async fn list(
+        &mut self,
+        checkpoint: Option<&str>,
+        start: Start,
+        _limit: usize,
+    ) -> Result<Listing, SourceError> {
+        if matches!(start, Start::Since(_)) && checkpoint.is_none() {
+            return Err(SourceError::Unsupported(
+                "POP3 cannot select messages by date; use start = \"all\" or \"now\"".into(),
+            ));
+        }
+        // A session left open by an interrupted round is stale (it does not see new mail).
+        if let Some(old) = self.conn.take() {
+            let _ = old.quit().await;
+        }
+        let list = self.conn().await?.uidl().await?;
+        let skip: std::collections::HashSet<&str> = match checkpoint {
+            Some(cp) => cp
+                .strip_prefix(SKIP_PREFIX)
+                .unwrap_or("")
+                .lines()
+                .filter(|l| !l.is_empty())
+                .collect(),
+            None if start == Start::Now => list.iter().map(|(_, u)| u.as_str()).collect(),
+            None => Default::default(),
+        };
+        let mut kept: Vec<&str> = list
+            .iter()
+            .map(|(_, u)| u.as_str())
+            .filter(|u| skip.contains(u))
+            .collect();
+        kept.sort_unstable();
+        let new_cp = format!("{SKIP_PREFIX}{}", kept.join("\n"));
+        Ok(Listing {
+            items: list
+                .iter()
+                .filter(|(_, u)| !skip.contains(u.as_str()))
+                .map(|(n, u)| Listed {
+                    key: format!("{n} {u}"),
+                    identity: identity(u),
+                })
+                .collect(),
+            checkpoint: (checkpoint != Some(new_cp.as_str())).then_some(new_cp),
+            more: false,
+        })
+    }
+
+    async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let (n, uid) = Self::key(item)?;
+            let uid = uid.to_string();
+            out.push(self.conn().await?.fetch(n, &uid).await?);
+        }
+        Ok(out)
+    }
+
+    async fn acknowledge(
+        &mut self,
+        items: &[Listed],
+        action: &PostAction,
+    ) -> Result<(), SourceError> {
+        match action {
+            PostAction::MarkRead => Ok(()),
+            PostAction::Move(_) => Err(SourceError::Unsupported(
+                "POP3 cannot move messages; use after = \"delete\" or \"mark-read\" (keep)".into(),
+            )),
+            PostAction::Delete => {
+                for item in items {
+                    let (n, _) = Self::key(item)?;
+                    self.conn().await?.dele(n).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn checkpoint_after(&self, _item: &Listed) -> Option<String> {
+        None
+    }
+
+    async fn finish(&mut self) -> Result<(), SourceError> {
+        match self.conn.take() {
+            Some(c) => c.quit().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.finish().await;
     }
 }
 

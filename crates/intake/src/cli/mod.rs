@@ -93,11 +93,14 @@ async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<E
         .channels
         .iter()
         .filter(|c| a.channel.as_ref().is_none_or(|n| *n == c.name))
-        .filter(|c| !matches!(c.protocol.as_deref(), Some("maildir" | "mbox" | "eml")))
         .collect();
     anyhow::ensure!(
         !channels.is_empty(),
-        "no server channel to run in the configuration"
+        "no channel to run in the configuration{}",
+        a.channel
+            .as_ref()
+            .map(|n| format!(" named {n:?}"))
+            .unwrap_or_default()
     );
     if !a.once {
         return run_forever(config, store, channels).await;
@@ -107,7 +110,11 @@ async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<E
     for c in channels {
         // One failing channel never stops the others (RC12).
         match crate::runner::run_once(config, &store, c).await {
-            Ok(s) => {
+            Ok(None) => eprintln!(
+                "channel {}: another node holds its lease and is processing it; skipped",
+                c.name
+            ),
+            Ok(Some(s)) => {
                 total.created += s.created;
                 total.commented += s.commented;
                 total.ignored += s.ignored;
@@ -156,13 +163,7 @@ async fn run_forever(
     let mut tasks = tokio::task::JoinSet::new();
     for c in channels {
         let (config, store, c, rx) = (config.clone(), store.clone(), c.clone(), rx.clone());
-        tasks.spawn(async move {
-            if matches!(c.protocol.as_deref(), Some("pop3" | "graph")) {
-                crate::runner::run_polling_forever(&config, &store, &c, rx).await
-            } else {
-                crate::runner::run_imap_forever(&config, &store, &c, rx).await
-            }
-        });
+        tasks.spawn(async move { crate::runner::run_forever(&config, &store, &c, rx).await });
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

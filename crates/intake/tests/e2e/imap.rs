@@ -38,6 +38,8 @@ fn run_once(cfg: &str, db: &str) -> serde_json::Value {
     let o = intake()
         .args(["--config", cfg, "--db", db, "run", "--once", "--json"])
         .env("IMAP_PW", "s3cret")
+        // A killed run leaves its channel lease behind; the next run waits it out.
+        .env("INTAKE_LEASE_SECONDS", "2")
         .env("INTAKE_SECRET_KEY", KEY)
         .output()
         .unwrap();
@@ -270,6 +272,8 @@ async fn sigkill_mid_batch_against_dovecot_each_message_once_and_moved_once() {
         let mut child = intake()
             .args(["--config", &cfg, "--db", &db.url, "run", "--once", "--json"])
             .env("IMAP_PW", "s3cret")
+            // A killed run leaves its channel lease behind; the next run waits it out.
+            .env("INTAKE_LEASE_SECONDS", "2")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
