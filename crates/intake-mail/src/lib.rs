@@ -12,6 +12,7 @@
 //! Storage (encrypted tokens, pending flows, refresh leases) is the store's; the `intake` crate
 //! wires both together.
 
+pub mod check;
 pub mod http;
 pub mod net;
 pub mod oauth;

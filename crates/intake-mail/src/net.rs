@@ -45,6 +45,18 @@ pub fn bypasses(host: &str, no_proxy: &[String]) -> bool {
         })
 }
 
+/// The proxy (`host:port`) a connection to `host` goes through, or `None` for a direct one;
+/// an unparsable proxy URL is an error (for the doctor, RC16).
+pub fn route(host: &str, proxy: Option<&ProxySettings>) -> Result<Option<String>, NetError> {
+    match proxy.filter(|p| !bypasses(host, &p.no_proxy)) {
+        None => Ok(None),
+        Some(p) => {
+            let u = parse_proxy(&p.url)?;
+            Ok(Some(format!("{}:{}", u.host, u.port)))
+        }
+    }
+}
+
 struct ProxyUrl {
     host: String,
     port: u16,

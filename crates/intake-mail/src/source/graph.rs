@@ -595,6 +595,24 @@ impl GraphSource {
         }
     }
 
+    /// (total, unread) of the folder (`GET …/mailFolders/{folder}` with `totalItemCount` and
+    /// `unreadItemCount`): counts only, for the connection check (RC15).
+    pub async fn folder_counts(&mut self) -> Result<(u64, u64), GraphError> {
+        #[derive(Deserialize)]
+        struct Counts {
+            #[serde(rename = "totalItemCount")]
+            total: u64,
+            #[serde(rename = "unreadItemCount")]
+            unread: u64,
+        }
+        let mut url = self.url(&["mailFolders", &self.folder]);
+        url.set_query(Some("$select=totalItemCount,unreadItemCount"));
+        let body = self.send(Method::GET, url, None, None, false).await?;
+        let c: Counts = serde_json::from_slice(&body)
+            .map_err(|e| GraphError::Protocol(format!("folder counts are not valid JSON: {e}")))?;
+        Ok((c.total, c.unread))
+    }
+
     /// The message's full MIME content (`GET …/messages/{id}/$value`), bytes as received.
     pub async fn fetch_mime(&mut self, id: &str) -> Result<Vec<u8>, GraphError> {
         let url = self.url(&["messages", id, "$value"]);

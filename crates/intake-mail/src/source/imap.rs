@@ -362,6 +362,21 @@ impl ImapSource {
         Ok(())
     }
 
+    /// (messages, unseen) of the selected folder by `STATUS` — counts only, nothing listed or
+    /// fetched, however full the folder is (RC15's connection check).
+    pub async fn counts(&mut self) -> Result<(u64, Option<u64>), SourceError> {
+        let folder = mutf7(&self.folder);
+        let m = self
+            .s()?
+            .status(&folder, "(MESSAGES UNSEEN)")
+            .await
+            .map_err(|e| SourceError::Refused {
+                command: format!("STATUS {}", self.folder),
+                server: server_text(&e),
+            })?;
+        Ok((u64::from(m.exists), m.unseen.map(u64::from)))
+    }
+
     /// UIDs without \Seen, ascending (the `unread` first-sync policy).
     pub async fn unseen_uids(&mut self) -> Result<Vec<u32>, SourceError> {
         self.search("UNSEEN").await
@@ -646,5 +661,71 @@ mod tests {
     fn uid_sets_are_compact() {
         assert_eq!(super::uid_set(&[5, 1, 2, 3, 9, 10, 12]), "1:3,5,9:10,12");
         assert_eq!(super::uid_set(&[7]), "7");
+    }
+
+    #[test]
+    fn checkpoints_round_trip_with_and_without_the_first_sync_part() {
+        use super::Checkpoint;
+        let plain = Checkpoint {
+            validity: 1_700_000_000,
+            uid: 42,
+            first_until: None,
+        };
+        assert_eq!(plain.to_string(), "1700000000:42");
+        assert_eq!(Checkpoint::parse("1700000000:42"), Some(plain));
+        let first = Checkpoint {
+            validity: 7,
+            uid: 3,
+            first_until: Some(10),
+        };
+        assert_eq!(first.to_string(), "7:3/first:10");
+        assert_eq!(Checkpoint::parse("7:3/first:10"), Some(first));
+        for cp in [plain, first] {
+            assert_eq!(Checkpoint::parse(&cp.to_string()), Some(cp));
+        }
+        // Past its filtered part, a first sync is over: the `/first:` part is dropped.
+        for uid in [10, 11] {
+            let done = Checkpoint {
+                validity: 7,
+                uid,
+                first_until: Some(10),
+            };
+            assert_eq!(done.to_string(), format!("7:{uid}"));
+            assert_eq!(
+                Checkpoint::parse(&done.to_string()).map(|c| c.first_until),
+                Some(None)
+            );
+        }
+        // A first sync on an empty folder starts at UID 0.
+        assert_eq!(
+            Checkpoint::parse("9:0/first:0"),
+            Some(Checkpoint {
+                validity: 9,
+                uid: 0,
+                first_until: Some(0)
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_checkpoints_are_not_parsed() {
+        use super::Checkpoint;
+        for bad in [
+            "",
+            "7",
+            "7:",
+            ":3",
+            "x:3",
+            "7:x",
+            "7:-1",
+            "7:3/first:",
+            "7:3/first:x",
+            "7:3/first:10/first:11",
+            "4294967296:1",
+            // Another source's checkpoint (POP3) is not an IMAP one.
+            "pop3-skip:abc",
+        ] {
+            assert_eq!(Checkpoint::parse(bad), None, "{bad:?}");
+        }
     }
 }

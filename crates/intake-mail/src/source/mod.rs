@@ -244,3 +244,80 @@ impl std::fmt::Debug for MailAuth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Date, Start};
+
+    #[test]
+    fn start_parses_every_form() {
+        assert_eq!("unread".parse::<Start>(), Ok(Start::Unread));
+        assert_eq!("all".parse::<Start>(), Ok(Start::All));
+        assert_eq!(" now ".parse::<Start>(), Ok(Start::Now));
+        assert_eq!(
+            "since:2026-11-01".parse::<Start>(),
+            Ok(Start::Since(Date {
+                year: 2026,
+                month: 11,
+                day: 1
+            }))
+        );
+        assert_eq!(
+            "since:2024-02-29".parse::<Start>(),
+            Ok(Start::Since(Date {
+                year: 2024,
+                month: 2,
+                day: 29
+            }))
+        );
+    }
+
+    #[test]
+    fn start_rejects_what_it_does_not_know() {
+        for bad in [
+            "soon",
+            "",
+            "Unread",
+            "since:",
+            "since:2026-13-01",
+            "since:2026-00-10",
+            "since:2026-11-00",
+            "since:2026-11-32",
+            "since:2026-11",
+            "since:2026/11/01",
+            "since:2026-11-01x",
+            "since:yesterday",
+            "2026-11-01",
+        ] {
+            let err = bad
+                .parse::<Start>()
+                .expect_err(&format!("{bad:?} must be refused"));
+            assert!(
+                err.contains("unread, all, now or since:YYYY-MM-DD"),
+                "{bad:?}: the error says what is allowed: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_in_imap_and_iso_form() {
+        let d = Date {
+            year: 2026,
+            month: 11,
+            day: 1,
+        };
+        assert_eq!(d.imap(), "1-Nov-2026");
+        assert_eq!(d.iso(), "2026-11-01");
+        let d = Date {
+            year: 2025,
+            month: 1,
+            day: 31,
+        };
+        assert_eq!(d.imap(), "31-Jan-2025");
+        assert_eq!(d.iso(), "2025-01-31");
+        let Ok(Start::Since(d)) = "since:2026-12-09".parse::<Start>() else {
+            panic!("since: parses");
+        };
+        assert_eq!(d.imap(), "9-Dec-2026");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod authorize;
 mod bench;
+mod doctor;
 mod ingest;
 mod tickets;
 
@@ -45,6 +46,9 @@ pub enum Command {
     Authorize(authorize::AuthorizeArgs),
     /// Check (and refresh when due) a stored OAuth token; prints metadata, never the token.
     Token(authorize::TokenArgs),
+    /// Staged connection check of the channels: DNS, TCP/proxy, TLS and login, folder, counts.
+    /// Counts only; fetches and changes nothing. Exit code 1 when a channel fails.
+    Doctor(doctor::DoctorArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -70,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run_channels(&config, &db, a).await,
         Command::Authorize(a) => authorize::authorize(&config, &db, a).await,
         Command::Token(a) => authorize::token(&config, &db, a).await,
+        Command::Doctor(a) => doctor::run(&config, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
     }
 }

@@ -25,6 +25,45 @@ fn io_err(path: &Path, e: &std::io::Error) -> SourceError {
     }
 }
 
+/// Count the messages of a Maildir (unread: in `new/` or without the `S` flag) or an mbox
+/// file (no read flag), for the connection check; nothing is parsed or moved.
+pub fn count(path: &Path) -> Result<intake_mail::check::Counts, SourceError> {
+    if path.is_dir() {
+        let (mut messages, mut unread) = (0u64, 0u64);
+        for sub in ["new", "cur"] {
+            let dir = path.join(sub);
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                messages += 1;
+                if sub == "new" || !flags(&name).contains('S') {
+                    unread += 1;
+                }
+            }
+        }
+        return Ok(intake_mail::check::Counts {
+            messages,
+            unread: Some(unread),
+        });
+    }
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, &e))?;
+    let mut messages = 0u64;
+    super::local::read_mbox(std::io::BufReader::new(file), |_| {
+        messages += 1;
+        true
+    })
+    .map_err(|e| io_err(path, &e))?;
+    Ok(intake_mail::check::Counts {
+        messages,
+        unread: None,
+    })
+}
+
 /// A Maildir folder channel.
 #[derive(Debug)]
 pub struct MaildirSource {

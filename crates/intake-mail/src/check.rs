@@ -1,0 +1,327 @@
+//! The staged connection check behind `intake doctor` (RC7, RC15, RC16): DNS → TCP (direct or
+//! through the named proxy) → TLS, greeting and login → folder → counts. Each stage names the
+//! host:port it tried, and the first failing stage stops the check with the server's own words
+//! and, where the text is known, the root cause and its fix.
+//!
+//! The check only **counts** (IMAP `STATUS (MESSAGES UNSEEN)`, POP3 `STAT`, Graph
+//! `totalItemCount`/`unreadItemCount`): it lists and fetches nothing and changes nothing, so a
+//! flooded inbox cannot make it time out (RC15, the failure Jira's "Test connection" has).
+
+use intake_core::RootCause;
+use serde::Serialize;
+
+use crate::net::{self, ProxySettings};
+use crate::source::SourceError;
+use crate::source::graph::GraphSource;
+use crate::source::imap::{ImapSettings, ImapSource};
+use crate::source::pop3::{Pop3Settings, Pop3Source};
+
+/// One stage of the check.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StageResult {
+    /// `config`, `dns`, `tcp`, `login`, `folder` or `counts`.
+    pub stage: &'static str,
+    /// What was tried (host:port, proxy, folder).
+    pub target: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Messages in the folder, counted by the server.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub messages: u64,
+    /// `None` where the protocol has no read flag (POP3).
+    pub unread: Option<u64>,
+}
+
+/// The known root cause of a failure, with its fix.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Cause {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub fix: String,
+}
+
+impl Cause {
+    pub fn new(rc: RootCause, fix: impl Into<String>) -> Self {
+        Self {
+            id: rc.id(),
+            title: rc.title(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// The whole check of one channel.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub ok: bool,
+    pub stages: Vec<StageResult>,
+    pub counts: Option<Counts>,
+    pub root_cause: Option<Cause>,
+}
+
+impl Report {
+    fn pass(&mut self, stage: &'static str, target: impl Into<String>, detail: impl Into<String>) {
+        self.stages.push(StageResult {
+            stage,
+            target: target.into(),
+            ok: true,
+            detail: detail.into(),
+        });
+    }
+
+    /// Record a failed stage; the check ends here.
+    pub fn fail(
+        mut self,
+        stage: &'static str,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+        cause: Option<Cause>,
+    ) -> Self {
+        self.stages.push(StageResult {
+            stage,
+            target: target.into(),
+            ok: false,
+            detail: detail.into(),
+        });
+        self.ok = false;
+        self.root_cause = cause;
+        self
+    }
+}
+
+/// Known mail-server answers to a login, to their root cause (facts §4.1).
+pub fn diagnose_login(server: &str, oauth: bool) -> Option<Cause> {
+    let t = server.to_ascii_lowercase();
+    if t.contains("authenticated but not connected") {
+        return Some(Cause::new(
+            RootCause::Rc2,
+            "the token was accepted but the mailbox could not be opened: check that IMAP/POP is \
+             enabled for the mailbox (Get-CASMailbox <mailbox> | fl ImapEnabled,PopEnabled), that \
+             the signed-in account has Full Access to it when it is a shared mailbox (RC3), and \
+             that no client-access rule blocks IMAP4/POP3 (RC6); or use a Graph channel",
+        ));
+    }
+    if t.contains("licen") || t.contains("mailbox not enabled") {
+        return Some(Cause::new(
+            RootCause::Rc4,
+            "assign an Exchange Online licence to the mailbox",
+        ));
+    }
+    let rejected = t.contains("authenticate failed")
+        || t.contains("authenticationfailed")
+        || t.contains("authentication failure")
+        || t.contains("invalid credentials");
+    if rejected && oauth {
+        return Some(Cause::new(
+            RootCause::Rc1,
+            "the server rejected the access token: run `intake token NAME --mailbox M` and check \
+             its audience and scopes for this protocol (IMAP.AccessAsUser.All / \
+             POP.AccessAsUser.All, or .AccessAsApp for app-only with the Exchange service \
+             principal granted Full Access), its tenant and cloud, and that it belongs to the \
+             mailbox",
+        ));
+    }
+    None
+}
+
+/// DNS and TCP stages; returns the report so far, or the failed one.
+async fn reach(
+    mut r: Report,
+    host: &str,
+    port: u16,
+    proxy: Option<&ProxySettings>,
+) -> Result<Report, Report> {
+    let target = format!("{host}:{port}");
+    let via = match net::route(host, proxy) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(r.fail(
+                "config",
+                target,
+                e.to_string(),
+                Some(Cause::new(RootCause::Rc16, "fix the proxy URL")),
+            ));
+        }
+    };
+    // Through a proxy, the proxy resolves the mail host; we resolve the proxy.
+    let lookup = via.clone().unwrap_or_else(|| target.clone());
+    let resolved = tokio::net::lookup_host(lookup.as_str())
+        .await
+        .map(|addrs| addrs.map(|a| a.ip().to_string()).collect::<Vec<_>>());
+    match resolved {
+        Ok(addrs) => {
+            r.pass("dns", lookup.clone(), addrs.join(", "));
+        }
+        Err(e) => {
+            return Err(r.fail(
+                "dns",
+                lookup,
+                e.to_string(),
+                Some(Cause::new(
+                    RootCause::Rc7,
+                    "the name does not resolve from this machine: check the host name and DNS",
+                )),
+            ));
+        }
+    }
+    match net::connect(host, port, proxy).await {
+        Ok(_) => {
+            let how = via.map_or_else(|| "direct".to_string(), |p| format!("through proxy {p}"));
+            r.pass("tcp", target, how);
+            Ok(r)
+        }
+        Err(e) => {
+            let cause = match (&e, &via) {
+                (net::NetError::Refused { .. }, _) | (_, Some(_)) => Cause::new(
+                    RootCause::Rc16,
+                    format!(
+                        "the proxy {} did not open a tunnel to {target}: allow CONNECT to that \
+                         host and port on the proxy, or add the host to no_proxy",
+                        via.as_deref().unwrap_or("?")
+                    ),
+                ),
+                _ => Cause::new(
+                    RootCause::Rc7,
+                    format!(
+                        "nothing answers on {target} from this machine: a firewall or a wrong \
+                         port; open outbound TCP {port} to the host, or set a proxy"
+                    ),
+                ),
+            };
+            Err(r.fail("tcp", target, e.to_string(), Some(cause)))
+        }
+    }
+}
+
+fn login_failure(r: Report, target: String, e: &SourceError, oauth: bool) -> Report {
+    match e {
+        SourceError::Tls { .. } => r.fail(
+            "login",
+            target,
+            e.to_string(),
+            Some(Cause::new(
+                RootCause::Rc7,
+                "TLS failed: check the port and tls mode (implicit 993/995, starttls 143/110), \
+                 and ca_file for a private CA; a proxy that intercepts TLS needs its CA too",
+            )),
+        ),
+        SourceError::Auth {
+            server, challenge, ..
+        } => {
+            let text = format!("{server} {}", challenge.as_deref().unwrap_or(""));
+            let cause = diagnose_login(&text, oauth);
+            r.fail("login", target, e.to_string(), cause)
+        }
+        SourceError::Refused { command, server } if command.starts_with("SELECT") => r.fail(
+            "folder",
+            target,
+            e.to_string(),
+            diagnose_login(server, oauth).or(Some(Cause::new(
+                RootCause::Rc5,
+                "use the protocol name of the folder (INBOX, or the full path of another \
+                 folder), never a localized display name",
+            ))),
+        ),
+        _ => r.fail("login", target, e.to_string(), None),
+    }
+}
+
+/// Check an IMAP channel.
+pub async fn check_imap(s: &ImapSettings) -> Report {
+    let r = Report {
+        ok: true,
+        ..Default::default()
+    };
+    let r = match reach(r, &s.host, s.port, s.proxy.as_ref()).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let target = format!("{}:{}", s.host, s.port);
+    let oauth = matches!(s.auth, crate::source::MailAuth::OAuth { .. });
+    let mut src = match ImapSource::connect(s).await {
+        Ok(src) => src,
+        Err(e) => return login_failure(r, target, &e, oauth),
+    };
+    let mut r = r;
+    r.pass("login", target, format!("{:?}", s.auth));
+    r.pass("folder", s.folder.clone(), "selected");
+    match src.counts().await {
+        Ok((messages, unread)) => {
+            r.counts = Some(Counts { messages, unread });
+            r.pass(
+                "counts",
+                s.folder.clone(),
+                "counted by STATUS; nothing fetched",
+            );
+        }
+        Err(e) => return r.fail("counts", s.folder.clone(), e.to_string(), None),
+    }
+    let _ = src.logout().await;
+    r
+}
+
+/// Check a POP3 channel.
+pub async fn check_pop3(s: &Pop3Settings) -> Report {
+    let r = Report {
+        ok: true,
+        ..Default::default()
+    };
+    let r = match reach(r, &s.host, s.port, s.proxy.as_ref()).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let target = format!("{}:{}", s.host, s.port);
+    let oauth = matches!(s.auth, crate::source::MailAuth::OAuth { .. });
+    let mut src = match Pop3Source::connect(s).await {
+        Ok(src) => src,
+        Err(e) => return login_failure(r, target, &e, oauth),
+    };
+    let mut r = r;
+    let form = src
+        .login_form()
+        .map_or_else(String::new, |f| format!(", SASL form {f:?}"));
+    r.pass("login", target, format!("{:?}{form}", s.auth));
+    match src.stat().await {
+        Ok((n, _octets)) => {
+            r.counts = Some(Counts {
+                messages: u64::from(n),
+                unread: None,
+            });
+            r.pass("counts", "maildrop", "counted by STAT; nothing fetched");
+        }
+        Err(e) => return r.fail("counts", "maildrop", e.to_string(), None),
+    }
+    let _ = src.quit().await;
+    r
+}
+
+/// Check a Graph channel (the token was obtained by the caller).
+pub async fn check_graph(src: &mut GraphSource, folder: &str) -> Report {
+    let mut r = Report {
+        ok: true,
+        ..Default::default()
+    };
+    let target = format!("{}/mailFolders/{folder}", src.mailbox_url());
+    match src.folder_counts().await {
+        Ok((messages, unread)) => {
+            r.pass("login", src.mailbox_url().to_string(), "token accepted");
+            r.counts = Some(Counts {
+                messages,
+                unread: Some(unread),
+            });
+            r.pass(
+                "counts",
+                target,
+                "counted by totalItemCount/unreadItemCount; nothing fetched",
+            );
+            r
+        }
+        Err(e) => {
+            let cause = e.root_cause().map(|rc| Cause::new(rc, rc.fix()));
+            r.fail("login", target, e.to_string(), cause)
+        }
+    }
+}
