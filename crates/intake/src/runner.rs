@@ -219,6 +219,10 @@ impl MailSource for Source {
         each!(self, s => s.checkpoint_after(item))
     }
 
+    fn supports(&self, action: &PostAction) -> Result<(), SourceError> {
+        each!(self, s => s.supports(action))
+    }
+
     async fn finish(&mut self) -> Result<(), SourceError> {
         each!(self, s => s.finish().await)
     }
@@ -451,6 +455,7 @@ async fn drain<S: MailSource>(
 ) -> anyhow::Result<()> {
     let channel = &ctx.opts.channel;
     let stopped = || stop.is_some_and(|r| *r.borrow());
+    source.supports(&ctx.after)?;
     loop {
         let checkpoint = store.checkpoint(channel).await?;
         let listing = source

@@ -71,7 +71,15 @@ impl std::str::FromStr for Start {
                     month: m.and_then(|v| v.parse().ok()).ok_or_else(bad)?,
                     day: dd.and_then(|v| v.parse().ok()).ok_or_else(bad)?,
                 };
-                if !(1..=12).contains(&date.month) || !(1..=31).contains(&date.day) {
+                let y = date.year;
+                let leap = y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+                let days = match date.month {
+                    2 if leap => 29,
+                    2 => 28,
+                    4 | 6 | 9 | 11 => 30,
+                    _ => 31,
+                };
+                if !(1..=12).contains(&date.month) || !(1..=days).contains(&date.day) {
                     return Err(bad());
                 }
                 Self::Since(date)
@@ -132,6 +140,12 @@ pub trait MailSource: Send {
         items: &[Listed],
         action: &PostAction,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Whether this source can apply `action`; checked before anything is fetched or
+    /// committed, so an impossible post-action never leaves committed but unacknowledged mail.
+    fn supports(&self, _action: &PostAction) -> Result<(), SourceError> {
+        Ok(())
+    }
 
     /// The checkpoint once everything up to and including `item` is committed and
     /// acknowledged, where the protocol has one per message (IMAP); `None` otherwise.
@@ -280,6 +294,8 @@ mod tests {
             "Unread",
             "since:",
             "since:2026-13-01",
+            "since:2026-02-31",
+            "since:2026-02-29",
             "since:2026-00-10",
             "since:2026-11-00",
             "since:2026-11-32",

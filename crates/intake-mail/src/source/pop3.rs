@@ -817,6 +817,15 @@ impl MailSource for Pop3Mailbox {
         None
     }
 
+    fn supports(&self, action: &PostAction) -> Result<(), SourceError> {
+        match action {
+            PostAction::Move(_) => Err(SourceError::Unsupported(
+                "POP3 cannot move messages; use after = \"delete\" or \"mark-read\" (keep)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     async fn finish(&mut self) -> Result<(), SourceError> {
         match self.conn.take() {
             Some(c) => c.quit().await,

@@ -140,8 +140,17 @@ impl MaildirSource {
         for sub in ["cur", "new", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| io_err(&dir, &e))?;
         }
-        let name = path.file_name().unwrap_or_default();
-        std::fs::rename(path, dir.join("cur").join(name)).map_err(|e| io_err(path, &e))
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        // Files in cur/ carry the info part; a file from new/ gets an empty one.
+        let target = if name.contains(":2,") {
+            name.to_string()
+        } else {
+            format!("{}:2,", unique(name))
+        };
+        std::fs::rename(path, dir.join("cur").join(target)).map_err(|e| io_err(path, &e))
     }
 }
 
@@ -318,6 +327,15 @@ impl MailSource for MboxSource {
 
     fn checkpoint_after(&self, _item: &Listed) -> Option<String> {
         None
+    }
+
+    fn supports(&self, action: &PostAction) -> Result<(), SourceError> {
+        match action {
+            PostAction::MarkRead => Ok(()),
+            _ => Err(SourceError::Unsupported(
+                "an mbox channel keeps its file: use after = \"mark-read\"".into(),
+            )),
+        }
     }
 
     async fn finish(&mut self) -> Result<(), SourceError> {

@@ -1,13 +1,20 @@
 //! End-to-end tests of the `intake` binary, one test binary with a module per area.
 
+/// Channels through `intake run --once`: IMAP first-sync policies and UIDVALIDITY changes, POP3
+/// `start = "now"` (real Dovecot), local Maildir and mbox channels with their post-actions.
+mod channels;
 /// The CLI contract: commands, flags and JSON shapes scripts rely on.
 mod cli;
 /// SIGKILL in the middle of large imports, on SQLite and PostgreSQL: nothing lost or doubled.
 mod crash;
+/// `intake doctor`: staged check that only counts (RC15) and names the failing stage (RC7).
+mod doctor;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
 mod idp;
 /// IMAP channels against a real Dovecot (scripts/testbed/dovecot.sh).
 mod imap;
+/// One node per mailbox: two `intake run` processes on PostgreSQL, failover after SIGKILL.
+mod nodes;
 /// OAuth: single-flight refresh across processes, decoded errors, device code, certificates.
 mod oauth;
 
