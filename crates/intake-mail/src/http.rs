@@ -31,9 +31,55 @@ pub struct HttpOptions {
     pub timeout: Option<Duration>,
 }
 
+/// `proxy = "env"` asks for the environment's proxy — and only then is the environment read
+/// (RC16: a proxy variable left in a service's environment never silently reroutes mail or
+/// tokens). The proxy is `HTTPS_PROXY`, else `ALL_PROXY`, else `HTTP_PROXY` (lower-case names
+/// too); `NO_PROXY` entries join the configured `no_proxy`. `get` reads one variable.
+pub fn resolve_proxy(
+    proxy: Option<&str>,
+    no_proxy: &[String],
+    get: impl Fn(&str) -> Option<String>,
+) -> (Option<String>, Vec<String>) {
+    if proxy.map(str::trim) != Some("env") {
+        return (proxy.map(str::to_string), no_proxy.to_vec());
+    }
+    let var = |name: &str| {
+        get(name)
+            .or_else(|| get(&name.to_ascii_lowercase()))
+            .filter(|v| !v.trim().is_empty())
+    };
+    let url = var("HTTPS_PROXY")
+        .or_else(|| var("ALL_PROXY"))
+        .or_else(|| var("HTTP_PROXY"));
+    let mut exceptions = no_proxy.to_vec();
+    if let Some(n) = var("NO_PROXY") {
+        exceptions.extend(
+            n.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string),
+        );
+    }
+    (url, exceptions)
+}
+
+/// [`resolve_proxy`] on the process environment.
+pub fn resolve_proxy_env(
+    proxy: Option<&str>,
+    no_proxy: &[String],
+) -> (Option<String>, Vec<String>) {
+    resolve_proxy(proxy, no_proxy, |k| std::env::var(k).ok())
+}
+
 /// Build a client with the given options.
 pub fn client(o: &HttpOptions) -> Result<reqwest::Client, HttpError> {
     crate::init_crypto();
+    let (proxy, no_proxy) = resolve_proxy_env(o.proxy.as_deref(), &o.no_proxy);
+    let o = &HttpOptions {
+        proxy,
+        no_proxy,
+        ..o.clone()
+    };
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -97,5 +143,37 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(send(&self.0, request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_proxy;
+
+    #[test]
+    fn the_environment_is_read_only_when_asked_for() {
+        let env = |k: &str| match k {
+            "HTTPS_PROXY" => Some("http://env-proxy:3128".to_string()),
+            "no_proxy" => Some("localhost, .corp".to_string()),
+            _ => None,
+        };
+        assert_eq!(resolve_proxy(None, &[], env), (None, vec![]));
+        assert_eq!(
+            resolve_proxy(Some("http://p:1"), &["x".into()], env),
+            (Some("http://p:1".into()), vec!["x".to_string()])
+        );
+        assert_eq!(
+            resolve_proxy(Some("env"), &["x".into()], env),
+            (
+                Some("http://env-proxy:3128".into()),
+                vec!["x".to_string(), "localhost".into(), ".corp".into()]
+            )
+        );
+        let lower = |k: &str| (k == "all_proxy").then(|| "socks5://s:1080".to_string());
+        assert_eq!(
+            resolve_proxy(Some("env"), &[], lower).0.as_deref(),
+            Some("socks5://s:1080")
+        );
+        assert_eq!(resolve_proxy(Some("env"), &[], |_| None), (None, vec![]));
     }
 }

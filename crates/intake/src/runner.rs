@@ -125,10 +125,12 @@ async fn settings(
         ca_pem,
         auth,
         folder: c.folder.clone().unwrap_or_else(|| "INBOX".into()),
-        proxy: c.proxy.clone().map(|url| intake_mail::net::ProxySettings {
-            url,
-            no_proxy: c.no_proxy.clone(),
-        }),
+        proxy: {
+            // `proxy = "env"`: the environment's proxy, read only because it was asked for.
+            let (url, no_proxy) =
+                intake_mail::http::resolve_proxy_env(c.proxy.as_deref(), &c.no_proxy);
+            url.map(|url| intake_mail::net::ProxySettings { url, no_proxy })
+        },
     })
 }
 

@@ -197,3 +197,82 @@ async fn rc15_doctor_counts_a_flooded_inbox_without_fetching_and_rc7_names_the_s
     assert_eq!(code, 1);
     assert_eq!(by("flooded")["counts"]["unread"], N as u64, "{v}");
 }
+
+/// RC16: environment proxies are used only when configured (`proxy = "env"`): the same
+/// `HTTPS_PROXY` is ignored by a channel without it and used (through a real tinyproxy, which
+/// logs the CONNECT) by a channel with it; `NO_PROXY` from the environment is honoured then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc16_environment_proxy_only_when_configured() {
+    let Some(dc) = Dovecot::start_or_skip(
+        "rc16_environment_proxy",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
+        return;
+    };
+    let Some(proxy) = intake_testkit::proxy::TinyProxy::start_or_skip("rc16_environment_proxy")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    let chan = |name: &str, extra: &str| {
+        format!(
+            "[[channel]]\nname = \"{name}\"\nproject = \"HELP\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nmailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\n{extra}\n",
+            dc.imap_port
+        )
+    };
+    std::fs::write(
+        &cfg,
+        [chan("plain", ""), chan("envproxy", "proxy = \"env\"\n")].concat(),
+    )
+    .unwrap();
+    let db = TestDb::sqlite();
+    let run = |no_proxy: &str| {
+        let o = intake()
+            .args([
+                "--config",
+                &cfg.display().to_string(),
+                "--db",
+                &db.url,
+                "doctor",
+                "--json",
+            ])
+            .env("IMAP_PW", "s3cret")
+            .env("HTTPS_PROXY", &proxy.url)
+            .env("NO_PROXY", no_proxy)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let tcp = |name: &str| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["channel"] == name)
+                .unwrap()["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["stage"] == "tcp")
+                .unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        (tcp("plain"), tcp("envproxy"))
+    };
+    let (plain, via_env) = run("");
+    assert_eq!(plain, "direct", "HTTPS_PROXY alone changes nothing");
+    assert_eq!(via_env, format!("through proxy 127.0.0.1:{}", proxy.port));
+    assert!(
+        proxy.log().contains(&format!("127.0.0.1:{}", dc.imap_port)),
+        "the tunnel went through tinyproxy: {}",
+        proxy.log()
+    );
+    let (_, bypass) = run("127.0.0.1");
+    assert_eq!(
+        bypass, "direct",
+        "NO_PROXY from the environment is honoured"
+    );
+}
