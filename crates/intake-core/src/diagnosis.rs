@@ -209,13 +209,13 @@ impl RootCause {
             }
             RootCause::Rc15 => {
                 "No change is needed for the connection test, which reads message counts only. \
-                 If ingestion batches time out, lower the connection's `batch_size`; Intake \
+                 If ingestion batches time out, lower the channel's `batch`; Intake \
                  resumes from its checkpoint. Archiving old mail out of the watched folder \
                  shortens the first import."
             }
             RootCause::Rc16 => {
-                "Set `proxy` (`http://host:port` or `socks5://host:port`) on the integration or \
-                 connection and list hosts that must bypass it in `no_proxy`; the proxy must \
+                "Set `proxy` (`http://host:port`, or `socks5://host:port` for IMAP/POP3) on the \
+                 integration or channel and list hosts that must bypass it in `no_proxy`; the proxy must \
                  allow CONNECT to the login host on 443 and to the mail host on 993/995/587. \
                  `intake doctor` prints which proxy each host goes through."
             }

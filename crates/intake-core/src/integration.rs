@@ -90,7 +90,8 @@ pub struct IntegrationConfig {
     /// Extra CA certificates (PEM) to trust for this integration's HTTPS and mail hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<SecretRef>,
-    /// Outbound proxy (`http://`, `https://`, `socks5://`, `socks5h://`) (RC16).
+    /// Outbound proxy for token requests: `http://`, `https://`, or `env` for the environment's
+    /// (RC16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
     /// Hosts that bypass `proxy`.
@@ -423,7 +424,7 @@ mod tests {
             device_authorization_url = "https://idp.example/device"
             scopes = ["mail"]
             ca_file = "file:/ca.pem"
-            proxy = "socks5://p:1080"
+            proxy = "http://p:3128"
             no_proxy = ["a"]
         "#;
         let c = one(all);

@@ -481,7 +481,17 @@ fn url_and_proxy_syntax() {
         Severity::Error,
         "integration.proxy",
     );
+    // Token requests cannot go through SOCKS5 (IMAP/POP3 channels can).
     c.proxy = Some("socks5://proxy.corp:1080".into());
+    only(
+        &lint_integration(&c),
+        RootCause::Rc16,
+        Severity::Error,
+        "integration.proxy",
+    );
+    c.proxy = Some("http://proxy.corp:3128".into());
+    assert!(lint_integration(&c).is_empty());
+    c.proxy = Some("env".into());
     assert!(lint_integration(&c).is_empty());
 }
 

@@ -169,7 +169,12 @@ async fn reach(
     }
     match net::connect(host, port, proxy).await {
         Ok(_) => {
-            let how = via.map_or_else(|| "direct".to_string(), |p| format!("through proxy {p}"));
+            let label = proxy.and_then(|p| net::proxy_label(&p.url).ok());
+            let how = match (&via, label) {
+                (None, _) => "direct".to_string(),
+                (Some(_), Some(l)) => format!("through proxy {l}"),
+                (Some(p), None) => format!("through proxy {p}"),
+            };
             r.pass("tcp", target, how);
             Ok(r)
         }

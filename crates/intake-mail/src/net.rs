@@ -4,16 +4,17 @@
 //! Both handshakes are written here instead of pulling a crate. HTTP CONNECT (about 40 lines) is
 //! one request and one status line; hyper-util's tunnel service would need a `Uri` and a
 //! connector stack around it. SOCKS5 (RFC 1928, with RFC 1929 username/password) is a greeting,
-//! an optional login and one CONNECT request of a few bytes each; `tokio-socks` works but brings
-//! stale dependencies for those few dozen lines (see the crate notes), and hyper-util's SOCKS
-//! connector is again a tower service over URIs. Both paths yield the raw `TcpStream` that TLS
-//! and the IMAP/POP3 clients need, and read exactly the proxy's bytes, never the server's.
+//! an optional login and one CONNECT request of a few bytes each; `tokio-socks` 0.5 works but
+//! brings stale dependencies for those few dozen lines, and hyper-util's SOCKS connector is again
+//! a tower service over URIs. Both paths yield the raw `TcpStream` that TLS and the IMAP/POP3
+//! clients need, and read exactly the proxy's bytes, never the server's.
 //!
 //! Through SOCKS the mail host is sent as a name (DOMAINNAME) for both `socks5://` and
 //! `socks5h://`, so the proxy resolves it, as an HTTP proxy does; an IP literal is sent as an
-//! address. Credentials in a `socks5://` URL are percent-decoded (`p%40ss` is `p@ss`); in an
-//! `http://` URL they are sent as written. `no_proxy` entries match a host exactly, as a domain
-//! suffix (`.corp` or `corp` matches `mail.corp`), or everything (`*`).
+//! address. Credentials in the URL are percent-decoded (`p%40ss` is `p@ss`) for both kinds, as
+//! reqwest does with an `http://` proxy URL for Graph, and never appear in errors. `no_proxy`
+//! entries match a host exactly, as a domain suffix (`.corp` or `corp` matches `mail.corp`), or
+//! everything (`*`).
 
 use std::net::IpAddr;
 

@@ -121,7 +121,8 @@ pub struct ChannelConfig {
     /// Extra trusted CA for the server's certificate (`file:…`).
     #[serde(default)]
     pub ca_file: Option<String>,
-    /// HTTP CONNECT proxy for the mail connection (`http://[user:pass@]host:port`, RC16).
+    /// Proxy for the mail connection (RC16): `http://[user:pass@]host:port` (HTTP CONNECT; also
+    /// Graph), `socks5://…`/`socks5h://…` (IMAP/POP3), or `env` for the environment's proxy.
     #[serde(default)]
     pub proxy: Option<String>,
     /// Hosts that bypass `proxy` (exact, domain suffix, or `*`).

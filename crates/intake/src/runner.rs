@@ -409,6 +409,16 @@ async fn open_graph(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow
         .graph_url
         .clone()
         .with_context(|| format!("integration {name} has no Graph endpoint (set graph_url)"))?;
+    let (proxy, _) = intake_mail::http::resolve_proxy_env(c.proxy.as_deref(), &c.no_proxy);
+    if proxy
+        .as_deref()
+        .is_some_and(|p| p.trim().starts_with("socks"))
+    {
+        bail!(
+            "channel {}: Graph requests go through an HTTP(S) proxy, not SOCKS5 (socks5:// is for IMAP and POP3)",
+            c.name
+        );
+    }
     let client = OAuthClient::new(&integration)?;
     let tokens = TokenService::new(
         store.clone(),

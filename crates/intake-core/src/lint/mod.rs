@@ -320,17 +320,17 @@ fn lint_urls(cfg: &IntegrationConfig, out: &mut Vec<Finding>) {
             .trim()
             .split_once("://")
             .map(|(s, _)| s.to_ascii_lowercase());
-        let ok = matches!(
-            scheme.as_deref(),
-            Some("http" | "https" | "socks5" | "socks5h")
-        ) && host_of(proxy).is_some();
+        // Token requests are HTTPS through reqwest, built without SOCKS support: SOCKS5 is for
+        // IMAP/POP3 channels only. `env` takes the environment's proxy (only when asked).
+        let ok = proxy.trim() == "env"
+            || (matches!(scheme.as_deref(), Some("http" | "https")) && host_of(proxy).is_some());
         if !ok {
             out.push(Finding::error(
                 Some(RootCause::Rc16),
                 "integration.proxy",
                 format!(
-                    "proxy = {proxy:?} must be http://host:port, https://host:port or \
-                     socks5://host:port"
+                    "proxy = {proxy:?} must be http://host:port, https://host:port or \"env\" \
+                     (token requests do not go through SOCKS5; socks5:// is for IMAP/POP3 channels)"
                 ),
             ));
         }

@@ -705,3 +705,140 @@ async fn imap_starttls_and_pop3_through_the_proxy() {
         proxy.log()
     );
 }
+
+/// RC16: IMAP (implicit TLS) and POP3 channels through a real SOCKS5 proxy (microsocks) with
+/// username/password authentication (a password that needs percent-encoding in the URL): both
+/// ingest, the proxy's log names both tunnels, a channel with the wrong proxy password fails on
+/// its own with the SOCKS error, a refused target reports the proxy's reply code, and `no_proxy`
+/// goes around the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc16_imap_and_pop3_through_a_real_socks5_proxy() {
+    const POP: &str = "pop@example.test";
+    const OTHER: &str = "other@example.test";
+    let Some(socks) = intake_testkit::proxy::MicroSocks::start_or_skip(
+        "rc16_socks5",
+        Some(("intake", "p@ss:w0rd")),
+    ) else {
+        return;
+    };
+    let Some(dc) = Dovecot::start_or_skip(
+        "rc16_socks5",
+        &DovecotOptions::with_users(&[(USER, "s3cret"), (POP, "s3cret"), (OTHER, "s3cret")]),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("k1@x", "IMAP via SOCKS", ""))
+        .unwrap();
+    dc.deliver(POP, &mail("k2@x", "POP3 via SOCKS", ""))
+        .unwrap();
+    dc.deliver(OTHER, &mail("k3@x", "Never read", "")).unwrap();
+    let wrong = format!("socks5://intake:wrong@127.0.0.1:{}", socks.port);
+    let ca = dc.ca_path.display().to_string();
+    let channels = |proxy: &str, no_proxy: &str| {
+        format!(
+            "[[channel]]\nname = \"imap-socks\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {i}\n\
+             tls = \"implicit\"\nca_file = \"file:{ca}\"\nmailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\n\
+             proxy = \"{proxy}\"\nno_proxy = [{no_proxy}]\n\n\
+             [[channel]]\nname = \"pop-socks\"\nproject = \"HELP\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {p}\n\
+             ca_file = \"file:{ca}\"\nmailbox = \"{POP}\"\nauth = \"password:env:IMAP_PW\"\nafter = \"delete\"\n\
+             proxy = \"{proxy}\"\nno_proxy = [{no_proxy}]\n",
+            i = dc.imaps_port,
+            p = dc.pop3s_port
+        )
+    };
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[[channel]]\nname = \"bad-socks\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\n\
+             port = {}\nca_file = \"file:{ca}\"\nmailbox = \"{OTHER}\"\nauth = \"password:env:IMAP_PW\"\nproxy = \"{wrong}\"\n",
+            channels(&socks.url, ""),
+            dc.imaps_port
+        ),
+    )
+    .unwrap();
+    let o = intake()
+        .args([
+            "--config",
+            &cfg.display().to_string(),
+            "--db",
+            &db.url,
+            "run",
+            "--once",
+            "--json",
+        ])
+        .env("IMAP_PW", "s3cret")
+        .env("INTAKE_LEASE_SECONDS", "2")
+        .env("INTAKE_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "the bad channel fails: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["created"], 2,
+        "IMAP and POP3 ingested through SOCKS5: {v}\n{err}"
+    );
+    assert!(
+        err.contains("channel bad-socks")
+            && err.contains(&format!("proxy socks5://127.0.0.1:{}", socks.port))
+            && err.contains("SOCKS5 username/password authentication failed")
+            && !err.contains("wrong"),
+        "the proxy's rejection, without the password: {err}"
+    );
+    let imap_tunnel = format!("connected to 127.0.0.1:{}", dc.imaps_port);
+    let pop_tunnel = format!("connected to 127.0.0.1:{}", dc.pop3s_port);
+    let log = socks.log();
+    assert!(
+        log.contains(&imap_tunnel) && log.contains(&pop_tunnel),
+        "microsocks opened both tunnels:\n{log}"
+    );
+
+    // The proxy's own reply code, from the real proxy: nothing listens on the target.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s = settings(
+        &dc,
+        ImapAuth::Password {
+            user: USER.into(),
+            password: SecretString::from("s3cret".to_string()),
+        },
+    );
+    s.port = closed;
+    s.proxy = Some(intake_mail::net::ProxySettings {
+        url: socks.url.clone(),
+        no_proxy: vec![],
+    });
+    let e = ImapSource::connect(&s).await.map(|_| ()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("SOCKS5 reply 0x05: connection refused"),
+        "{e}"
+    );
+
+    // no_proxy: even with the wrong proxy password, 127.0.0.1 goes direct and nothing new
+    // passes the proxy.
+    let before = socks.log();
+    let tunnels = |l: &str| {
+        (
+            l.matches(&imap_tunnel).count(),
+            l.matches(&pop_tunnel).count(),
+        )
+    };
+    dc.deliver(USER, &mail("k4@x", "IMAP direct", "")).unwrap();
+    dc.deliver(POP, &mail("k5@x", "POP3 direct", "")).unwrap();
+    std::fs::write(&cfg, channels(&wrong, "\"127.0.0.1\"")).unwrap();
+    let v = run_once(&cfg.display().to_string(), &db.url);
+    assert_eq!(v["created"], 2, "{v}");
+    assert_eq!(
+        tunnels(&socks.log()),
+        tunnels(&before),
+        "no_proxy bypassed the proxy:\n{}",
+        socks.log()
+    );
+}
