@@ -5,7 +5,8 @@
 //! ledger already has from the fetch (but not from the acknowledgement); then per batch of
 //! `batch` messages: fetch (overlapping the previous batch's commit), prepare, commit (ledger +
 //! tickets in one transaction), **then** the post-action for the whole batch, **then** the
-//! checkpoint. A crash anywhere re-lists at most the uncommitted or unacknowledged batch; the
+//! checkpoint (the post-action and checkpoint of batch k run while batch k+1 commits and batch
+//! k+2 is fetched). A crash anywhere re-lists at most the uncommitted or unacknowledged batch; the
 //! ledger makes those duplicates, which are acknowledged then.
 //!
 //! One node per channel: with several nodes on one PostgreSQL database, a channel runs only on
@@ -489,8 +490,14 @@ async fn drain<S: MailSource>(
             Some(b) => Some(fetch_new(source, b).await?),
             None => None,
         };
+        // The batch committed last, still to be acknowledged and checkpointed: that happens
+        // while the next batch commits (it is committed already), off the critical path.
+        let mut unsettled: Option<&[Listed]> = None;
         for (i, batch) in batches.iter().enumerate() {
             if stopped() {
+                if let Some(prev) = unsettled {
+                    settle(store, source, channel, prev, &ctx.after).await?;
+                }
                 return Ok(());
             }
             let fetched = next.take().unwrap_or_default();
@@ -504,28 +511,30 @@ async fn drain<S: MailSource>(
                     (format!("{origin}/{key}"), f.identity, f.raw)
                 })
                 .collect();
-            // Commit this batch while the next one is fetched: fetching overlaps processing.
-            // Only this batch is acknowledged and checkpointed afterwards.
+            // Commit this batch while the previous one is acknowledged and the next one is
+            // fetched: fetching and post-actions overlap processing.
             let commit = async {
                 let prepared =
                     pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
                 pipeline::commit(store, &ctx.opts, prepared, summary).await?;
                 anyhow::Ok(())
             };
-            let prefetch = async {
+            let side = async {
+                if let Some(prev) = unsettled {
+                    settle(store, source, channel, prev, &ctx.after).await?;
+                }
                 match batches.get(i + 1) {
-                    Some(b) => fetch_new(source, b).await.map(Some),
-                    None => Ok(None),
+                    Some(b) => Ok(Some(fetch_new(source, b).await?)),
+                    None => anyhow::Ok(None),
                 }
             };
-            let (committed, fetched) = tokio::join!(commit, prefetch);
+            let (committed, fetched) = tokio::join!(commit, side);
             committed?;
-            // Committed (new or duplicate): now the post-action, then the checkpoint.
-            source.acknowledge(batch, &ctx.after).await?;
-            if let Some(cp) = batch.last().and_then(|l| source.checkpoint_after(l)) {
-                store.set_checkpoint(channel, &cp).await?;
-            }
             next = fetched?;
+            unsettled = Some(batch);
+        }
+        if let Some(prev) = unsettled {
+            settle(store, source, channel, prev, &ctx.after).await?;
         }
         if let Some(cp) = &listing.checkpoint {
             store.set_checkpoint(channel, cp).await?;
@@ -538,6 +547,21 @@ async fn drain<S: MailSource>(
             return Ok(());
         }
     }
+}
+
+/// A committed batch's post-action (new and duplicate messages alike), then its checkpoint.
+async fn settle<S: MailSource>(
+    store: &Store,
+    source: &mut S,
+    channel: &str,
+    batch: &[Listed],
+    after: &PostAction,
+) -> anyhow::Result<()> {
+    source.acknowledge(batch, after).await?;
+    if let Some(cp) = batch.last().and_then(|l| source.checkpoint_after(l)) {
+        store.set_checkpoint(channel, &cp).await?;
+    }
+    Ok(())
 }
 
 /// This node's name in channel leases: set once per process.
