@@ -486,8 +486,26 @@ async fn drain<S: MailSource>(
                 .collect();
             src.fetch(&todo).await
         };
+        // Raw messages of a batch with their origin (for the mail log), then prepared on the
+        // worker threads.
+        let prepare = async |batch: &[Listed], fetched: Vec<Fetched>| {
+            let raw = fetched
+                .into_iter()
+                .map(|f| {
+                    let key = batch
+                        .iter()
+                        .find(|l| l.identity == f.identity)
+                        .map_or("", |l| l.key.as_str());
+                    (format!("{origin}/{key}"), f.identity, f.raw)
+                })
+                .collect();
+            pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await
+        };
         let mut next = match batches.first() {
-            Some(b) => Some(fetch_new(source, b).await?),
+            Some(b) => {
+                let fetched = fetch_new(source, b).await?;
+                Some(prepare(b, fetched).await?)
+            }
             None => None,
         };
         // The batch committed last, still to be acknowledged and checkpointed: that happens
@@ -500,37 +518,42 @@ async fn drain<S: MailSource>(
                 }
                 return Ok(());
             }
-            let fetched = next.take().unwrap_or_default();
-            let raw = fetched
-                .into_iter()
-                .map(|f| {
-                    let key = batch
-                        .iter()
-                        .find(|l| l.identity == f.identity)
-                        .map_or("", |l| l.key.as_str());
-                    (format!("{origin}/{key}"), f.identity, f.raw)
-                })
-                .collect();
-            // Commit this batch while the previous one is acknowledged and the next one is
-            // fetched: fetching and post-actions overlap processing.
+            let prepared = next.take().unwrap_or_default();
+            // Three stages overlap: this batch commits (the single database writer) while the
+            // previous one is acknowledged and the next one is fetched and prepared (the other
+            // cores).
             let commit = async {
-                let prepared =
-                    pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
                 pipeline::commit(store, &ctx.opts, prepared, summary).await?;
                 anyhow::Ok(())
             };
             let side = async {
-                if let Some(prev) = unsettled {
-                    settle(store, source, channel, prev, &ctx.after).await?;
-                }
-                match batches.get(i + 1) {
-                    Some(b) => Ok(Some(fetch_new(source, b).await?)),
-                    None => anyhow::Ok(None),
-                }
+                // Fetch first (the connection is free now), then prepare on the worker
+                // threads while the previous batch's post-action goes out on the connection;
+                // its checkpoint write waits for this batch's commit, so it must not delay the
+                // next batch.
+                let fetched = match batches.get(i + 1) {
+                    Some(b) => Some((b, fetch_new(source, b).await?)),
+                    None => None,
+                };
+                let settled = async {
+                    match unsettled {
+                        Some(prev) => settle(store, source, channel, prev, &ctx.after).await,
+                        None => Ok(()),
+                    }
+                };
+                let prepared = async {
+                    match fetched {
+                        Some((b, f)) => prepare(b, f).await.map(Some),
+                        None => Ok(None),
+                    }
+                };
+                let (settled, prepared) = tokio::join!(settled, prepared);
+                settled?;
+                anyhow::Ok(prepared?)
             };
-            let (committed, fetched) = tokio::join!(commit, side);
+            let (committed, prepared_next) = tokio::join!(commit, side);
             committed?;
-            next = fetched?;
+            next = prepared_next?;
             unsettled = Some(batch);
         }
         if let Some(prev) = unsettled {
