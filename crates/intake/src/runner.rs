@@ -528,16 +528,14 @@ async fn drain<S: MailSource>(
             };
             let side = async {
                 // Fetch first (the connection is free now), then prepare on the worker
-                // threads while the previous batch's post-action goes out on the connection;
-                // its checkpoint write waits for this batch's commit, so it must not delay the
-                // next batch.
+                // threads while the previous batch's post-action goes out on the connection.
                 let fetched = match batches.get(i + 1) {
                     Some(b) => Some((b, fetch_new(source, b).await?)),
                     None => None,
                 };
                 let settled = async {
                     match unsettled {
-                        Some(prev) => settle(store, source, channel, prev, &ctx.after).await,
+                        Some(prev) => source.acknowledge(prev, &ctx.after).await,
                         None => Ok(()),
                     }
                 };
@@ -554,6 +552,14 @@ async fn drain<S: MailSource>(
             let (committed, prepared_next) = tokio::join!(commit, side);
             committed?;
             next = prepared_next?;
+            // The previous batch is acknowledged now; its checkpoint is written here, after
+            // this batch's commit, so it never waits for the database writer.
+            if let Some(cp) = unsettled
+                .and_then(|prev| prev.last())
+                .and_then(|l| source.checkpoint_after(l))
+            {
+                store.set_checkpoint(channel, &cp).await?;
+            }
             unsettled = Some(batch);
         }
         if let Some(prev) = unsettled {
