@@ -26,7 +26,10 @@
 //!   (see [`LOCALIZED_FOLDERS`]), created and subscribed on first login. IMAP has no way to
 //!   rename INBOX for display, so a connector test proves it goes by the protocol's names
 //!   (`INBOX`, `\Trash`, ...) rather than by English folder names;
-//! - LMTP on a unix socket ([`Dovecot::lmtp_socket`]).
+//! - LMTP on a unix socket ([`Dovecot::lmtp_socket`]);
+//! - [`Dovecot::appender`]: an IMAP connection that `APPEND`s (mail arriving as it does for
+//!   real); with [`DovecotOptions::max_connections`], limits for 1,000+ connections and
+//!   [`Dovecot::idle_connections`], how many are in IDLE.
 //!
 //! Dovecot refuses mail access as root ("Mail access not allowed for root"), so when the tests
 //! run as root the mail belongs to the system user `mail` (Debian: uid 8), and
@@ -95,6 +98,16 @@ pub struct DovecotOptions<'a> {
     /// Adds the [`LOCALIZED_FOLDERS`] (non-English names with SPECIAL-USE flags) to every
     /// mailbox, created and subscribed at first login.
     pub localized_folders: bool,
+    /// Raises Dovecot's limits so this many IMAP connections can be open at once (e.g. 1,000
+    /// IDLE channels in one process): `imap` processes, clients per process of the shared
+    /// services (log, anvil, auth, stats, config: `default_client_limit`) and
+    /// `mail_max_userip_connections`. A few login processes serve all connections
+    /// (`service_count = 0`); every IMAP connection keeps its own `imap` process whose title
+    /// shows its command (`verbose_proctitle`; [`Dovecot::idle_connections`] counts those in
+    /// IDLE); `mailbox_idle_check_interval` is 1 s, the fallback when inotify instances run
+    /// out (`fs.inotify.max_user_instances`, often 128 per user). `None`: Dovecot's defaults
+    /// (100 processes per service, 10 connections per user and IP).
+    pub max_connections: Option<u32>,
 }
 
 impl<'a> DovecotOptions<'a> {
@@ -118,6 +131,12 @@ impl<'a> DovecotOptions<'a> {
     /// Adds the localized folders.
     pub fn localized(mut self) -> Self {
         self.localized_folders = true;
+        self
+    }
+
+    /// Sets [`DovecotOptions::max_connections`].
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
         self
     }
 }
@@ -145,6 +164,7 @@ pub struct Dovecot {
     stderr_path: PathBuf,
     bin: PathBuf,
     owner: Owner,
+    max_connections: Option<u32>,
     child: Option<Child>,
     watchdog: Option<(Child, ChildStdin)>,
     _dir: tempfile::TempDir,
@@ -515,6 +535,7 @@ impl Dovecot {
             oauth_issuer,
             bin,
             owner,
+            max_connections: opts.max_connections,
             child: None,
             watchdog: None,
             _dir: dir,
@@ -604,10 +625,37 @@ impl Dovecot {
             }
         }
         c.push_str("}\n");
+        // With `max_connections`: global limits here, per-service ones inside the blocks below.
+        let (anvil_limits, login_limits, imap_service) = match self.max_connections {
+            Some(n) => {
+                let n = u64::from(n);
+                // Every process connects to log, anvil, stats and config: those need clients;
+                // only `imap` needs processes (a few login processes serve all connections).
+                let _ = write!(
+                    c,
+                    "default_client_limit = {clients}\n\
+                     mail_max_userip_connections = {userip}\n\
+                     verbose_proctitle = yes\n\
+                     mailbox_idle_check_interval = 1 secs\n",
+                    clients = 2 * n + 1000,
+                    userip = n + 10,
+                );
+                (
+                    format!("  client_limit = {}\n", 2 * n + 1000),
+                    format!(
+                        "  service_count = 0\n  process_min_avail = 2\n  process_limit = 8\n  client_limit = {}\n",
+                        n + 100
+                    ),
+                    format!("service imap {{\n  process_limit = {}\n}}\n", n + 100),
+                )
+            }
+            None => (String::new(), String::new(), String::new()),
+        };
+        c.push_str(&imap_service);
         let _ = write!(
             c,
-            "service anvil {{\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    port = {}\n  }}\n  inet_listener imaps {{\n    port = {}\n    ssl = yes\n  }}\n{chroot}}}\n\
+            "service anvil {{\n{anvil_limits}  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n\
+             service imap-login {{\n{login_limits}  inet_listener imap {{\n    port = {}\n  }}\n  inet_listener imaps {{\n    port = {}\n    ssl = yes\n  }}\n{chroot}}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    port = {}\n  }}\n  inet_listener pop3s {{\n    port = {}\n    ssl = yes\n  }}\n{chroot}}}\n\
              service lmtp {{\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n}}\n",
             self.imap_port,
@@ -843,6 +891,91 @@ impl Dovecot {
         self.state_dir.join("run").join("lmtp")
     }
 
+    /// Logs in as `user` on the plain IMAP port (`LOGIN`) and returns a connection that can
+    /// `APPEND` messages: the way real mail arrives (the server assigns the UID and updates its
+    /// index at once), where [`Dovecot::deliver`] drops a file into `new/` behind Dovecot's
+    /// back. Either way, sessions in IDLE hear of it through inotify, and Dovecot 2.3 waits a
+    /// fixed 500 ms after the change before it tells them (`NOTIFY_DELAY_MSECS`).
+    pub fn appender(&self, user: &str) -> io::Result<Appender> {
+        let password = self
+            .users
+            .iter()
+            .find(|(u, _)| *u == user.to_lowercase())
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no user {user} on this Dovecot"),
+                )
+            })?;
+        let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.imap_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        let mut a = Appender {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            tag: 0,
+        };
+        let mut greeting = String::new();
+        a.reader.read_line(&mut greeting)?;
+        if !greeting.starts_with("* OK") {
+            return Err(io::Error::other(format!("greeting: {greeting:?}")));
+        }
+        a.command(&format!(
+            "LOGIN {} {}",
+            imap_quoted(user),
+            imap_quoted(&password)
+        ))?;
+        Ok(a)
+    }
+
+    /// Titles of this server's processes (`dovecot/imap [user 127.0.0.1 IDLE]` and the like;
+    /// the user and command are shown only with [`DovecotOptions::max_connections`], which
+    /// turns on `verbose_proctitle`).
+    pub fn process_titles(&self) -> Vec<String> {
+        let Some(pgid) = self.child.as_ref().map(Child::id) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut titles = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let group = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                .and_then(|g| g.parse::<u32>().ok());
+            if group != Some(pgid) {
+                continue;
+            }
+            if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) {
+                let title = String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string();
+                titles.push(title);
+            }
+        }
+        titles
+    }
+
+    /// How many IMAP connections are in IDLE right now, from the `imap` process titles: needs
+    /// [`DovecotOptions::max_connections`] (one connection per `imap` process, verbose titles).
+    pub fn idle_connections(&self) -> usize {
+        self.process_titles()
+            .iter()
+            .filter(|t| t.contains("imap [") && t.ends_with(" IDLE]"))
+            .count()
+    }
+
     /// The config file the server runs with.
     pub fn config_path(&self) -> &Path {
         &self.conf_path
@@ -856,6 +989,75 @@ impl Dovecot {
         s.push_str(&fs::read_to_string(&self.stderr_path).unwrap_or_default());
         s
     }
+}
+
+/// An IMAP connection from [`Dovecot::appender`], logged in.
+#[derive(Debug)]
+pub struct Appender {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    tag: u32,
+}
+
+impl Appender {
+    /// `APPEND mailbox {n}` + the message; returns when the server said `OK` (the message is in
+    /// the mailbox and IDLE sessions are being told).
+    pub fn append(&mut self, mailbox: &str, raw: &[u8]) -> io::Result<()> {
+        self.tag += 1;
+        let tag = format!("x{}", self.tag);
+        write!(
+            self.writer,
+            "{tag} APPEND {} {{{}}}\r\n",
+            imap_quoted(&mutf7(mailbox)),
+            raw.len()
+        )?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        if !line.starts_with('+') {
+            return Err(io::Error::other(format!("APPEND refused: {line:?}")));
+        }
+        self.writer.write_all(raw)?;
+        self.writer.write_all(b"\r\n")?;
+        self.finish(&tag)
+    }
+
+    /// `LOGOUT`.
+    pub fn logout(mut self) -> io::Result<()> {
+        self.command("LOGOUT").map(|_| ())
+    }
+
+    fn command(&mut self, cmd: &str) -> io::Result<()> {
+        self.tag += 1;
+        let tag = format!("x{}", self.tag);
+        write!(self.writer, "{tag} {cmd}\r\n")?;
+        self.finish(&tag)
+    }
+
+    /// Reads up to the tagged response; `Ok` for `OK`.
+    fn finish(&mut self, tag: &str) -> io::Result<()> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ));
+            }
+            if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+                return if rest.starts_with("OK") {
+                    Ok(())
+                } else {
+                    Err(io::Error::other(format!("{tag}: {}", rest.trim_end())))
+                };
+            }
+        }
+    }
+}
+
+/// An IMAP quoted string.
+fn imap_quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 impl Drop for Dovecot {

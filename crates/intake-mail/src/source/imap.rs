@@ -55,6 +55,8 @@ pub struct ImapSource {
     can_move: bool,
     /// The `/first:MAX` part of the checkpoint being worked through (see [`Checkpoint`]).
     first_until: Option<u32>,
+    /// The server reported a change since the last listing (see [`ImapSource::absorb`]).
+    news: bool,
 }
 
 impl Debug for ImapSource {
@@ -175,7 +177,27 @@ impl ImapSource {
             uid_validity: mailbox.uid_validity.unwrap_or(0),
             can_move,
             first_until: None,
+            news: false,
         })
+    }
+
+    /// Empty the queue of unsolicited responses (async-imap keeps up to 100 and drops the
+    /// rest), noting whether any says the folder changed (`EXISTS`, `RECENT`). A queue found
+    /// full may have lost such a response: that counts as a change.
+    fn absorb(&mut self) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let full = session.unsolicited_responses.is_full();
+        let mut news = full;
+        while let Ok(r) = session.unsolicited_responses.try_recv() {
+            news |= matches!(
+                r,
+                async_imap::types::UnsolicitedResponse::Exists(_)
+                    | async_imap::types::UnsolicitedResponse::Recent(_)
+            );
+        }
+        self.news |= news;
     }
 
     fn s(&mut self) -> Result<&mut Session<Stream>, SourceError> {
@@ -191,6 +213,12 @@ impl ImapSource {
         timeout: std::time::Duration,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<bool, SourceError> {
+        // New mail the server reported in answer to an earlier command (a drain's SEARCH,
+        // FETCH or STORE) is not repeated when IDLE starts: look before idling.
+        self.absorb();
+        if std::mem::take(&mut self.news) {
+            return Ok(true);
+        }
         let session = self
             .session
             .take()
@@ -203,9 +231,12 @@ impl ImapSource {
         let changed = {
             let (wait, interrupt) = idle.wait_with_timeout(timeout);
             tokio::pin!(stop);
+            // Our own deadline: async-imap restarts its timeout on every response, and servers
+            // send keep-alives (`* OK Still here`) more often than the re-issue interval.
             let r = tokio::select! {
                 r = wait => r,
                 () = &mut stop => { drop(interrupt); Ok(async_imap::extensions::idle::IdleResponse::ManualInterrupt) }
+                () = tokio::time::sleep(timeout) => { drop(interrupt); Ok(async_imap::extensions::idle::IdleResponse::Timeout) }
             };
             matches!(
                 r.map_err(|e| SourceError::Protocol(e.to_string()))?,
@@ -466,6 +497,9 @@ impl ImapSource {
         limit: usize,
     ) -> Result<Listing, SourceError> {
         let validity = self.uid_validity;
+        // This listing covers every change reported so far.
+        self.absorb();
+        self.news = false;
         // A checkpoint of another UIDVALIDITY is void: the folder was rebuilt and every UID
         // may mean another message. Re-scan as a first sync; the ledger (Message-ID + content
         // hash) turns messages seen before into duplicates.
@@ -540,16 +574,17 @@ impl MailSource for ImapSource {
         start: Start,
         limit: usize,
     ) -> Result<Listing, SourceError> {
-        self.list_impl(checkpoint, start, limit.min(MAX_LISTED))
-            .await
+        let listing = self
+            .list_impl(checkpoint, start, limit.min(MAX_LISTED))
+            .await?;
+        self.absorb();
+        Ok(listing)
     }
 
     async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
-        Ok(ImapSource::fetch(self, &keys(items))
-            .await?
-            .into_iter()
-            .map(|(_, f)| f)
-            .collect())
+        let fetched = ImapSource::fetch(self, &keys(items)).await?;
+        self.absorb();
+        Ok(fetched.into_iter().map(|(_, f)| f).collect())
     }
 
     async fn acknowledge(
@@ -557,7 +592,9 @@ impl MailSource for ImapSource {
         items: &[Listed],
         action: &PostAction,
     ) -> Result<(), SourceError> {
-        ImapSource::acknowledge(self, &keys(items), action).await
+        ImapSource::acknowledge(self, &keys(items), action).await?;
+        self.absorb();
+        Ok(())
     }
 
     fn checkpoint_after(&self, item: &Listed) -> Option<String> {

@@ -166,8 +166,10 @@ async fn run_forever(
 ) -> anyhow::Result<ExitCode> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // One shared configuration: a clone per task would cost channels² memory.
+    let shared = std::sync::Arc::new(config.clone());
     for c in channels {
-        let (config, store, c, rx) = (config.clone(), store.clone(), c.clone(), rx.clone());
+        let (config, store, c, rx) = (shared.clone(), store.clone(), c.clone(), rx.clone());
         tasks.spawn(async move { crate::runner::run_forever(&config, &store, &c, rx).await });
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -842,3 +842,69 @@ async fn rc16_imap_and_pop3_through_a_real_socks5_proxy() {
         socks.log()
     );
 }
+
+/// New mail the server reports in answer to a drain's command (here a FETCH) is not repeated
+/// when IDLE starts: `wait_for_change` must see it and return at once instead of idling until
+/// the next arrival; and IDLE ends on our own deadline even though the server keeps the
+/// connection alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_wakes_for_mail_reported_during_a_drain_and_respects_its_deadline() {
+    use intake_mail::source::{MailSource, Start};
+    use std::time::{Duration, Instant};
+
+    let Some(dc) = Dovecot::start_or_skip(
+        "idle_wakes_for_mail_reported_during_a_drain",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("w1@x", "First", "")).unwrap();
+    let mut src = ImapSource::connect(&settings(
+        &dc,
+        ImapAuth::Password {
+            user: USER.into(),
+            password: SecretString::from("s3cret".to_string()),
+        },
+    ))
+    .await
+    .unwrap();
+    let listing = MailSource::list(&mut src, None, Start::All, 100)
+        .await
+        .unwrap();
+    assert_eq!(listing.items.len(), 1);
+    // Mail arrives while the drain is still busy; the server tells us in the FETCH answer.
+    dc.deliver(USER, &mail("w2@x", "Second", "")).unwrap();
+    let fetched = MailSource::fetch(&mut src, &listing.items).await.unwrap();
+    assert_eq!(fetched.len(), 1);
+    let t = Instant::now();
+    let changed = src
+        .wait_for_change(Duration::from_secs(60), std::future::pending::<()>())
+        .await
+        .unwrap();
+    assert!(
+        changed,
+        "the EXISTS seen during the drain counts as a change"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "no IDLE until the next arrival: {:?}",
+        t.elapsed()
+    );
+    let again = MailSource::list(&mut src, listing.checkpoint.as_deref(), Start::All, 100)
+        .await
+        .unwrap();
+    assert_eq!(again.items.len(), 1, "the second message is listed now");
+
+    // Nothing new: IDLE returns on our deadline with no change.
+    let t = Instant::now();
+    let changed = src
+        .wait_for_change(Duration::from_secs(2), std::future::pending::<()>())
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert!(
+        t.elapsed() >= Duration::from_secs(2) && t.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+}
