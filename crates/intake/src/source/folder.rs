@@ -188,7 +188,7 @@ impl MailSource for MaildirSource {
                 files.push((name, sub));
             }
         }
-        files.sort();
+        files.sort_by_cached_key(|(name, _)| super::local::delivery_key(name));
         Ok(Listing {
             items: files
                 .into_iter()

@@ -36,6 +36,25 @@ fn sorted_entries(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// A Maildir file name's delivery order: `SECONDS.M<usec>P<pid>.host…` (and the `V…I…M…`
+/// forms) sort by the seconds and microseconds as **numbers** — as text, `…M99P…` would come
+/// after `…M100P…` — then by the whole name. Names without these parts sort by name after
+/// the time-stamped ones of the same second.
+pub fn delivery_key(name: &str) -> (u64, u64, String) {
+    let (secs, rest) = name.split_once('.').unwrap_or((name, ""));
+    let secs = secs.parse().unwrap_or(u64::MAX);
+    let usec = rest
+        .split_once('.')
+        .map_or(rest, |(first, _)| first)
+        .split_once('M')
+        .and_then(|(_, m)| {
+            let digits: String = m.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .unwrap_or(u64::MAX);
+    (secs, usec, name.to_string())
+}
+
 fn looks_like_mbox(path: &Path) -> io::Result<bool> {
     let mut head = [0u8; 5];
     let mut f = File::open(path)?;
@@ -66,8 +85,10 @@ fn walk_one(p: &Path, out: &mut Vec<Origin>) -> io::Result<()> {
                     files.extend(sorted_entries(&d)?.into_iter().filter(|f| f.is_file()));
                 }
             }
-            // Sort by file name across new/ and cur/ so delivery order is kept.
-            files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+            // Delivery order across new/ and cur/ (see `delivery_key`).
+            files.sort_by_cached_key(|f| {
+                delivery_key(f.file_name().and_then(|n| n.to_str()).unwrap_or(""))
+            });
             out.extend(files.into_iter().map(Origin::Message));
             return Ok(());
         }
@@ -168,6 +189,26 @@ pub fn read_mbox(mut r: impl BufRead, mut f: impl FnMut(Vec<u8>) -> bool) -> io:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn maildir_names_sort_by_delivery_time() {
+        let mut v = vec![
+            "1763900001.M5P1.h",
+            "1763900000.M100P1.h:2,S",
+            "1763900000.M99P1.h",
+            "1763900000.V801I2M7.h",
+        ];
+        v.sort_by_key(|n| super::delivery_key(n));
+        assert_eq!(
+            v,
+            [
+                "1763900000.V801I2M7.h",
+                "1763900000.M99P1.h",
+                "1763900000.M100P1.h:2,S",
+                "1763900001.M5P1.h"
+            ]
+        );
+    }
+
     use super::*;
 
     fn split(s: &str) -> Vec<String> {
