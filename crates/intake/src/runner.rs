@@ -477,7 +477,7 @@ async fn drain<S: MailSource>(
         let ids: Vec<String> = listing.items.iter().map(|i| i.identity.clone()).collect();
         let known = store.known_identities(channel, &ids).await?;
         summary.duplicate += known.len() as u64;
-        let batches: Vec<&[Listed]> = listing.items.chunks(ctx.opts.batch).collect();
+        let batches = ramped(&listing.items, ctx.opts.batch);
         let fetch_new = async |src: &mut S, batch: &[Listed]| {
             let todo: Vec<Listed> = batch
                 .iter()
@@ -501,11 +501,18 @@ async fn drain<S: MailSource>(
                 .collect();
             pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await
         };
+        // Four stages overlap: batch k commits (the single database writer) while batch k+1
+        // is prepared (the worker threads) and, on the connection, batch k+2 is fetched and
+        // batch k-1's post-action goes out.
         let mut next = match batches.first() {
             Some(b) => {
                 let fetched = fetch_new(source, b).await?;
                 Some(prepare(b, fetched).await?)
             }
+            None => None,
+        };
+        let mut fetched_next = match batches.get(1) {
+            Some(b) => Some(fetch_new(source, b).await?),
             None => None,
         };
         // The batch committed last, still to be acknowledged and checkpointed: that happens
@@ -519,39 +526,34 @@ async fn drain<S: MailSource>(
                 return Ok(());
             }
             let prepared = next.take().unwrap_or_default();
-            // Three stages overlap: this batch commits (the single database writer) while the
-            // previous one is acknowledged and the next one is fetched and prepared (the other
-            // cores).
             let commit = async {
                 pipeline::commit(store, &ctx.opts, prepared, summary).await?;
                 anyhow::Ok(())
             };
+            let raw_next = fetched_next.take();
             let side = async {
-                // Fetch first (the connection is free now), then prepare on the worker
-                // threads while the previous batch's post-action goes out on the connection.
-                let fetched = match batches.get(i + 1) {
-                    Some(b) => Some((b, fetch_new(source, b).await?)),
-                    None => None,
-                };
-                let settled = async {
-                    match unsettled {
-                        Some(prev) => source.acknowledge(prev, &ctx.after).await,
-                        None => Ok(()),
+                let prepare_next = async {
+                    match (batches.get(i + 1), raw_next) {
+                        (Some(b), Some(f)) => prepare(b, f).await.map(Some),
+                        _ => Ok(None),
                     }
                 };
-                let prepared = async {
-                    match fetched {
-                        Some((b, f)) => prepare(b, f).await.map(Some),
-                        None => Ok(None),
+                let connection = async {
+                    let fetched = match batches.get(i + 2) {
+                        Some(b) => Some(fetch_new(source, b).await?),
+                        None => None,
+                    };
+                    if let Some(prev) = unsettled {
+                        source.acknowledge(prev, &ctx.after).await?;
                     }
+                    anyhow::Ok(fetched)
                 };
-                let (settled, prepared) = tokio::join!(settled, prepared);
-                settled?;
-                anyhow::Ok(prepared?)
+                let (prepared, fetched) = tokio::join!(prepare_next, connection);
+                anyhow::Ok((prepared?, fetched?))
             };
-            let (committed, prepared_next) = tokio::join!(commit, side);
+            let (committed, side) = tokio::join!(commit, side);
             committed?;
-            next = prepared_next?;
+            (next, fetched_next) = side?;
             // The previous batch is acknowledged now; its checkpoint is written here, after
             // this batch's commit, so it never waits for the database writer.
             if let Some(cp) = unsettled
@@ -576,6 +578,22 @@ async fn drain<S: MailSource>(
             return Ok(());
         }
     }
+}
+
+/// `items` in batches of at most `batch`, the first and the last a fifth of that: the stages
+/// of the drain overlap sooner at the start and the final post-action is short at the end.
+fn ramped(items: &[Listed], batch: usize) -> Vec<&[Listed]> {
+    let batch = batch.max(1);
+    let edge = (batch / 5).max(1);
+    if items.len() <= batch {
+        return items.chunks(batch).collect();
+    }
+    let (first, rest) = items.split_at(edge);
+    let (middle, last) = rest.split_at(rest.len().saturating_sub(edge));
+    std::iter::once(first)
+        .chain(middle.chunks(batch))
+        .chain(std::iter::once(last).filter(|l| !l.is_empty()))
+        .collect()
 }
 
 /// A committed batch's post-action (new and duplicate messages alike), then its checkpoint.
@@ -821,5 +839,40 @@ async fn session(
                 () = stop => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use intake_mail::source::Listed;
+
+    fn items(n: usize) -> Vec<Listed> {
+        (0..n)
+            .map(|i| Listed {
+                key: i.to_string(),
+                identity: format!("x:{i}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_ramp_up_and_down_and_cover_everything_once() {
+        let sizes = |n: usize, b: usize| -> Vec<usize> {
+            let v = items(n);
+            let batches = super::ramped(&v, b);
+            let flat: Vec<&str> = batches
+                .iter()
+                .flat_map(|b| b.iter().map(|l| l.key.as_str()))
+                .collect();
+            assert_eq!(flat.len(), n);
+            assert!(flat.iter().enumerate().all(|(i, k)| *k == i.to_string()));
+            batches.iter().map(|b| b.len()).collect()
+        };
+        assert_eq!(sizes(1200, 500), [100, 500, 500, 100]);
+        assert_eq!(sizes(1000, 500), [100, 500, 300, 100]);
+        assert_eq!(sizes(400, 500), [400]);
+        assert_eq!(sizes(0, 500), Vec::<usize>::new());
+        assert_eq!(sizes(7, 1), [1, 1, 1, 1, 1, 1, 1]);
+        assert!(sizes(10_000, 100).iter().all(|s| *s <= 100));
     }
 }
