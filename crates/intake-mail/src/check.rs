@@ -63,7 +63,21 @@ pub struct Report {
 }
 
 impl Report {
-    fn pass(&mut self, stage: &'static str, target: impl Into<String>, detail: impl Into<String>) {
+    /// An empty report that has not failed yet.
+    pub fn new() -> Self {
+        Self {
+            ok: true,
+            ..Default::default()
+        }
+    }
+
+    /// Record a stage that passed.
+    pub fn pass(
+        &mut self,
+        stage: &'static str,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.stages.push(StageResult {
             stage,
             target: target.into(),
@@ -127,13 +141,9 @@ pub fn diagnose_login(server: &str, oauth: bool) -> Option<Cause> {
     None
 }
 
-/// DNS and TCP stages; returns the report so far, or the failed one.
-async fn reach(
-    mut r: Report,
-    host: &str,
-    port: u16,
-    proxy: Option<&ProxySettings>,
-) -> Result<Report, Report> {
+/// DNS and TCP stages, starting a report; returns it so far, or the failed one.
+async fn reach(host: &str, port: u16, proxy: Option<&ProxySettings>) -> Result<Report, Report> {
+    let mut r = Report::new();
     let target = format!("{host}:{port}");
     let via = match net::route(host, proxy) {
         Ok(v) => v,
@@ -236,16 +246,12 @@ fn login_failure(r: Report, target: String, e: &SourceError, oauth: bool) -> Rep
 
 /// Check an IMAP channel.
 pub async fn check_imap(s: &ImapSettings) -> Report {
-    let r = Report {
-        ok: true,
-        ..Default::default()
-    };
-    let r = match reach(r, &s.host, s.port, s.proxy.as_ref()).await {
+    let r = match reach(&s.host, s.port, s.proxy.as_ref()).await {
         Ok(r) => r,
         Err(r) => return r,
     };
     let target = format!("{}:{}", s.host, s.port);
-    let oauth = matches!(s.auth, crate::source::MailAuth::OAuth { .. });
+    let oauth = s.auth.is_oauth();
     let mut src = match ImapSource::connect(s).await {
         Ok(src) => src,
         Err(e) => return login_failure(r, target, &e, oauth),
@@ -270,16 +276,12 @@ pub async fn check_imap(s: &ImapSettings) -> Report {
 
 /// Check a POP3 channel.
 pub async fn check_pop3(s: &Pop3Settings) -> Report {
-    let r = Report {
-        ok: true,
-        ..Default::default()
-    };
-    let r = match reach(r, &s.host, s.port, s.proxy.as_ref()).await {
+    let r = match reach(&s.host, s.port, s.proxy.as_ref()).await {
         Ok(r) => r,
         Err(r) => return r,
     };
     let target = format!("{}:{}", s.host, s.port);
-    let oauth = matches!(s.auth, crate::source::MailAuth::OAuth { .. });
+    let oauth = s.auth.is_oauth();
     let mut src = match Pop3Source::connect(s).await {
         Ok(src) => src,
         Err(e) => return login_failure(r, target, &e, oauth),
@@ -305,10 +307,7 @@ pub async fn check_pop3(s: &Pop3Settings) -> Report {
 
 /// Check a Graph channel (the token was obtained by the caller).
 pub async fn check_graph(src: &mut GraphSource, folder: &str) -> Report {
-    let mut r = Report {
-        ok: true,
-        ..Default::default()
-    };
+    let mut r = Report::new();
     let target = format!("{}/mailFolders/{folder}", src.mailbox_url());
     match src.folder_counts().await {
         Ok((messages, unread)) => {

@@ -339,7 +339,8 @@ async fn uidl_is_stable_across_connections() {
     );
     let f = src.fetch(2, &first[1].1).await.unwrap();
     assert_eq!(f.identity, format!("pop3:{}", first[1].1));
-    src.acknowledge(&[1]).await.unwrap();
+    src.dele(1).await.unwrap();
+    src.quit().await.unwrap();
     let mut src = connect(&s).await;
     let after: Vec<String> = src.uidl().await.unwrap().into_iter().map(|x| x.1).collect();
     assert_eq!(after, vec![first[1].1.clone(), first[2].1.clone()]);

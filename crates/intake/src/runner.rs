@@ -277,6 +277,20 @@ impl Source {
     }
 }
 
+/// The `path` of a Maildir or mbox channel.
+fn local_path(c: &ChannelConfig) -> anyhow::Result<std::path::PathBuf> {
+    c.path
+        .clone()
+        .with_context(|| format!("channel {}: `path` is required", c.name))
+}
+
+fn unknown_protocol(c: &ChannelConfig, protocol: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "channel {}: protocol = {protocol:?}: use imap, pop3, graph, maildir or mbox",
+        c.name
+    )
+}
+
 /// Connect the channel's source (log in, select the folder).
 async fn open(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow::Result<Source> {
     match c.protocol.as_deref().unwrap_or("imap") {
@@ -289,23 +303,12 @@ async fn open(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow::Resu
         ))),
         "graph" => open_graph(config, store, c).await,
         "maildir" => Ok(Source::Maildir(Box::new(
-            crate::source::folder::MaildirSource::new(
-                c.path
-                    .clone()
-                    .with_context(|| format!("channel {}: `path` is required", c.name))?,
-            )?,
+            crate::source::folder::MaildirSource::new(local_path(c)?)?,
         ))),
         "mbox" => Ok(Source::Mbox(Box::new(
-            crate::source::folder::MboxSource::new(
-                c.path
-                    .clone()
-                    .with_context(|| format!("channel {}: `path` is required", c.name))?,
-            ),
+            crate::source::folder::MboxSource::new(local_path(c)?),
         ))),
-        other => bail!(
-            "channel {}: protocol = {other:?}: use imap, pop3, graph, maildir or mbox",
-            c.name
-        ),
+        other => Err(unknown_protocol(c, other)),
     }
 }
 
@@ -341,17 +344,9 @@ pub async fn check(
     let failed =
         |e: anyhow::Error| Report::default().fail("config", c.name.clone(), format!("{e:#}"), None);
     let ok_counts = |what: &str, counts: Counts| {
-        let mut r = Report {
-            ok: true,
-            counts: Some(counts),
-            ..Default::default()
-        };
-        r.stages.push(check::StageResult {
-            stage: "counts",
-            target: what.to_string(),
-            ok: true,
-            detail: "counted on disk; nothing read".into(),
-        });
+        let mut r = Report::new();
+        r.counts = Some(counts);
+        r.pass("counts", what, "counted on disk; nothing read");
         r
     };
     match c.protocol.as_deref().unwrap_or("imap") {
@@ -371,18 +366,16 @@ pub async fn check(
             Err(e) => failed(e),
         },
         "maildir" | "mbox" => {
-            let Some(path) = c.path.clone() else {
-                return failed(anyhow::anyhow!("channel {}: `path` is required", c.name));
-            };
-            match crate::source::folder::count(&path) {
-                Ok(counts) => ok_counts(&path.display().to_string(), counts),
-                Err(e) => failed(e.into()),
+            let counted = local_path(c).and_then(|path| {
+                let counts = crate::source::folder::count(&path)?;
+                Ok((path, counts))
+            });
+            match counted {
+                Ok((path, counts)) => ok_counts(&path.display().to_string(), counts),
+                Err(e) => failed(e),
             }
         }
-        other => failed(anyhow::anyhow!(
-            "channel {}: protocol = {other:?}: use imap, pop3, graph, maildir or mbox",
-            c.name
-        )),
+        other => failed(unknown_protocol(c, other)),
     }
 }
 
@@ -489,13 +482,14 @@ async fn drain<S: MailSource>(
         // Raw messages of a batch with their origin (for the mail log), then prepared on the
         // worker threads.
         let prepare = async |batch: &[Listed], fetched: Vec<Fetched>| {
+            let keys: std::collections::HashMap<&str, &str> = batch
+                .iter()
+                .map(|l| (l.identity.as_str(), l.key.as_str()))
+                .collect();
             let raw = fetched
                 .into_iter()
                 .map(|f| {
-                    let key = batch
-                        .iter()
-                        .find(|l| l.identity == f.identity)
-                        .map_or("", |l| l.key.as_str());
+                    let key = keys.get(f.identity.as_str()).copied().unwrap_or("");
                     (format!("{origin}/{key}"), f.identity, f.raw)
                 })
                 .collect();
@@ -518,12 +512,11 @@ async fn drain<S: MailSource>(
         // The batch committed last, still to be acknowledged and checkpointed: that happens
         // while the next batch commits (it is committed already), off the critical path.
         let mut unsettled: Option<&[Listed]> = None;
+        let mut interrupted = false;
         for (i, batch) in batches.iter().enumerate() {
             if stopped() {
-                if let Some(prev) = unsettled {
-                    settle(store, source, channel, prev, &ctx.after).await?;
-                }
-                return Ok(());
+                interrupted = true;
+                break;
             }
             let prepared = next.take().unwrap_or_default();
             let commit = async {
@@ -556,16 +549,17 @@ async fn drain<S: MailSource>(
             (next, fetched_next) = side?;
             // The previous batch is acknowledged now; its checkpoint is written here, after
             // this batch's commit, so it never waits for the database writer.
-            if let Some(cp) = unsettled
-                .and_then(|prev| prev.last())
-                .and_then(|l| source.checkpoint_after(l))
-            {
-                store.set_checkpoint(channel, &cp).await?;
+            if let Some(prev) = unsettled {
+                save_checkpoint(store, source, channel, prev).await?;
             }
             unsettled = Some(batch);
         }
         if let Some(prev) = unsettled {
-            settle(store, source, channel, prev, &ctx.after).await?;
+            source.acknowledge(prev, &ctx.after).await?;
+            save_checkpoint(store, source, channel, prev).await?;
+        }
+        if interrupted {
+            return Ok(());
         }
         if let Some(cp) = &listing.checkpoint {
             store.set_checkpoint(channel, cp).await?;
@@ -596,15 +590,15 @@ fn ramped(items: &[Listed], batch: usize) -> Vec<&[Listed]> {
         .collect()
 }
 
-/// A committed batch's post-action (new and duplicate messages alike), then its checkpoint.
-async fn settle<S: MailSource>(
+/// The checkpoint after a committed and acknowledged batch, where the source has one per
+/// message (IMAP).
+async fn save_checkpoint<S: MailSource>(
     store: &Store,
     source: &mut S,
     channel: &str,
     batch: &[Listed],
-    after: &PostAction,
 ) -> anyhow::Result<()> {
-    source.acknowledge(batch, after).await?;
+    // `&mut`: a shared reference held across the await would need the source to be `Sync`.
     if let Some(cp) = batch.last().and_then(|l| source.checkpoint_after(l)) {
         store.set_checkpoint(channel, &cp).await?;
     }

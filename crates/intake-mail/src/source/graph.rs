@@ -227,6 +227,11 @@ impl GraphError {
         }
     }
 
+    /// Whether the message is gone (`ErrorItemNotFound`: moved or deleted meanwhile).
+    pub fn is_not_found(&self) -> bool {
+        self.api().is_some_and(|a| a.code == "ErrorItemNotFound")
+    }
+
     /// Whether the access token has expired: refresh it ([`GraphSource::set_token`]) and retry.
     pub fn is_token_expired(&self) -> bool {
         self.api().is_some_and(|e| {
@@ -642,7 +647,7 @@ impl GraphSource {
         };
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.api().is_some_and(|a| a.code == "ErrorItemNotFound") => {
+            Err(e) if e.is_not_found() => {
                 tracing::debug!(
                     request_id = e.api().and_then(|a| a.request_id.as_deref()),
                     "Graph message already gone; post-action treated as done"
@@ -867,7 +872,7 @@ impl MailSource for GraphSource {
                     raw,
                 }),
                 // Deleted or moved away since it was listed: nothing to take.
-                Err(e) if e.api().is_some_and(|a| a.code == "ErrorItemNotFound") => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
         }

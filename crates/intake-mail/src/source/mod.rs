@@ -248,6 +248,13 @@ pub enum MailAuth {
     },
 }
 
+impl MailAuth {
+    /// Whether this is an OAuth bearer login (whose rejections have their own root causes).
+    pub fn is_oauth(&self) -> bool {
+        matches!(self, Self::OAuth { .. })
+    }
+}
+
 impl std::fmt::Debug for MailAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -679,16 +679,6 @@ impl Pop3Source {
     pub async fn quit(mut self) -> Result<(), SourceError> {
         self.conn.command("QUIT", "QUIT").await.map(drop)
     }
-
-    /// The delete post-action for committed messages: `DELE` each, then `QUIT` (which is when
-    /// POP3 deletes). A crash before `QUIT` leaves them on the server; the ledger knows their
-    /// identities, so the next run skips and deletes them then.
-    pub async fn acknowledge(mut self, msgnos: &[u32]) -> Result<(), SourceError> {
-        for n in msgnos {
-            self.dele(*n).await?;
-        }
-        self.quit().await
-    }
 }
 
 /// A POP3 mailbox as a [`MailSource`]: a session is opened by [`MailSource::list`] and ended
@@ -798,19 +788,16 @@ impl MailSource for Pop3Mailbox {
         items: &[Listed],
         action: &PostAction,
     ) -> Result<(), SourceError> {
-        match action {
-            PostAction::MarkRead => Ok(()),
-            PostAction::Move(_) => Err(SourceError::Unsupported(
-                "POP3 cannot move messages; use after = \"delete\" or \"mark-read\" (keep)".into(),
-            )),
-            PostAction::Delete => {
-                for item in items {
-                    let (n, _) = Self::key(item)?;
-                    self.conn().await?.dele(n).await?;
-                }
-                Ok(())
+        self.supports(action)?;
+        if *action == PostAction::Delete {
+            // Takes effect at `QUIT` ([`MailSource::finish`]); a crash before leaves the
+            // messages, which the ledger then knows, and the next round deletes them.
+            for item in items {
+                let (n, _) = Self::key(item)?;
+                self.conn().await?.dele(n).await?;
             }
         }
+        Ok(())
     }
 
     fn checkpoint_after(&self, _item: &Listed) -> Option<String> {

@@ -25,30 +25,44 @@ fn io_err(path: &Path, e: &std::io::Error) -> SourceError {
     }
 }
 
+/// The message files of a Maildir: (file name, `new` or `cur`), in no particular order. Hidden
+/// files, non-files and names that are not UTF-8 are not messages; a missing `new/` or `cur/`
+/// is empty.
+fn maildir_files(root: &Path) -> Result<Vec<(String, &'static str)>, SourceError> {
+    let mut files = Vec::new();
+    for sub in ["new", "cur"] {
+        let dir = root.join(sub);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&dir, &e)),
+        };
+        for e in rd {
+            let e = e.map_err(|e| io_err(&dir, &e))?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if !name.starts_with('.') && e.path().is_file() {
+                files.push((name, sub));
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// Count the messages of a Maildir (unread: in `new/` or without the `S` flag) or an mbox
 /// file (no read flag), for the connection check; nothing is parsed or moved.
 pub fn count(path: &Path) -> Result<intake_mail::check::Counts, SourceError> {
     if path.is_dir() {
-        let (mut messages, mut unread) = (0u64, 0u64);
-        for sub in ["new", "cur"] {
-            let dir = path.join(sub);
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in rd.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
-                }
-                messages += 1;
-                if sub == "new" || !flags(&name).contains('S') {
-                    unread += 1;
-                }
-            }
-        }
+        // The same files a channel would list.
+        let files = maildir_files(path)?;
+        let unread = files
+            .iter()
+            .filter(|(name, sub)| *sub == "new" || !flags(name).contains('S'))
+            .count();
         return Ok(intake_mail::check::Counts {
-            messages,
-            unread: Some(unread),
+            messages: files.len() as u64,
+            unread: Some(unread as u64),
         });
     }
     let file = std::fs::File::open(path).map_err(|e| io_err(path, &e))?;
@@ -166,27 +180,9 @@ impl MailSource for MaildirSource {
                 "a Maildir channel takes start = \"unread\" or \"all\"".into(),
             ));
         }
-        let mut files = Vec::new();
-        for sub in ["new", "cur"] {
-            let dir = self.root.join(sub);
-            let rd = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&dir, &e)),
-            };
-            for e in rd {
-                let e = e.map_err(|e| io_err(&dir, &e))?;
-                let Ok(name) = e.file_name().into_string() else {
-                    continue;
-                };
-                if name.starts_with('.') || !e.path().is_file() {
-                    continue;
-                }
-                if start == Start::Unread && sub == "cur" && flags(&name).contains('S') {
-                    continue;
-                }
-                files.push((name, sub));
-            }
+        let mut files = maildir_files(&self.root)?;
+        if start == Start::Unread {
+            files.retain(|(name, sub)| *sub == "new" || !flags(name).contains('S'));
         }
         files.sort_by_cached_key(|(name, _)| super::local::delivery_key(name));
         Ok(Listing {
@@ -317,12 +313,8 @@ impl MailSource for MboxSource {
         _items: &[Listed],
         action: &PostAction,
     ) -> Result<(), SourceError> {
-        match action {
-            PostAction::MarkRead => Ok(()),
-            _ => Err(SourceError::Unsupported(
-                "an mbox channel keeps its file: use after = \"mark-read\"".into(),
-            )),
-        }
+        // `mark-read` keeps the file as it is; anything else is refused.
+        self.supports(action)
     }
 
     fn checkpoint_after(&self, _item: &Listed) -> Option<String> {
