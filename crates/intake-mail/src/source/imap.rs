@@ -506,11 +506,13 @@ impl ImapSource {
         let cp = checkpoint
             .and_then(Checkpoint::parse)
             .filter(|c| c.validity == validity);
-        let (after, first_until) = match cp {
-            Some(c) => (c.uid, c.first_until),
+        let after = cp.map_or(0, |c| c.uid);
+        let mut uids = self.new_uids(Some((validity, after)), usize::MAX).await?;
+        let first_until = match cp {
+            Some(c) => c.first_until,
+            // A first sync: `uids` is the whole folder now.
             None => {
-                let all = self.search("ALL").await?;
-                let max = all.last().copied().unwrap_or(0);
+                let max = uids.last().copied().unwrap_or(0);
                 match start {
                     Start::Now => {
                         return Ok(Listing {
@@ -519,12 +521,11 @@ impl ImapSource {
                             more: false,
                         });
                     }
-                    Start::All => (0, None),
-                    Start::Unread | Start::Since(_) => (0, Some(max)),
+                    Start::All => None,
+                    Start::Unread | Start::Since(_) => Some(max),
                 }
             }
         };
-        let mut uids = self.new_uids(Some((validity, after)), usize::MAX).await?;
         if let (Some(max), Some(q)) = (first_until, Self::filter_query(start))
             && max > after
         {
