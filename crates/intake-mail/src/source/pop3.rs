@@ -19,7 +19,8 @@
 //!   bytes (dot-unstuffed, CRLF or bare LF as the server sent them), identity
 //!   [`identity`] = `pop3:<uidl>`.
 //! - Deleting: `DELE` only marks a message; the server removes it at `QUIT` (the UPDATE state).
-//!   [`Pop3Source::acknowledge`] is therefore `DELE` for each message followed by `QUIT`. If the
+//!   The delete post-action ([`Pop3Mailbox`]) is therefore `DELE` for each message, then `QUIT`
+//!   when the round ends ([`MailSource::finish`]). If the
 //!   process dies (or the connection drops) before `QUIT`, the server undeletes everything, and
 //!   the next run sees those messages again; the ledger already holds their identities, so they
 //!   are skipped as duplicates and deleted again. Dropping a [`Pop3Source`] without
