@@ -53,6 +53,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store is closed")]
+    Closed,
 }
 
 /// Which database the store runs on.
@@ -67,6 +71,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// On a SQLite file: the connection that writes ticket batches (see [`apply`]).
+    native: Option<apply::NativeWriter>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -129,7 +135,17 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let native = match backend {
+            Backend::Sqlite => sqlite_file(&url)?
+                .map(|p| apply::NativeWriter::open(&p))
+                .transpose()?,
+            Backend::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            native,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -154,10 +170,26 @@ impl Store {
         Ok(())
     }
 
-    /// Close the pool, waiting for connections to finish.
+    /// Close the store: the batch writer, then the pool, waiting for connections to finish.
+    /// On SQLite the last connection to close checkpoints the WAL into the database file.
     pub async fn close(&self) {
+        if let Some(n) = &self.native {
+            n.close();
+        }
         self.pool.close().await;
     }
+}
+
+/// The file behind a `sqlite:` URL, or `None` for an in-memory or read-only database (those
+/// keep every write on the sqlx pool).
+fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = opts.get_filename();
+    let memory = path.as_os_str().is_empty()
+        || path.as_os_str() == ":memory:"
+        || url.contains("mode=memory")
+        || url.contains("mode=ro");
+    Ok((!memory).then(|| path.to_path_buf()))
 }
 
 /// Names of the migration files of one backend, for the parity test.

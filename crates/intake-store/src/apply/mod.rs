@@ -1,0 +1,541 @@
+//! The exactly-once engine: a batch of prepared messages becomes ledger rows and ticket effects
+//! in **one transaction**.
+//!
+//! 1. **Claim** every message: `INSERT … ON CONFLICT DO NOTHING RETURNING id` into the ledger,
+//!    keyed by (channel, identity) and (channel, Message-ID, content hash). No row back means the
+//!    message was already processed (or is being processed by another node, whose commit we wait
+//!    for on PostgreSQL): it is a duplicate and nothing else happens.
+//! 2. **Decide**, in memory and in order, after one lookup of every referenced Message-ID and
+//!    subject key of the batch: quarantined and ignored messages keep their reason; readable mail
+//!    from a sender over the loop-guard rate is ignored; otherwise a Message-ID in
+//!    In-Reply-To/References that is already on a ticket, or else a ticket key in the subject
+//!    that exists, makes it a comment; else a new ticket.
+//! 3. **Write** all effects (tickets, comments, blobs, attachments, customers, outcomes).
+//!
+//! Steps 1–3 are written once, in [`apply_with`], against the [`Writer`] trait: the statements
+//! of one batch transaction. It has two implementations:
+//! - [`any`]: sqlx's `Any` driver, used on PostgreSQL (and on SQLite when the database is not a
+//!   file), with multi-row statements so a batch costs a few round trips;
+//! - [`native`]: a dedicated rusqlite connection used on SQLite files, with cached single-row
+//!   statements. SQLite runs in-process, so there are no round trips to save, and sqlx's `Any`
+//!   path copied every text argument twice and compiled a fresh 900-parameter statement per
+//!   chunk — the writer's CPU was the ingest bottleneck (docs/BENCHMARKS.md).
+//!
+//! The caller commits a batch or nothing: a crash before commit leaves no claim and no effect, so
+//! re-running processes the messages again; a crash after commit leaves claims that make the
+//! re-run see duplicates. Either way each message has exactly one outcome.
+
+mod any;
+mod native;
+
+use std::collections::{HashMap, HashSet};
+
+use intake_core::{
+    AttachmentDraft, IgnoreReason, LoopGuard, MailDraft, Outcome, Prepared, PreparedKind,
+    ProjectKey, TicketKey,
+};
+
+pub(crate) use native::NativeWriter;
+
+use crate::{Store, StoreError, now};
+
+/// One message to apply.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The source's identity for the message: `sha256:<hash>` for files, `imap:<uidvalidity>:<uid>`,
+    /// `pop3:<uidl>`, `graph:<id>` for servers.
+    pub identity: String,
+    pub prepared: Prepared,
+    /// Raw bytes, needed only when the message is quarantined (kept for the administrator).
+    pub raw: Option<Vec<u8>>,
+    /// When the source received the message (Unix seconds).
+    pub received_at: i64,
+}
+
+/// What applying one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The message was new; this is its one outcome.
+    Recorded(Outcome),
+    /// The message was already in the ledger; nothing changed.
+    Duplicate,
+}
+
+/// Per-sender timestamps seen in this batch and before it, for the mail-loop guard.
+#[derive(Debug, Default)]
+pub struct LoopGuardState {
+    seen: HashMap<String, Vec<i64>>,
+}
+
+impl LoopGuardState {
+    /// Record a message from `sender` at `t`; returns how many others fall within the window.
+    fn observe(&mut self, sender: &str, t: i64, window: i64) -> u32 {
+        let times = self.seen.entry(sender.to_string()).or_default();
+        let near = times.iter().filter(|x| (**x - t).abs() < window).count() as u32;
+        times.push(t);
+        near
+    }
+}
+
+/// A ticket that exists in the database and is touched by this batch.
+struct Existing {
+    id: i64,
+    key: String,
+    reporter: String,
+    participants: Vec<String>,
+    touched: bool,
+}
+
+/// A ticket this batch creates.
+pub(crate) struct NewTicket<'b> {
+    number: i64,
+    key: String,
+    draft: &'b MailDraft,
+    participants: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Existing(usize),
+    New(usize),
+}
+
+pub(crate) struct NewComment<'b> {
+    target: Target,
+    ledger_id: i64,
+    draft: &'b MailDraft,
+}
+
+/// Everything the batch decides before writing.
+#[derive(Default)]
+struct Plan<'b> {
+    existing: Vec<Existing>,
+    existing_by_key: HashMap<String, usize>,
+    db_threads: HashMap<String, String>,
+    new_tickets: Vec<NewTicket<'b>>,
+    new_by_key: HashMap<String, usize>,
+    /// Message-ID → ticket, for messages applied earlier in this batch.
+    threads: HashMap<String, Target>,
+    comments: Vec<NewComment<'b>>,
+    customers: HashMap<String, Option<String>>,
+}
+
+impl<'b> Plan<'b> {
+    fn target(&self, d: &MailDraft) -> Option<Target> {
+        for r in &d.references {
+            if let Some(t) = self.threads.get(r) {
+                return Some(*t);
+            }
+            if let Some(i) = self
+                .db_threads
+                .get(r)
+                .and_then(|k| self.existing_by_key.get(k))
+            {
+                return Some(Target::Existing(*i));
+            }
+        }
+        for k in &d.subject_keys {
+            let k = k.to_string();
+            if let Some(i) = self.new_by_key.get(&k) {
+                return Some(Target::New(*i));
+            }
+            if let Some(i) = self.existing_by_key.get(&k) {
+                return Some(Target::Existing(*i));
+            }
+        }
+        None
+    }
+
+    fn key_of(&self, t: Target) -> &str {
+        match t {
+            Target::Existing(i) => &self.existing[i].key,
+            Target::New(i) => &self.new_tickets[i].key,
+        }
+    }
+
+    /// Decide what a readable message does; returns the outcome.
+    fn mail(
+        &mut self,
+        project: &ProjectKey,
+        next: &mut i64,
+        ledger_id: i64,
+        message_id: Option<&String>,
+        d: &'b MailDraft,
+    ) -> Result<Outcome, StoreError> {
+        let name = self.customers.entry(d.reporter.clone()).or_default();
+        if d.reporter_name.is_some() {
+            name.clone_from(&d.reporter_name);
+        }
+        let (target, outcome) = match self.target(d) {
+            Some(t) => {
+                let (reporter, participants) = match t {
+                    Target::Existing(i) => {
+                        self.existing[i].touched = true;
+                        let e = &mut self.existing[i];
+                        (e.reporter.clone(), &mut e.participants)
+                    }
+                    Target::New(i) => {
+                        let n = &mut self.new_tickets[i];
+                        (n.draft.reporter.clone(), &mut n.participants)
+                    }
+                };
+                for p in d.participants.iter().chain(std::iter::once(&d.reporter)) {
+                    if *p != reporter && !participants.contains(p) {
+                        participants.push(p.clone());
+                    }
+                }
+                self.comments.push(NewComment {
+                    target: t,
+                    ledger_id,
+                    draft: d,
+                });
+                (t, Outcome::Commented(parse_key(self.key_of(t))?))
+            }
+            None => {
+                let key = TicketKey::new(project.clone(), *next);
+                *next += 1;
+                let i = self.new_tickets.len();
+                self.new_by_key.insert(key.to_string(), i);
+                self.new_tickets.push(NewTicket {
+                    number: key.number,
+                    key: key.to_string(),
+                    draft: d,
+                    participants: d.participants.clone(),
+                });
+                (Target::New(i), Outcome::Created(key))
+            }
+        };
+        if let Some(id) = message_id {
+            self.threads.insert(id.clone(), target);
+        }
+        Ok(outcome)
+    }
+}
+
+fn parse_key(k: &str) -> Result<TicketKey, StoreError> {
+    k.parse::<TicketKey>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A ticket row read back for a batch that touches it.
+pub(crate) struct TicketRow {
+    id: i64,
+    key: String,
+    reporter: String,
+    /// JSON array of addresses.
+    participants: String,
+}
+
+/// The outcome to write onto a claimed ledger row.
+pub(crate) struct LedgerOutcome {
+    id: i64,
+    outcome: Outcome,
+    raw_hash: Option<String>,
+}
+
+impl LedgerOutcome {
+    /// (kind, ticket key, reason) as stored.
+    fn columns(&self) -> (&'static str, Option<String>, Option<&str>) {
+        match &self.outcome {
+            Outcome::Created(k) | Outcome::Commented(k) => {
+                (self.outcome.kind(), Some(k.to_string()), None)
+            }
+            Outcome::Ignored(r) | Outcome::Quarantined(r) => {
+                (self.outcome.kind(), None, Some(r.as_str()))
+            }
+        }
+    }
+}
+
+/// An attachment to insert: ticket id, comment id (if on a comment), the attachment.
+type AttachmentRow<'a> = (i64, Option<i64>, &'a AttachmentDraft);
+
+/// The statements of one batch transaction on one backend. Every method runs inside the
+/// transaction the caller opened; nothing commits here.
+pub(crate) trait Writer {
+    /// Claim every message in the ledger (`outcome = 'pending'`). Returns the new ledger row id
+    /// per message, or `None` for a duplicate (already in the ledger, or earlier in `batch`).
+    async fn claim(
+        &mut self,
+        channel: &str,
+        batch: &[Incoming],
+        ts: i64,
+    ) -> Result<Vec<Option<i64>>, StoreError>;
+    /// (sender, time) of the channel's recorded messages from `senders` strictly between `from`
+    /// and `to`.
+    async fn recent(
+        &mut self,
+        channel: &str,
+        from: i64,
+        to: i64,
+        senders: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Lock the project's counter row for this transaction and read the next ticket number.
+    async fn lock_counter(&mut self, project: &str) -> Result<Option<i64>, StoreError>;
+    async fn set_counter(&mut self, project: &str, next: i64) -> Result<(), StoreError>;
+    /// (Message-ID, ticket key) for ledger rows with these Message-IDs that are on a ticket.
+    async fn threads(&mut self, refs: &[&str]) -> Result<Vec<(String, String)>, StoreError>;
+    async fn tickets(&mut self, keys: &[String]) -> Result<Vec<TicketRow>, StoreError>;
+    /// Insert new tickets; returns their ids in order.
+    async fn insert_tickets(
+        &mut self,
+        channel: &str,
+        project: &ProjectKey,
+        tickets: &[NewTicket<'_>],
+        ts: i64,
+    ) -> Result<Vec<i64>, StoreError>;
+    async fn touch_ticket(
+        &mut self,
+        id: i64,
+        participants: &str,
+        ts: i64,
+    ) -> Result<(), StoreError>;
+    /// Insert comments (ticket id, comment); returns their ids in order.
+    async fn insert_comments(
+        &mut self,
+        comments: &[(i64, &NewComment<'_>)],
+        ts: i64,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// Store blobs with distinct hashes; a hash already stored is left alone.
+    async fn put_blobs(&mut self, blobs: &[(&str, &[u8])]) -> Result<(), StoreError>;
+    async fn insert_attachments(&mut self, rows: &[AttachmentRow<'_>]) -> Result<(), StoreError>;
+    async fn upsert_customers(
+        &mut self,
+        customers: &HashMap<String, Option<String>>,
+        ts: i64,
+    ) -> Result<(), StoreError>;
+    /// Write the outcomes onto their claimed ledger rows; every row must exist.
+    async fn record_outcomes(
+        &mut self,
+        outcomes: &[LedgerOutcome],
+        ts: i64,
+    ) -> Result<(), StoreError>;
+}
+
+impl Store {
+    /// Apply a batch of messages for `channel` into `project`, all in one transaction.
+    /// Returns one [`Applied`] per input, in order.
+    pub async fn apply_batch(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        guard: &LoopGuard,
+        batch: &[Incoming],
+    ) -> Result<Vec<Applied>, StoreError> {
+        if let Some(native) = &self.native {
+            return native.apply(channel, project, guard, batch);
+        }
+        let mut tx = self.pool().begin().await?;
+        let out = apply_with(&mut tx, channel, project, guard, batch).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Which of these identities the channel's ledger already holds (a fast pre-check so a
+    /// re-run does not re-parse everything; correctness comes from the claim in
+    /// [`Store::apply_batch`]).
+    pub async fn known_identities(
+        &self,
+        channel: &str,
+        identities: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut known = HashSet::new();
+        for chunk in identities.chunks(any::rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT identity FROM message_ledger WHERE channel = $1 AND identity IN {}",
+                any::placeholders(1, chunk.len(), 1)
+            );
+            let sql = any::sql_for_sqlite(self.backend() == crate::Backend::Sqlite, sql);
+            let mut q = sqlx::query_scalar::<_, String>(sql).bind(channel);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            known.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(known)
+    }
+}
+
+/// Claim, decide and write one batch through `w` (inside the caller's transaction).
+pub(crate) async fn apply_with<W: Writer>(
+    w: &mut W,
+    channel: &str,
+    project: &ProjectKey,
+    guard: &LoopGuard,
+    batch: &[Incoming],
+) -> Result<Vec<Applied>, StoreError> {
+    let ts = now();
+    let claims = w.claim(channel, batch, ts).await?;
+    let mut loops = load_loop_state(w, channel, guard, batch, &claims).await?;
+    // Lock the project's counter row for this transaction (both backends); new tickets are
+    // numbered in memory and the counter is written back once.
+    let first = w.lock_counter(project.as_str()).await?;
+    let mut next = first.ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+    let mut plan = Plan::default();
+    lookup_targets(w, batch, &claims, &mut plan).await?;
+
+    let mut out = Vec::with_capacity(batch.len());
+    let mut outcomes: Vec<LedgerOutcome> = Vec::with_capacity(batch.len());
+    let mut blobs: Vec<(&str, &[u8])> = Vec::new();
+    for (inc, claim) in batch.iter().zip(&claims) {
+        let Some(ledger_id) = *claim else {
+            out.push(Applied::Duplicate);
+            continue;
+        };
+        let env = &inc.prepared.envelope;
+        let mut raw_hash = None;
+        let outcome = match &inc.prepared.kind {
+            PreparedKind::Quarantined(r) => {
+                if let Some(raw) = &inc.raw {
+                    blobs.push((&env.content_hash, raw));
+                    raw_hash = Some(env.content_hash.clone());
+                }
+                Outcome::Quarantined(r.to_string())
+            }
+            PreparedKind::Ignored(r) => Outcome::Ignored(r.to_string()),
+            PreparedKind::Mail(d) => {
+                let t = env.sent_at.unwrap_or(inc.received_at);
+                let near = loops.observe(&d.reporter, t, guard.window_seconds);
+                if guard.max_per_sender > 0 && near >= guard.max_per_sender {
+                    Outcome::Ignored(
+                        IgnoreReason::MailLoop {
+                            sender: d.reporter.clone(),
+                            count: guard.max_per_sender,
+                            window_seconds: guard.window_seconds,
+                        }
+                        .to_string(),
+                    )
+                } else {
+                    plan.mail(project, &mut next, ledger_id, env.message_id.as_ref(), d)?
+                }
+            }
+        };
+        outcomes.push(LedgerOutcome {
+            id: ledger_id,
+            outcome: outcome.clone(),
+            raw_hash,
+        });
+        out.push(Applied::Recorded(outcome));
+    }
+
+    let ticket_ids = w
+        .insert_tickets(channel, project, &plan.new_tickets, ts)
+        .await?;
+    let id_of = |t: Target| match t {
+        Target::Existing(i) => plan.existing[i].id,
+        Target::New(i) => ticket_ids[i],
+    };
+    for e in plan.existing.iter().filter(|e| e.touched) {
+        w.touch_ticket(e.id, &json_list(&e.participants), ts)
+            .await?;
+    }
+    let comments: Vec<(i64, &NewComment<'_>)> =
+        plan.comments.iter().map(|c| (id_of(c.target), c)).collect();
+    let comment_ids = w.insert_comments(&comments, ts).await?;
+    let mut attachments: Vec<AttachmentRow<'_>> = Vec::new();
+    for (n, id) in plan.new_tickets.iter().zip(&ticket_ids) {
+        attachments.extend(n.draft.attachments.iter().map(|a| (*id, None, a)));
+    }
+    for ((ticket, c), cid) in comments.iter().zip(&comment_ids) {
+        attachments.extend(c.draft.attachments.iter().map(|a| (*ticket, Some(*cid), a)));
+    }
+    blobs.extend(
+        attachments
+            .iter()
+            .map(|(_, _, a)| (a.hash.as_str(), a.data.as_slice())),
+    );
+    let mut seen = HashSet::new();
+    blobs.retain(|(h, _)| seen.insert(*h));
+    w.put_blobs(&blobs).await?;
+    w.insert_attachments(&attachments).await?;
+    w.set_counter(project.as_str(), next).await?;
+    w.upsert_customers(&plan.customers, ts).await?;
+    w.record_outcomes(&outcomes, ts).await?;
+    Ok(out)
+}
+
+async fn load_loop_state<W: Writer>(
+    w: &mut W,
+    channel: &str,
+    guard: &LoopGuard,
+    batch: &[Incoming],
+    claims: &[Option<i64>],
+) -> Result<LoopGuardState, StoreError> {
+    let mut state = LoopGuardState::default();
+    if guard.max_per_sender == 0 {
+        return Ok(state);
+    }
+    let mut senders: Vec<&str> = Vec::new();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for (inc, claim) in batch.iter().zip(claims) {
+        if let (Some(_), PreparedKind::Mail(d)) = (claim, &inc.prepared.kind) {
+            let t = inc.prepared.envelope.sent_at.unwrap_or(inc.received_at);
+            (lo, hi) = (lo.min(t), hi.max(t));
+            senders.push(&d.reporter);
+        }
+    }
+    senders.sort_unstable();
+    senders.dedup();
+    if senders.is_empty() {
+        return Ok(state);
+    }
+    let from = lo.saturating_sub(guard.window_seconds);
+    let to = hi.saturating_add(guard.window_seconds);
+    for (sender, t) in w.recent(channel, from, to, &senders).await? {
+        state.seen.entry(sender).or_default().push(t);
+    }
+    Ok(state)
+}
+
+/// One lookup for every Message-ID referenced and every ticket key named in the batch.
+async fn lookup_targets<'b, W: Writer>(
+    w: &mut W,
+    batch: &'b [Incoming],
+    claims: &[Option<i64>],
+    plan: &mut Plan<'b>,
+) -> Result<(), StoreError> {
+    let drafts = batch
+        .iter()
+        .zip(claims)
+        .filter_map(|(inc, c)| match (&inc.prepared.kind, c) {
+            (PreparedKind::Mail(d), Some(_)) => Some(d),
+            _ => None,
+        });
+    let mut refs: Vec<&str> = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    for d in drafts {
+        refs.extend(d.references.iter().map(String::as_str));
+        keys.extend(d.subject_keys.iter().map(|k| k.to_string()));
+    }
+    refs.sort_unstable();
+    refs.dedup();
+    if !refs.is_empty() {
+        for (message_id, key) in w.threads(&refs).await? {
+            keys.push(key.clone());
+            plan.db_threads.insert(message_id, key);
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    for r in w.tickets(&keys).await? {
+        let participants = serde_json::from_str(&r.participants)
+            .map_err(|e| StoreError::Corrupt(format!("participants of {}: {e}", r.key)))?;
+        plan.existing_by_key
+            .insert(r.key.clone(), plan.existing.len());
+        plan.existing.push(Existing {
+            id: r.id,
+            key: r.key,
+            reporter: r.reporter,
+            participants,
+            touched: false,
+        });
+    }
+    Ok(())
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}

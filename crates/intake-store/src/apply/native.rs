@@ -1,0 +1,337 @@
+//! The batch statements on a dedicated rusqlite connection, for SQLite database files.
+//!
+//! SQLite runs in-process, so the multi-row statements that save round trips on PostgreSQL buy
+//! nothing here; what costs is CPU on the single writer. Through sqlx's `Any` driver every text
+//! argument was copied twice before SQLite copied it again, every 900-parameter chunk was a new
+//! statement to compile, and the work hopped to sqlx's worker thread and back. This connection
+//! keeps one cached single-row statement per step and binds in place.
+//!
+//! The connection is opened on the same file after sqlx has run the migrations, with the same
+//! settings (WAL, `synchronous=NORMAL`, `busy_timeout`), and used only for
+//! [`Store::apply_batch`](crate::Store::apply_batch). Each batch is one `BEGIN IMMEDIATE`
+//! transaction: it takes SQLite's write lock at the start rather than upgrading a read
+//! transaction later, so a concurrent writer (another node's process, or the sqlx pool's own
+//! connections) waits on `busy_timeout` instead of failing with SQLITE_BUSY.
+//!
+//! Blocking: a batch takes tens of milliseconds of CPU. On a multi-threaded tokio runtime it
+//! runs under `block_in_place`, so other tasks move to another worker meanwhile; on a
+//! current-thread runtime (tests, `intake ingest`'s committer) it simply runs.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use intake_core::{LoopGuard, ProjectKey};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    Applied, AttachmentRow, Incoming, LedgerOutcome, NewComment, NewTicket, TicketRow, Writer,
+    apply_with,
+};
+use crate::StoreError;
+
+/// The SQLite batch writer shared by all clones of one [`Store`](crate::Store).
+#[derive(Clone)]
+pub(crate) struct NativeWriter {
+    conn: Arc<Mutex<Option<Connection>>>,
+}
+
+impl std::fmt::Debug for NativeWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NativeWriter")
+    }
+}
+
+impl NativeWriter {
+    /// Open the writer on an existing, migrated SQLite file.
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // The same settings as the sqlx pool's connections (see `Store::connect`); WAL is a
+        // property of the file and already on.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             PRAGMA cache_size=-65536;
+             PRAGMA wal_autocheckpoint=8192;
+             PRAGMA temp_store=MEMORY;
+             PRAGMA foreign_keys=ON;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(Self {
+            conn: Arc::new(Mutex::new(Some(conn))),
+        })
+    }
+
+    /// Apply one batch in one transaction (see [`apply_with`]).
+    pub(crate) fn apply(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        guard: &LoopGuard,
+        batch: &[Incoming],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let run = || {
+            // A panic inside a batch rolled its transaction back when it unwound, so the
+            // connection behind a poisoned lock is still usable.
+            let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = slot.as_mut().ok_or(StoreError::Closed)?;
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Every `Writer` method of a rusqlite transaction is synchronous, so this future
+            // never waits on anything outside this thread.
+            let out =
+                futures_executor::block_on(apply_with(&mut tx, channel, project, guard, batch))?;
+            tx.commit()?;
+            Ok(out)
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
+    }
+
+    /// Close the connection (checkpointing the WAL if it is the last one on the file).
+    pub(crate) fn close(&self) {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(conn);
+    }
+}
+
+impl Writer for rusqlite::Transaction<'_> {
+    async fn claim(
+        &mut self,
+        channel: &str,
+        batch: &[Incoming],
+        ts: i64,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        // No `RETURNING`: on SQLite it makes every single-row insert keep a statement journal
+        // (page copies), tripling the claim's cost; a row inserted or not is `changes()`.
+        let mut st = self.prepare_cached(
+            "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender, sent_at,
+                 outcome, received_at, processed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8) ON CONFLICT DO NOTHING",
+        )?;
+        let mut ids = Vec::with_capacity(batch.len());
+        for inc in batch {
+            let env = &inc.prepared.envelope;
+            let inserted = st.execute(params![
+                channel,
+                inc.identity,
+                env.message_id,
+                env.content_hash,
+                env.sender,
+                env.sent_at,
+                inc.received_at,
+                ts
+            ])? == 1;
+            ids.push(inserted.then(|| self.last_insert_rowid()));
+        }
+        Ok(ids)
+    }
+
+    async fn recent(
+        &mut self,
+        channel: &str,
+        from: i64,
+        to: i64,
+        senders: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut st = self.prepare_cached(
+            "SELECT sender, COALESCE(sent_at, received_at) FROM message_ledger
+             WHERE channel = ?1 AND sender = ?2 AND outcome <> 'pending'
+               AND COALESCE(sent_at, received_at) > ?3 AND COALESCE(sent_at, received_at) < ?4",
+        )?;
+        let mut out = Vec::new();
+        for s in senders {
+            let rows = st.query_map(params![channel, s, from, to], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            for r in rows {
+                out.push(r?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lock_counter(&mut self, project: &str) -> Result<Option<i64>, StoreError> {
+        // BEGIN IMMEDIATE already holds the database's write lock.
+        let mut st = self.prepare_cached("SELECT next_number FROM projects WHERE key = ?1")?;
+        Ok(st.query_row([project], |r| r.get(0)).optional()?)
+    }
+
+    async fn set_counter(&mut self, project: &str, next: i64) -> Result<(), StoreError> {
+        self.prepare_cached("UPDATE projects SET next_number = ?1 WHERE key = ?2")?
+            .execute(params![next, project])?;
+        Ok(())
+    }
+
+    async fn threads(&mut self, refs: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self.prepare_cached(
+            "SELECT message_id, ticket_key FROM message_ledger
+             WHERE message_id = ?1 AND ticket_key IS NOT NULL",
+        )?;
+        let mut out = Vec::new();
+        for m in refs {
+            for r in st.query_map([m], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                out.push(r?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn tickets(&mut self, keys: &[String]) -> Result<Vec<TicketRow>, StoreError> {
+        let mut st = self
+            .prepare_cached("SELECT id, key, reporter, participants FROM tickets WHERE key = ?1")?;
+        let mut out = Vec::new();
+        for k in keys {
+            let row = st
+                .query_row([k], |r| {
+                    Ok(TicketRow {
+                        id: r.get(0)?,
+                        key: r.get(1)?,
+                        reporter: r.get(2)?,
+                        participants: r.get(3)?,
+                    })
+                })
+                .optional()?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
+    async fn insert_tickets(
+        &mut self,
+        channel: &str,
+        project: &ProjectKey,
+        tickets: &[NewTicket<'_>],
+        ts: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO tickets (project_key, number, key, summary, description, reporter,
+                 participants, status, channel, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9, ?9)",
+        )?;
+        let mut ids = Vec::with_capacity(tickets.len());
+        for t in tickets {
+            st.execute(params![
+                project.as_str(),
+                t.number,
+                t.key,
+                t.draft.summary,
+                t.draft.description,
+                t.draft.reporter,
+                super::json_list(&t.participants),
+                channel,
+                ts
+            ])?;
+            ids.push(self.last_insert_rowid());
+        }
+        Ok(ids)
+    }
+
+    async fn touch_ticket(
+        &mut self,
+        id: i64,
+        participants: &str,
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        self.prepare_cached("UPDATE tickets SET updated_at = ?1, participants = ?2 WHERE id = ?3")?
+            .execute(params![ts, participants, id])?;
+        Ok(())
+    }
+
+    async fn insert_comments(
+        &mut self,
+        comments: &[(i64, &NewComment<'_>)],
+        ts: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut ids = Vec::with_capacity(comments.len());
+        for (ticket, c) in comments {
+            st.execute(params![
+                ticket,
+                c.draft.reporter,
+                c.draft.reply_text,
+                c.ledger_id,
+                ts
+            ])?;
+            ids.push(self.last_insert_rowid());
+        }
+        Ok(ids)
+    }
+
+    async fn put_blobs(&mut self, blobs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+        )?;
+        for (hash, data) in blobs {
+            st.execute(params![hash, data.len() as i64, data])?;
+        }
+        Ok(())
+    }
+
+    async fn insert_attachments(&mut self, rows: &[AttachmentRow<'_>]) -> Result<(), StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO attachments (ticket_id, comment_id, filename, content_type, content_id,
+                 inline, size, blob_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (ticket, comment, a) in rows {
+            st.execute(params![
+                ticket,
+                comment,
+                a.filename,
+                a.content_type,
+                a.content_id,
+                i64::from(a.inline),
+                a.data.len() as i64,
+                a.hash
+            ])?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_customers(
+        &mut self,
+        customers: &HashMap<String, Option<String>>,
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO customers (address, display_name, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen,
+                 display_name = COALESCE(excluded.display_name, customers.display_name)",
+        )?;
+        for (address, name) in customers {
+            st.execute(params![address, name, ts])?;
+        }
+        Ok(())
+    }
+
+    async fn record_outcomes(
+        &mut self,
+        outcomes: &[LedgerOutcome],
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        let mut st = self.prepare_cached(
+            "UPDATE message_ledger SET outcome = ?2, ticket_key = ?3, reason = ?4, raw_hash = ?5,
+                 processed_at = ?6 WHERE id = ?1",
+        )?;
+        for o in outcomes {
+            let (kind, key, reason) = o.columns();
+            let done = st.execute(params![o.id, kind, key, reason, o.raw_hash, ts])?;
+            if done != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "ledger row {} was not there to record its outcome",
+                    o.id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
