@@ -76,9 +76,10 @@ pub struct IngestOptions {
 
 impl IngestOptions {
     pub fn new(channel: &str, project: ProjectKey, rules: ChannelRules) -> Self {
-        // One core stays with the committer (the database writer is single-threaded); the
-        // others prepare the next batches meanwhile.
-        let workers = cores().saturating_sub(1).max(1);
+        // Preparing uses every core. The SQLite writer takes less CPU than preparing does
+        // (docs/BENCHMARKS.md), so holding a core back for it left that core idle between
+        // commits; the scheduler shares the cores when both stages run.
+        let workers = cores();
         Self {
             channel: channel.to_string(),
             project,
@@ -96,42 +97,64 @@ pub fn cores() -> usize {
         .unwrap_or(2)
 }
 
-/// Apply `f` to every item on `workers` threads, keeping order.
+/// Apply `f` to every item on `workers` threads, keeping order. Threads take the next few items
+/// as they finish (messages vary from 2 KB to megabytes, so fixed halves leave one thread idle
+/// while the other still works).
 pub fn par_map<T: Sync, R: Send>(
     items: &[T],
     workers: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let workers = workers.max(1);
-    if items.len() < 2 || workers == 1 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const STEP: usize = 8;
+    let workers = workers.max(1).min(items.len().div_ceil(STEP));
+    if workers <= 1 {
         return items.iter().map(&f).collect();
     }
-    let per = items.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(per)
-            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done: Vec<(usize, Vec<R>)> = Vec::new();
+        loop {
+            let start = next.fetch_add(STEP, Ordering::Relaxed);
+            if start >= items.len() {
+                return done;
+            }
+            let end = (start + STEP).min(items.len());
+            done.push((start, items[start..end].iter().map(&f).collect()));
+        }
+    };
+    let mut parts: Vec<(usize, Vec<R>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(work)).collect();
+        let mut parts = work();
+        for h in handles {
+            // A panicking `f` is a bug in the caller; re-raise it here.
+            parts.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        parts
+    });
+    parts.sort_unstable_by_key(|(start, _)| *start);
+    parts.into_iter().flat_map(|(_, r)| r).collect()
 }
 
-/// Stage 1: read the sources on a thread, sending batches. Returns the receiver.
+/// A message read from disk with its [`content_hash`] (its identity is `sha256:<hash>`).
+type Hashed = (RawMessage, String);
+
+/// Stage 1: read the sources on a thread, hashing each message as it is read, and send
+/// batches. Returns the receiver. (Hashing here keeps the thread busy while it waits on the
+/// next batch's back-pressure, and lets the next stage look the batch's identities up at once.)
 fn spawn_reader(
     origins: Vec<Origin>,
     batch: usize,
 ) -> (
-    mpsc::Receiver<std::io::Result<Vec<RawMessage>>>,
+    mpsc::Receiver<std::io::Result<Vec<Hashed>>>,
     std::thread::JoinHandle<()>,
 ) {
     let (tx, rx) = mpsc::channel(2);
     let handle = std::thread::spawn(move || {
         let mut buf = Vec::with_capacity(batch);
         let res = local::read_all(&origins, |m| {
-            buf.push(m);
+            let hash = content_hash(&m.bytes);
+            buf.push((m, hash));
             if buf.len() >= batch {
                 let full = std::mem::replace(&mut buf, Vec::with_capacity(batch));
                 return tx.blocking_send(Ok(full)).is_ok();
@@ -156,15 +179,13 @@ struct PreparedBatch {
 
 fn prepare_batch(
     reader: &Reader,
-    raw: Vec<RawMessage>,
+    raw: Vec<Hashed>,
     known: &std::collections::HashSet<String>,
-    hashes: Vec<String>,
     workers: usize,
 ) -> PreparedBatch {
     let received_at = now();
-    let todo: Vec<(RawMessage, String)> = raw
+    let todo: Vec<Hashed> = raw
         .into_iter()
-        .zip(hashes)
         .filter(|(_, h)| !known.contains(&format!("sha256:{h}")))
         .collect();
     let skipped = known.len() as u64;
@@ -206,20 +227,13 @@ pub async fn ingest(
         while let Some(raw) = raw_rx.recv().await {
             let res = async {
                 let raw = raw?;
-                let (raw, hashes) = tokio::task::spawn_blocking(move || {
-                    let h = par_map(&raw, workers, |m| content_hash(&m.bytes));
-                    (raw, h)
-                })
-                .await
-                .map_err(|e| IngestError::Stage(e.to_string()))?;
-                let ids: Vec<String> = hashes.iter().map(|h| format!("sha256:{h}")).collect();
+                let ids: Vec<String> = raw.iter().map(|(_, h)| format!("sha256:{h}")).collect();
                 let known = prep_store.known_identities(&channel, &ids).await?;
                 let r = reader.clone();
                 let t = std::time::Instant::now();
-                let res = tokio::task::spawn_blocking(move || {
-                    prepare_batch(&r, raw, &known, hashes, workers)
-                })
-                .await;
+                let res =
+                    tokio::task::spawn_blocking(move || prepare_batch(&r, raw, &known, workers))
+                        .await;
                 tracing::debug!(
                     prepare_ms = t.elapsed().as_millis() as u64,
                     "batch prepared"
@@ -336,7 +350,8 @@ pub async fn prepare_fetched(
     .map_err(|e| IngestError::Stage(e.to_string()))
 }
 
-/// Read and prepare every message without storing anything (the benchmark's parse-only rate).
+/// Read, hash and prepare every message without storing anything (the benchmark's parse-only
+/// rate): the same reader stage and the same MIME work as [`ingest`].
 /// Returns the number of messages prepared.
 pub async fn parse_only(
     origins: Vec<Origin>,
@@ -351,7 +366,10 @@ pub async fn parse_only(
         let raw = raw?;
         let r = reader.clone();
         n += tokio::task::spawn_blocking(move || {
-            par_map(&raw, workers, |m| r.prepare(&m.bytes)).len() as u64
+            par_map(&raw, workers, |(m, h)| {
+                r.prepare_hashed(&m.bytes, h.clone())
+            })
+            .len() as u64
         })
         .await
         .map_err(|e| IngestError::Stage(e.to_string()))?;
