@@ -2,8 +2,8 @@
 //!
 //! Three stages overlap, connected by bounded channels (back-pressure: at most two batches wait
 //! between stages, so memory stays flat on any mailbox size):
-//! 1. **read** (a thread): walks the local sources and sends batches of raw messages;
-//! 2. **prepare** (all cores): hashes each message, skips identities the ledger already holds
+//! 1. **read** (a thread): walks the local sources, hashes each message and sends batches;
+//! 2. **prepare** (all cores): skips identities the ledger already holds
 //!    (a fast path for re-runs), and runs `intake-mime` on the rest in parallel;
 //! 3. **commit** (async): orders a batch by Date (so an original precedes its replies) and
 //!    applies it with [`Store::apply_batch`], one transaction per batch.
