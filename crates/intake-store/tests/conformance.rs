@@ -261,6 +261,55 @@ async fn attachments_and_loop_guard(db: &TestDb) {
         outcome(&got[0]).starts_with("ignored: mail loop guard"),
         "{got:?}"
     );
+
+    // Earlier batches count only within the window: the same sender an hour later is fine.
+    let hour_later = incoming(
+        &reader,
+        &mail("f10@x", "bot@loop.example", "alert 10", "", "x")
+            .replace_date("Mon, 02 Nov 2026 11:00:00 +0000"),
+    );
+    let got = store
+        .apply_batch("c", &ops, &guard, &[hour_later])
+        .await
+        .unwrap();
+    assert!(outcome(&got[0]).starts_with("created"), "{got:?}");
+
+    // Messages without a Date count by arrival time, across batches too.
+    let undated = |i: u32| {
+        let raw = format!(
+            "From: cron@loop.example\r\nSubject: job {i}\r\nMessage-ID: <u{i}@x>\r\n\r\ndone\r\n"
+        );
+        incoming(&reader, raw.as_bytes())
+    };
+    let got: Vec<String> = store
+        .apply_batch("c", &ops, &guard, &(0..3).map(undated).collect::<Vec<_>>())
+        .await
+        .unwrap()
+        .iter()
+        .map(outcome)
+        .collect();
+    assert!(got.iter().all(|o| o.starts_with("created")), "{got:?}");
+    let got = store
+        .apply_batch("c", &ops, &guard, &[undated(3)])
+        .await
+        .unwrap();
+    assert!(
+        outcome(&got[0]).starts_with("ignored: mail loop guard"),
+        "{got:?}"
+    );
+}
+
+trait ReplaceDate {
+    fn replace_date(self, date: &str) -> Vec<u8>;
+}
+
+impl ReplaceDate for Vec<u8> {
+    fn replace_date(self, date: &str) -> Vec<u8> {
+        String::from_utf8(self)
+            .unwrap()
+            .replace("Mon, 02 Nov 2026 10:00:00 +0000", date)
+            .into_bytes()
+    }
 }
 
 #[tokio::test]

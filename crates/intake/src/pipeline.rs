@@ -184,11 +184,13 @@ fn prepare_batch(
     workers: usize,
 ) -> PreparedBatch {
     let received_at = now();
+    let read = raw.len();
     let todo: Vec<Hashed> = raw
         .into_iter()
         .filter(|(_, h)| !known.contains(&format!("sha256:{h}")))
         .collect();
-    let skipped = known.len() as u64;
+    // Counted per message: the same content read twice in one batch is two duplicates.
+    let skipped = (read - todo.len()) as u64;
     let items = par_map(&todo, workers, |(m, h)| {
         let prepared = reader.prepare_hashed(&m.bytes, h.clone());
         let raw = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| m.bytes.clone());
@@ -223,12 +225,19 @@ pub async fn ingest(
     let (prep_tx, mut prep_rx) = mpsc::channel::<Result<PreparedBatch, IngestError>>(2);
     let (workers, channel) = (opts.workers, opts.channel.clone());
     let prep_store = store.clone();
+    // On a channel's first import nothing can be known yet: messages this run commits are not
+    // read again, and a file read twice is caught by the claim like any duplicate.
+    let precheck = store.has_messages(&channel).await?;
     let preparer = tokio::spawn(async move {
         while let Some(raw) = raw_rx.recv().await {
             let res = async {
                 let raw = raw?;
-                let ids: Vec<String> = raw.iter().map(|(_, h)| format!("sha256:{h}")).collect();
-                let known = prep_store.known_identities(&channel, &ids).await?;
+                let known = if precheck {
+                    let ids: Vec<String> = raw.iter().map(|(_, h)| format!("sha256:{h}")).collect();
+                    prep_store.known_identities(&channel, &ids).await?
+                } else {
+                    std::collections::HashSet::new()
+                };
                 let r = reader.clone();
                 let t = std::time::Instant::now();
                 let res =

@@ -217,6 +217,20 @@ fn parse_key(k: &str) -> Result<TicketKey, StoreError> {
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The loop guard's look-back for one sender: (sender, time) of the channel's recorded messages
+/// whose Date (or, without one, arrival time) is strictly between `?3` and `?4`. Two ranges on
+/// the `ledger_sender (channel, sender, sent_at)` index — dated messages, then the undated ones
+/// — so the cost is the rows in the window, not every message the sender ever sent (a
+/// `COALESCE(sent_at, received_at)` range cannot use the index and read them all, every batch).
+/// `pending` rows are this batch's own claims.
+const RECENT_SQL: &str = "SELECT sender, sent_at FROM message_ledger
+     WHERE channel = ?1 AND sender = ?2 AND sent_at > ?3 AND sent_at < ?4
+       AND outcome <> 'pending'
+     UNION ALL
+     SELECT sender, received_at FROM message_ledger
+     WHERE channel = ?1 AND sender = ?2 AND sent_at IS NULL
+       AND received_at > ?3 AND received_at < ?4 AND outcome <> 'pending'";
+
 /// A ticket row read back for a batch that touches it.
 pub(crate) struct TicketRow {
     id: i64,
@@ -329,6 +343,21 @@ impl Store {
         let out = apply_with(&mut tx, channel, project, guard, batch).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Whether the channel's ledger holds any message yet. A first import skips the
+    /// [`Store::known_identities`] pre-check, which could only come back empty.
+    pub async fn has_messages(&self, channel: &str) -> Result<bool, StoreError> {
+        let sql = any::sql_for_sqlite(
+            self.backend() == crate::Backend::Sqlite,
+            "SELECT COUNT(*) FROM (SELECT 1 FROM message_ledger WHERE channel = $1 LIMIT 1) AS one"
+                .to_string(),
+        );
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(channel)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n > 0)
     }
 
     /// Which of these identities the channel's ledger already holds (a fast pre-check so a

@@ -208,11 +208,7 @@ impl Writer for rusqlite::Transaction<'_> {
         to: i64,
         senders: &[&str],
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut st = self.prepare_cached(
-            "SELECT sender, COALESCE(sent_at, received_at) FROM message_ledger
-             WHERE channel = ?1 AND sender = ?2 AND outcome <> 'pending'
-               AND COALESCE(sent_at, received_at) > ?3 AND COALESCE(sent_at, received_at) < ?4",
-        )?;
+        let mut st = self.prepare_cached(super::RECENT_SQL)?;
         let mut out = Vec::new();
         for s in senders {
             let rows = st.query_map(params![channel, s, from, to], |r| {
