@@ -81,6 +81,14 @@ fn phase(name: &str, messages: u64, started: Instant, summary: Option<Summary>) 
     }
 }
 
+/// Flush dirty pages (the generated Maildir, an earlier phase's or an earlier run's database)
+/// to disk before a timed phase, untimed. Otherwise the kernel writes them back whenever their
+/// 30-second expiry falls, which lands in some phase of some run and moves the ratios by ±0.1
+/// between back-to-back runs. Best effort: without a `sync` command the phase simply runs.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     let BenchCommand::Ingest(a) = c;
     let tmp = tempfile::tempdir()?;
@@ -109,6 +117,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     opts.batch = a.batch;
     let mut phases = Vec::new();
 
+    settle();
     reset_peak_rss();
     let t = Instant::now();
     let n = pipeline::parse_only(origins.clone(), &rules, opts.batch, pipeline::cores()).await?;
@@ -116,6 +125,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
 
     let sqlite_url = format!("sqlite://{}", tmp.path().join("bench.db").display());
     let store = Store::connect(&sqlite_url).await?;
+    settle();
     reset_peak_rss();
     let t = Instant::now();
     let s = pipeline::ingest(&store, origins.clone(), &opts, None).await?;
@@ -136,6 +146,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
             .map(|(b, _)| b)
             .unwrap_or(&a.postgres);
         let store = Store::connect(&format!("{base}/{name}")).await?;
+        settle();
         reset_peak_rss();
         let t = Instant::now();
         let res = pipeline::ingest(&store, origins.clone(), &opts, None).await;
