@@ -265,8 +265,10 @@ async fn attachments_and_loop_guard(db: &TestDb) {
     // Earlier batches count only within the window: the same sender an hour later is fine.
     let hour_later = incoming(
         &reader,
-        &mail("f10@x", "bot@loop.example", "alert 10", "", "x")
-            .replace_date("Mon, 02 Nov 2026 11:00:00 +0000"),
+        &with_date(
+            mail("f10@x", "bot@loop.example", "alert 10", "", "x"),
+            "Mon, 02 Nov 2026 11:00:00 +0000",
+        ),
     );
     let got = store
         .apply_batch("c", &ops, &guard, &[hour_later])
@@ -299,17 +301,12 @@ async fn attachments_and_loop_guard(db: &TestDb) {
     );
 }
 
-trait ReplaceDate {
-    fn replace_date(self, date: &str) -> Vec<u8>;
-}
-
-impl ReplaceDate for Vec<u8> {
-    fn replace_date(self, date: &str) -> Vec<u8> {
-        String::from_utf8(self)
-            .unwrap()
-            .replace("Mon, 02 Nov 2026 10:00:00 +0000", date)
-            .into_bytes()
-    }
+/// `raw` from [`mail`] with another Date.
+fn with_date(raw: Vec<u8>, date: &str) -> Vec<u8> {
+    String::from_utf8(raw)
+        .unwrap()
+        .replace("Mon, 02 Nov 2026 10:00:00 +0000", date)
+        .into_bytes()
 }
 
 #[tokio::test]

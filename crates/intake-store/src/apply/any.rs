@@ -130,19 +130,9 @@ impl Writer for Transaction<'_, Any> {
         senders: &[&str],
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
-        // As `RECENT_SQL`, for many senders at once: a range on the `ledger_sender` index
-        // for dated messages, and its `sent_at IS NULL` prefix for the rest.
         for chunk in senders.chunks(rows_per_statement(1)) {
             let list = placeholders(1, chunk.len(), 3);
-            let sql = format!(
-                "SELECT sender, sent_at AS t FROM message_ledger
-                 WHERE channel = $1 AND sender IN {list} AND sent_at > $2 AND sent_at < $3
-                   AND outcome <> 'pending'
-                 UNION ALL
-                 SELECT sender, received_at AS t FROM message_ledger
-                 WHERE channel = $1 AND sender IN {list} AND sent_at IS NULL
-                   AND received_at > $2 AND received_at < $3 AND outcome <> 'pending'"
-            );
+            let sql = super::recent_sql("$1", &format!("sender IN {list}"), "$2", "$3");
             let mut q = sqlx::query(sql_for(self, sql))
                 .bind(channel)
                 .bind(from)

@@ -217,19 +217,24 @@ fn parse_key(k: &str) -> Result<TicketKey, StoreError> {
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// The loop guard's look-back for one sender: (sender, time) of the channel's recorded messages
-/// whose Date (or, without one, arrival time) is strictly between `?3` and `?4`. Two ranges on
-/// the `ledger_sender (channel, sender, sent_at)` index — dated messages, then the undated ones
-/// — so the cost is the rows in the window, not every message the sender ever sent (a
+/// The loop guard's look-back: (sender, time) of the channel's recorded messages whose Date (or,
+/// without one, arrival time) is strictly between `from` and `to`. Two ranges on the
+/// `ledger_sender (channel, sender, sent_at)` index — dated messages, then the undated ones — so
+/// the cost is the rows in the window, not every message the sender ever sent (a
 /// `COALESCE(sent_at, received_at)` range cannot use the index and read them all, every batch).
-/// `pending` rows are this batch's own claims.
-const RECENT_SQL: &str = "SELECT sender, sent_at FROM message_ledger
-     WHERE channel = ?1 AND sender = ?2 AND sent_at > ?3 AND sent_at < ?4
-       AND outcome <> 'pending'
-     UNION ALL
-     SELECT sender, received_at FROM message_ledger
-     WHERE channel = ?1 AND sender = ?2 AND sent_at IS NULL
-       AND received_at > ?3 AND received_at < ?4 AND outcome <> 'pending'";
+/// `pending` rows are this batch's own claims. The arguments are each backend's placeholders;
+/// `sender` is the whole condition on the column (`sender = ?2`, `sender IN ($4, …)`).
+fn recent_sql(channel: &str, sender: &str, from: &str, to: &str) -> String {
+    format!(
+        "SELECT sender, sent_at AS t FROM message_ledger
+         WHERE channel = {channel} AND {sender} AND sent_at > {from} AND sent_at < {to}
+           AND outcome <> 'pending'
+         UNION ALL
+         SELECT sender, received_at AS t FROM message_ledger
+         WHERE channel = {channel} AND {sender} AND sent_at IS NULL
+           AND received_at > {from} AND received_at < {to} AND outcome <> 'pending'"
+    )
+}
 
 /// A ticket row read back for a batch that touches it.
 pub(crate) struct TicketRow {

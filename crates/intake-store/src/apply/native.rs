@@ -208,7 +208,7 @@ impl Writer for rusqlite::Transaction<'_> {
         to: i64,
         senders: &[&str],
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut st = self.prepare_cached(super::RECENT_SQL)?;
+        let mut st = self.prepare_cached(&super::recent_sql("?1", "sender = ?2", "?3", "?4"))?;
         let mut out = Vec::new();
         for s in senders {
             let rows = st.query_map(params![channel, s, from, to], |r| {
