@@ -48,8 +48,12 @@ pub const DEFAULT_CLIENT_SECRET: &str = "intake-secret";
 /// The account logged in when the authorization request has no `login_hint`.
 pub const DEFAULT_LOGIN: &str = "alice@example.com";
 
-/// How long [`Idp::start`] waits for the server to say it is listening.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one start of the server may take to say it is listening. It takes about a second
+/// on a busy 2-core machine; one start in a CI run once stalled past 30 s, so a stalled start is
+/// killed and retried rather than waited on.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Starts [`Idp::start_with`] makes before giving up.
+pub const START_ATTEMPTS: u32 = 3;
 /// Redirects [`Idp::browser_login`] follows before giving up.
 const MAX_HOPS: usize = 30;
 
@@ -66,6 +70,17 @@ pub struct IdpOptions {
     pub port: Option<u16>,
     /// More redirect URIs to register, in full (loopback ones match with any port).
     pub redirect_uris: Vec<String>,
+    /// The program to run `server.mjs` with (default `$INTAKE_NODE`, else `node`).
+    pub node: Option<PathBuf>,
+    /// How long one start may take (default [`START_TIMEOUT`]).
+    pub start_timeout: Option<Duration>,
+}
+
+/// Why one start of the server failed: `Retry` when starting it again can help (it stalled,
+/// died, or its discovery document did not answer), `Fatal` when it cannot.
+enum Spawn {
+    Retry(String),
+    Fatal(String),
 }
 
 /// A running oidc-provider. Dropping it kills the server.
@@ -166,7 +181,10 @@ impl Idp {
         }
     }
 
-    /// Starts a server with `opts`; see [`Idp::start`].
+    /// Starts a server with `opts`; see [`Idp::start`]. A server that does not come up within
+    /// [`START_TIMEOUT`] (or dies first) is killed and started again, up to [`START_ATTEMPTS`]
+    /// times; each failed attempt prints its log, whose `idp: +Nms …` lines name the start-up
+    /// step it stopped at.
     pub fn start_with(opts: &IdpOptions) -> Option<Idp> {
         let root = repo_root();
         let server = root.join("scripts/testbed/idp/server.mjs");
@@ -196,32 +214,51 @@ impl Idp {
                 return None;
             }
         }
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::spawn(opts, &server, &modules) {
+                Ok(idp) => return Some(idp),
+                Err(Spawn::Fatal(why)) => {
+                    eprintln!("idp: {why}");
+                    return None;
+                }
+                Err(Spawn::Retry(why)) => {
+                    let next = if attempt < START_ATTEMPTS {
+                        "; starting it again"
+                    } else {
+                        ""
+                    };
+                    eprintln!("idp: attempt {attempt} of {START_ATTEMPTS}: {why}{next}");
+                }
+            }
+        }
+        None
+    }
 
-        let dir = match tempfile::Builder::new().prefix("intake-idp-").tempdir() {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("idp: temp dir: {e}");
-                return None;
-            }
-        };
+    /// One start of the server process: the running server, or why not and whether another
+    /// try can help.
+    fn spawn(opts: &IdpOptions, server: &Path, modules: &Path) -> Result<Idp, Spawn> {
+        let dir = tempfile::Builder::new()
+            .prefix("intake-idp-")
+            .tempdir()
+            .map_err(|e| Spawn::Fatal(format!("temp dir: {e}")))?;
         let log_path = dir.path().join("idp.log");
-        let log = match File::create(&log_path) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("idp: {}: {e}", log_path.display());
-                return None;
-            }
-        };
+        let log = File::create(&log_path)
+            .map_err(|e| Spawn::Fatal(format!("{}: {e}", log_path.display())))?;
         let client_secret = opts
             .client_secret
             .clone()
             .unwrap_or_else(|| DEFAULT_CLIENT_SECRET.to_string());
 
-        let mut cmd =
-            Command::new(std::env::var_os("INTAKE_NODE").unwrap_or_else(|| "node".into()));
-        cmd.arg(&server)
+        let node = opts
+            .node
+            .clone()
+            .map(Into::into)
+            .or_else(|| std::env::var_os("INTAKE_NODE"))
+            .unwrap_or_else(|| "node".into());
+        let mut cmd = Command::new(node);
+        cmd.arg(server)
             .arg(opts.port.unwrap_or(0).to_string())
-            .env("IDP_MODULES", &modules)
+            .env("IDP_MODULES", modules)
             .env("IDP_CLIENT_SECRET", &client_secret)
             .env("NODE_NO_WARNINGS", "1")
             .stdin(Stdio::piped())
@@ -239,13 +276,11 @@ impl Idp {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("idp: node is not installed (or not on PATH)");
-                return None;
+                return Err(Spawn::Fatal(
+                    "node is not installed (or not on PATH)".to_string(),
+                ));
             }
-            Err(e) => {
-                eprintln!("idp: cannot run node: {e}");
-                return None;
-            }
+            Err(e) => return Err(Spawn::Fatal(format!("cannot run node: {e}"))),
         };
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
@@ -260,21 +295,21 @@ impl Idp {
             for _ in lines {}
         });
         let started = Instant::now();
-        let line = match rx.recv_timeout(START_TIMEOUT) {
+        let timeout = opts.start_timeout.unwrap_or(START_TIMEOUT);
+        let line = match rx.recv_timeout(timeout) {
             Ok(Some(Ok(line))) => line,
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let why = match other {
-                    Err(_) => format!("no answer in {START_TIMEOUT:?}"),
+                    Err(_) => format!("no answer in {timeout:?}"),
                     Ok(Some(Err(e))) => format!("reading its stdout: {e}"),
                     _ => "it exited".to_string(),
                 };
-                eprintln!(
-                    "idp: the server did not start ({why}); its log:\n{}",
+                return Err(Spawn::Retry(format!(
+                    "the server did not start ({why}); its log:\n{}",
                     std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-                return None;
+                )));
             }
         };
 
@@ -291,33 +326,22 @@ impl Idp {
             stdin,
             child,
         };
-        let hello: serde_json::Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("idp: bad first line {line:?}: {e}");
-                return None;
-            }
-        };
+        let hello: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| Spawn::Fatal(format!("bad first line {line:?}: {e}")))?;
         idp.issuer = hello["issuer"].as_str().unwrap_or_default().to_string();
         idp.port = hello["port"]
             .as_u64()
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(0);
         if idp.issuer.is_empty() || idp.port == 0 {
-            eprintln!("idp: bad first line {line:?}");
-            return None;
+            return Err(Spawn::Fatal(format!("bad first line {line:?}")));
         }
-        match http_get_json(idp.port, "/.well-known/openid-configuration") {
-            Ok(d) => idp.discovery = d,
-            Err(e) => {
-                eprintln!("idp: discovery failed: {e}\n{}", idp.log());
-                return None;
-            }
-        }
+        idp.discovery = http_get_json(idp.port, "/.well-known/openid-configuration")
+            .map_err(|e| Spawn::Retry(format!("discovery failed: {e}\n{}", idp.log())))?;
         if std::env::var_os("INTAKE_IDP_VERBOSE").is_some() {
             eprintln!("idp: {} up in {:?}", idp.issuer, started.elapsed());
         }
-        Some(idp)
+        Ok(idp)
     }
 
     fn endpoint(&self, key: &str) -> &str {

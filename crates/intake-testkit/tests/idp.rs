@@ -453,3 +453,66 @@ async fn device_flow_with_test_approval() {
         (400, &Value::from("access_denied"))
     );
 }
+
+/// Writes an executable shell script standing in for `node`: it appends a line to `starts`
+/// each time it runs, then stalls (sleeps) on the runs listed in `stall_on` and runs the real
+/// node otherwise.
+fn node_wrapper(dir: &std::path::Path, name: &str, stall_on: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let starts = dir.join(format!("{name}.starts"));
+    let script = dir.join(name);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho start >> '{starts}'\nn=$(wc -l < '{starts}')\n\
+             case \" {stall_on} \" in *\" $n \"*) exec sleep 600 ;; esac\nexec node \"$@\"\n",
+            starts = starts.display()
+        ),
+    )
+    .expect("write wrapper");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+fn starts(dir: &std::path::Path, name: &str) -> usize {
+    std::fs::read_to_string(dir.join(format!("{name}.starts")))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// A start that stalls (no "listening" line in time) is killed and the server started again;
+/// one that stalls every time gives up after `START_ATTEMPTS` tries instead of hanging.
+#[test]
+fn a_stalled_start_is_killed_and_retried() {
+    // Only where the server can start at all.
+    let Some(plain) = Idp::start_or_skip("a_stalled_start_is_killed_and_retried") else {
+        return;
+    };
+    drop(plain);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let timeout = Some(std::time::Duration::from_secs(2));
+
+    let once = node_wrapper(dir.path(), "stalls-once", "1");
+    let idp = Idp::start_with(&IdpOptions {
+        node: Some(once),
+        start_timeout: timeout,
+        ..IdpOptions::default()
+    })
+    .expect("the second start comes up");
+    assert_eq!(starts(dir.path(), "stalls-once"), 2);
+    assert_eq!(idp.discovery["issuer"], idp.issuer.as_str());
+    drop(idp);
+
+    let always = node_wrapper(dir.path(), "stalls-always", "1 2 3 4 5");
+    let none = Idp::start_with(&IdpOptions {
+        node: Some(always),
+        start_timeout: timeout,
+        ..IdpOptions::default()
+    });
+    assert!(none.is_none(), "a server that never answers cannot start");
+    assert_eq!(
+        starts(dir.path(), "stalls-always"),
+        intake_testkit::idp::START_ATTEMPTS as usize
+    );
+}

@@ -38,11 +38,20 @@ import { fstatSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+// Each start-up step leaves a line on stderr (the test's idp.log), so a server that does not
+// come up shows where it stopped.
+const t0 = performance.now();
+function phase(what) {
+  process.stderr.write(`idp: +${Math.round(performance.now() - t0)}ms ${what}\n`);
+}
+
 const here = dirname(fileURLToPath(import.meta.url));
 const modules = process.env.IDP_MODULES || join(here, '..', '..', '..', '.testbed', 'idp', 'node_modules');
 const pkgDir = join(modules, 'oidc-provider');
 const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+phase(`node ${process.version}, importing oidc-provider ${pkg.version}`);
 const { default: Provider } = await import(pathToFileURL(join(pkgDir, pkg.main || 'lib/index.js')).href);
+phase('imported');
 
 const CLIENT_SECRET = process.env.IDP_CLIENT_SECRET || 'intake-secret';
 const ACCESS_TTL = positiveInt(process.env.IDP_ACCESS_TTL, 3600);
@@ -70,6 +79,7 @@ await new Promise((resolve, reject) => {
   server.listen(wantedPort, '127.0.0.1', resolve);
 });
 const { port } = server.address();
+phase(`listening on 127.0.0.1:${port}`);
 const issuer = `http://127.0.0.1:${port}`;
 
 const redirectUris = [];
@@ -97,6 +107,7 @@ if (process.env.IDP_EXTRA_CLIENTS) clients.push(...JSON.parse(process.env.IDP_EX
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' };
+phase('signing key generated');
 
 async function findAccount(_ctx, id) {
   return {
@@ -307,4 +318,5 @@ if (fstatSync(0).isFIFO()) {
   process.stdin.resume();
 }
 
+phase('provider configured; announcing on stdout');
 process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
