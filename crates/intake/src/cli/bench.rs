@@ -2,6 +2,12 @@
 //! (a) parse only, (b) full ingest into a fresh SQLite file and (c) full ingest into a fresh
 //! PostgreSQL database — messages/s and peak RSS of each phase (VmHWM, reset between phases via
 //! /proc/self/clear_refs). Results are recorded in docs/BENCHMARKS.md.
+//!
+//! The phases run `--rounds` times, interleaved (a, b, c, a, b, c, …), each round on a fresh
+//! database, and the summary gives each phase's median rate and their ratio. On a shared 2-core
+//! VM the parse-only rate of one phase swings by ±20% between back-to-back runs (the SQLite rate
+//! by ±5%), so a single pair of phases says little about their ratio; every round is printed
+//! too.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +46,10 @@ pub struct BenchArgs {
     /// Messages per transaction.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// How many times to run the phases (interleaved, each on a fresh database); the summary
+    /// uses the median of each phase.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
     #[arg(long)]
     pub json: bool,
 }
@@ -47,6 +57,8 @@ pub struct BenchArgs {
 #[derive(Debug, Serialize)]
 struct Phase {
     name: String,
+    /// 1-based round this phase ran in.
+    round: u32,
     messages: u64,
     seconds: f64,
     messages_per_second: f64,
@@ -69,10 +81,17 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn phase(name: &str, messages: u64, started: Instant, summary: Option<Summary>) -> Phase {
+fn phase(
+    name: &str,
+    round: u32,
+    messages: u64,
+    started: Instant,
+    summary: Option<Summary>,
+) -> Phase {
     let seconds = started.elapsed().as_secs_f64();
     Phase {
         name: name.into(),
+        round,
         messages,
         seconds,
         messages_per_second: messages as f64 / seconds.max(1e-9),
@@ -88,6 +107,10 @@ fn phase(name: &str, messages: u64, started: Instant, summary: Option<Summary>) 
 fn settle() {
     let _ = std::process::Command::new("sync").status();
 }
+
+const PARSE: &str = "parse only";
+const SQLITE: &str = "ingest sqlite";
+const POSTGRES: &str = "ingest postgres";
 
 pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     let BenchCommand::Ingest(a) = c;
@@ -116,76 +139,143 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     let mut opts = IngestOptions::new("bench", project, rules.clone());
     opts.batch = a.batch;
     let mut phases = Vec::new();
-
-    settle();
-    reset_peak_rss();
-    let t = Instant::now();
-    let n = pipeline::parse_only(origins.clone(), &rules, opts.batch, pipeline::cores()).await?;
-    phases.push(phase("parse only", n, t, None));
-
-    let sqlite_url = format!("sqlite://{}", tmp.path().join("bench.db").display());
-    let store = Store::connect(&sqlite_url).await?;
-    settle();
-    reset_peak_rss();
-    let t = Instant::now();
-    let s = pipeline::ingest(&store, origins.clone(), &opts, None).await?;
-    // Closing checkpoints the WAL into the database file: part of the cost, so inside the timing.
-    store.close().await;
-    phases.push(phase("ingest sqlite", s.total(), t, Some(s)));
-    check(&s, &stats)?;
-
-    if !a.no_postgres {
-        let name = format!("intake_bench_{}", std::process::id());
-        let mut admin = sqlx::PgConnection::connect(&a.postgres).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await?;
-        let base = a
-            .postgres
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&a.postgres);
-        let store = Store::connect(&format!("{base}/{name}")).await?;
+    for round in 1..=a.rounds {
         settle();
         reset_peak_rss();
         let t = Instant::now();
-        let res = pipeline::ingest(&store, origins.clone(), &opts, None).await;
+        let n =
+            pipeline::parse_only(origins.clone(), &rules, opts.batch, pipeline::cores()).await?;
+        phases.push(phase(PARSE, round, n, t, None));
+
+        let sqlite_url = format!("sqlite://{}", tmp.path().join("bench.db").display());
+        remove_sqlite(tmp.path().join("bench.db"));
+        let store = Store::connect(&sqlite_url).await?;
+        settle();
+        reset_peak_rss();
+        let t = Instant::now();
+        let s = pipeline::ingest(&store, origins.clone(), &opts, None).await?;
+        // Closing checkpoints the WAL into the database file: part of the cost, so inside the
+        // timing.
         store.close().await;
-        let elapsed_end = Instant::now();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await?;
-        let s = res?;
-        let mut p = phase("ingest postgres", s.total(), t, Some(s));
-        p.seconds = (elapsed_end - t).as_secs_f64();
-        p.messages_per_second = p.messages as f64 / p.seconds.max(1e-9);
-        phases.push(p);
+        phases.push(phase(SQLITE, round, s.total(), t, Some(s)));
         check(&s, &stats)?;
+
+        if !a.no_postgres {
+            phases.push(postgres_phase(&a.postgres, round, &origins, &opts, &stats).await?);
+        }
     }
+    remove_sqlite(tmp.path().join("bench.db"));
 
     if a.json {
         println!("{}", serde_json::to_string_pretty(&phases)?);
     } else {
         println!(
-            "{:<16} {:>9} {:>8} {:>10} {:>9}",
-            "phase", "messages", "seconds", "msg/s", "peak MiB"
+            "{:<16} {:>5} {:>9} {:>8} {:>10} {:>9}",
+            "phase", "round", "messages", "seconds", "msg/s", "peak MiB"
         );
         for p in &phases {
             println!(
-                "{:<16} {:>9} {:>8.2} {:>10.0} {:>9.1}",
-                p.name, p.messages, p.seconds, p.messages_per_second, p.peak_rss_mib
+                "{:<16} {:>5} {:>9} {:>8.2} {:>10.0} {:>9.1}",
+                p.name, p.round, p.messages, p.seconds, p.messages_per_second, p.peak_rss_mib
             );
         }
-        if let [parse, sqlite, ..] = phases.as_slice() {
-            println!(
-                "sqlite ingest / parse-only = {:.2}",
-                sqlite.messages_per_second / parse.messages_per_second
-            );
-        }
+        let rates = |name: &str| -> Vec<f64> {
+            phases
+                .iter()
+                .filter(|p| p.name == name)
+                .map(|p| p.messages_per_second)
+                .collect()
+        };
+        let (parse, sqlite) = (rates(PARSE), rates(SQLITE));
+        let ratios: Vec<f64> = parse.iter().zip(&sqlite).map(|(p, s)| s / p).collect();
+        println!(
+            "median of {} rounds: parse only {:.0} msg/s, ingest sqlite {:.0} msg/s{}",
+            a.rounds,
+            median(&parse),
+            median(&sqlite),
+            if a.no_postgres {
+                String::new()
+            } else {
+                format!(", ingest postgres {:.0} msg/s", median(&rates(POSTGRES)))
+            }
+        );
+        println!(
+            "sqlite ingest / parse-only = {:.2} (medians); per round: {}",
+            median(&sqlite) / median(&parse),
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        // The allocator keeps what earlier rounds freed, so only round 1's peaks are the
+        // phases' own.
+        println!(
+            "peak RSS of round 1 (later rounds start with what earlier ones left allocated): {}",
+            phases
+                .iter()
+                .filter(|p| p.round == 1)
+                .map(|p| format!("{} {:.0} MiB", p.name, p.peak_rss_mib))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One PostgreSQL ingest into a database created for it (and dropped after).
+async fn postgres_phase(
+    server: &str,
+    round: u32,
+    origins: &[local::Origin],
+    opts: &IngestOptions,
+    stats: &mailgen::GenStats,
+) -> anyhow::Result<Phase> {
+    let name = format!("intake_bench_{}_{round}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(server).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(server);
+    let store = Store::connect(&format!("{base}/{name}")).await?;
+    settle();
+    reset_peak_rss();
+    let t = Instant::now();
+    let res = pipeline::ingest(&store, origins.to_vec(), opts, None).await;
+    store.close().await;
+    let elapsed_end = Instant::now();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    let s = res?;
+    let mut p = phase(POSTGRES, round, s.total(), t, Some(s));
+    p.seconds = (elapsed_end - t).as_secs_f64();
+    p.messages_per_second = p.messages as f64 / p.seconds.max(1e-9);
+    check(&s, stats)?;
+    Ok(p)
+}
+
+/// Removes a SQLite database file with its WAL and shared-memory files (a fresh one per round).
+fn remove_sqlite(path: PathBuf) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// The median of `v` (the mean of the middle two for an even count); 0 when empty.
+#[must_use]
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// A benchmark that silently lost or duplicated work would be meaningless: check the outcome.
@@ -195,4 +285,17 @@ fn check(s: &Summary, g: &mailgen::GenStats) -> anyhow::Result<()> {
         "unexpected outcome {s:?} for {g:?}"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[7.0]), 7.0);
+        assert_eq!(median(&[]), 0.0);
+    }
 }
