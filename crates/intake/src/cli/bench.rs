@@ -9,7 +9,7 @@
 //! by ±5%), so a single pair of phases says little about their ratio; every round is printed
 //! too.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -81,14 +81,8 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn phase(
-    name: &str,
-    round: u32,
-    messages: u64,
-    started: Instant,
-    summary: Option<Summary>,
-) -> Phase {
-    let seconds = started.elapsed().as_secs_f64();
+/// A finished phase that took `seconds`; its peak RSS is read now.
+fn phase(name: &str, round: u32, messages: u64, seconds: f64, summary: Option<Summary>) -> Phase {
     Phase {
         name: name.into(),
         round,
@@ -138,6 +132,8 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     let project: ProjectKey = "BENCH".parse()?;
     let mut opts = IngestOptions::new("bench", project, rules.clone());
     opts.batch = a.batch;
+    let sqlite_path = tmp.path().join("bench.db");
+    let sqlite_url = format!("sqlite://{}", sqlite_path.display());
     let mut phases = Vec::new();
     for round in 1..=a.rounds {
         settle();
@@ -145,10 +141,9 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         let t = Instant::now();
         let n =
             pipeline::parse_only(origins.clone(), &rules, opts.batch, pipeline::cores()).await?;
-        phases.push(phase(PARSE, round, n, t, None));
+        phases.push(phase(PARSE, round, n, t.elapsed().as_secs_f64(), None));
 
-        let sqlite_url = format!("sqlite://{}", tmp.path().join("bench.db").display());
-        remove_sqlite(tmp.path().join("bench.db"));
+        remove_sqlite(&sqlite_path);
         let store = Store::connect(&sqlite_url).await?;
         settle();
         reset_peak_rss();
@@ -157,14 +152,20 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         // Closing checkpoints the WAL into the database file: part of the cost, so inside the
         // timing.
         store.close().await;
-        phases.push(phase(SQLITE, round, s.total(), t, Some(s)));
+        phases.push(phase(
+            SQLITE,
+            round,
+            s.total(),
+            t.elapsed().as_secs_f64(),
+            Some(s),
+        ));
         check(&s, &stats)?;
 
         if !a.no_postgres {
             phases.push(postgres_phase(&a.postgres, round, &origins, &opts, &stats).await?);
         }
     }
-    remove_sqlite(tmp.path().join("bench.db"));
+    remove_sqlite(&sqlite_path);
 
     if a.json {
         println!("{}", serde_json::to_string_pretty(&phases)?);
@@ -243,24 +244,21 @@ async fn postgres_phase(
     let t = Instant::now();
     let res = pipeline::ingest(&store, origins.to_vec(), opts, None).await;
     store.close().await;
-    let elapsed_end = Instant::now();
+    let seconds = t.elapsed().as_secs_f64();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE {name} WITH (FORCE)"
     )))
     .execute(&mut admin)
     .await?;
     let s = res?;
-    let mut p = phase(POSTGRES, round, s.total(), t, Some(s));
-    p.seconds = (elapsed_end - t).as_secs_f64();
-    p.messages_per_second = p.messages as f64 / p.seconds.max(1e-9);
     check(&s, stats)?;
-    Ok(p)
+    Ok(phase(POSTGRES, round, s.total(), seconds, Some(s)))
 }
 
 /// Removes a SQLite database file with its WAL and shared-memory files (a fresh one per round).
-fn remove_sqlite(path: PathBuf) {
+fn remove_sqlite(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.clone().into_os_string();
+        let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         let _ = std::fs::remove_file(p);
     }
