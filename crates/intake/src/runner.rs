@@ -845,6 +845,7 @@ mod tests {
             .map(|i| Listed {
                 key: i.to_string(),
                 identity: format!("x:{i}"),
+                size: None,
             })
             .collect()
     }

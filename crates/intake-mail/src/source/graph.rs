@@ -839,6 +839,7 @@ impl MailSource for GraphSource {
                     .map(|(id, _)| Listed {
                         key: id.clone(),
                         identity: Self::identity(id),
+                        size: None,
                     })
                     .collect()
             };
@@ -870,6 +871,7 @@ impl MailSource for GraphSource {
                 Ok(raw) => out.push(Fetched {
                     identity: item.identity.clone(),
                     raw,
+                    oversized: None,
                 }),
                 // Deleted or moved away since it was listed: nothing to take.
                 Err(e) if e.is_not_found() => {}

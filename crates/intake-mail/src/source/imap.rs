@@ -320,6 +320,7 @@ impl ImapSource {
                     Fetched {
                         identity: format!("imap:{validity}:{uid}"),
                         raw: body.to_vec(),
+                        oversized: None,
                     },
                 ));
             }
@@ -556,6 +557,7 @@ impl ImapSource {
                 .map(|u| Listed {
                     key: u.to_string(),
                     identity: format!("imap:{validity}:{u}"),
+                    size: None,
                 })
                 .collect(),
             checkpoint: checkpoint.map(|c| c.to_string()),

@@ -94,6 +94,10 @@ impl std::str::FromStr for Start {
 pub struct Listed {
     pub key: String,
     pub identity: String,
+    /// The size the server declares before download (IMAP `RFC822.SIZE`, POP3 `LIST`, Graph
+    /// `size`, file length), where known: used to bound batches in bytes and to quarantine an
+    /// oversized message from its headers without downloading its body.
+    pub size: Option<u64>,
 }
 
 /// What [`MailSource::list`] found.
@@ -187,7 +191,20 @@ pub trait MailSource: Send {
 pub struct Fetched {
     /// Stable identity for the ledger, e.g. `imap:<uidvalidity>:<uid>`.
     pub identity: String,
+    /// The whole message; only its header section when `oversized` is set.
     pub raw: Vec<u8>,
+    /// Set when the declared size is over the channel's limit: the body was not downloaded and
+    /// the message is quarantined from its headers with this size and limit.
+    pub oversized: Option<Oversized>,
+}
+
+/// A message left on the server because it is larger than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    /// Declared size in bytes.
+    pub size: u64,
+    /// The limit it exceeds, in bytes.
+    pub limit: u64,
 }
 
 /// What to do with a message on the server once its ticket effect is committed.

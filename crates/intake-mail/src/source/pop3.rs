@@ -658,6 +658,7 @@ impl Pop3Source {
         Ok(Fetched {
             identity: identity(uid),
             raw: self.retr(msgno).await?,
+            oversized: None,
         })
     }
 
@@ -767,6 +768,7 @@ impl MailSource for Pop3Mailbox {
                 .map(|(n, u)| Listed {
                     key: format!("{n} {u}"),
                     identity: identity(u),
+                    size: None,
                 })
                 .collect(),
             checkpoint: (checkpoint != Some(new_cp.as_str())).then_some(new_cp),

@@ -191,6 +191,7 @@ impl MailSource for MaildirSource {
                 .map(|(name, sub)| Listed {
                     identity: format!("maildir:{}", unique(&name)),
                     key: format!("{sub}/{name}"),
+                    size: None,
                 })
                 .collect(),
             checkpoint: None,
@@ -208,6 +209,7 @@ impl MailSource for MaildirSource {
                 Ok(raw) => out.push(Fetched {
                     identity: item.identity.clone(),
                     raw,
+                    oversized: None,
                 }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(&path, &e)),
@@ -286,6 +288,7 @@ impl MailSource for MboxSource {
             items.push(Listed {
                 key: format!("{}", n + 1),
                 identity: identity.clone(),
+                size: None,
             });
             self.cache.insert(identity, m);
         }
@@ -303,6 +306,7 @@ impl MailSource for MboxSource {
                 Some(Fetched {
                     identity: i.identity.clone(),
                     raw: self.cache.get(&i.identity)?.clone(),
+                    oversized: None,
                 })
             })
             .collect())
