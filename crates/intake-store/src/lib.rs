@@ -73,6 +73,8 @@ pub struct Store {
     backend: Backend,
     /// On a SQLite file: the connection that writes ticket batches (see [`apply`]).
     native: Option<apply::NativeWriter>,
+    /// On PostgreSQL: the native-driver pool that writes ticket batches (see [`apply`]).
+    pg: Option<apply::PgWriter>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -141,10 +143,22 @@ impl Store {
                 .transpose()?,
             Backend::Postgres => None,
         };
+        let pg = match backend {
+            Backend::Sqlite => None,
+            // MEASUREMENT ONLY (removed after choosing): `INTAKE_BENCH_PG_WRITER=any` keeps the
+            // old sqlx `Any` writer on PostgreSQL.
+            Backend::Postgres
+                if std::env::var("INTAKE_BENCH_PG_WRITER").is_ok_and(|v| v == "any") =>
+            {
+                None
+            }
+            Backend::Postgres => Some(apply::PgWriter::connect(&url)?),
+        };
         Ok(Self {
             pool,
             backend,
             native,
+            pg,
         })
     }
 
@@ -175,6 +189,9 @@ impl Store {
     pub async fn close(&self) {
         if let Some(n) = &self.native {
             n.close();
+        }
+        if let Some(pg) = &self.pg {
+            pg.close().await;
         }
         self.pool.close().await;
     }

@@ -1,12 +1,21 @@
-//! IMAP ingest benchmark against a real Dovecot on loopback (issue "Mail connectors").
+//! IMAP ingest benchmark against a real Dovecot on loopback: IMAPS beside a local import of the
+//! same mail, and beside fetchmail.
 //!
-//! `cargo bench -p intake --bench imap [-- MESSAGES]` (default 10,000) delivers N generated
-//! messages into a Dovecot mailbox, then measures in one run:
-//! (a) the network floor: one raw `UID FETCH 1:* (BODY.PEEK[])` over IMAPS, reading to the
-//!     tagged OK, nothing parsed;
-//! (b) `intake ingest` of the same messages from the mailbox's Maildir into a fresh SQLite file;
-//! (c) `intake run --once` of the IMAP channel over IMAPS into a fresh SQLite file (fetch,
-//!     commit, `\Seen`, checkpoint per batch).
+//! `cargo bench -p intake --bench imap [-- MESSAGES [ROUNDS]]` (default 10,000 messages, 3
+//! rounds) delivers N generated messages into a Dovecot mailbox, then measures, in rounds
+//! interleaved (a, a2, b, c, d, a, a2, b, …), each on fresh databases:
+//! (a) the network floor: one raw `UID FETCH 1:* (BODY.PEEK[])` over IMAPS (password login),
+//!     reading to the tagged OK, nothing parsed;
+//! (a2) Intake's own IMAP client fetching everything in batches of 500, nothing processed;
+//! (b) `intake ingest`'s pipeline over the very same files (the mailbox's Maildir) into a fresh
+//!     SQLite file, including the close (final WAL checkpoint);
+//! (c) `intake run --once` of an IMAPS channel (password login, `batch = 500`, mark-read) into a
+//!     fresh SQLite file: connect, login, lease, fetch, commit, `\Seen`, checkpoint per batch,
+//!     close;
+//! (d) fetchmail over IMAPS (password login, `fetchall`, `keep`, every message to an mda
+//!     `cat >/dev/null`), if `fetchmail` is installed (Debian package `fetchmail`).
+//! The summary gives the median of each and the ratios of the medians — (c) ÷ (b), goal ≤ 1.3;
+//! (d) ÷ (c), goal ≥ 10 — with every round's own ratio and the load average before and after.
 //! Results go to docs/BENCHMARKS.md by hand, with this command.
 
 use std::time::Instant;
@@ -83,10 +92,9 @@ async fn raw_fetch(dc: &Dovecot) -> usize {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000);
+    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
+    let n = args.next().unwrap_or(10_000);
+    let rounds = args.next().unwrap_or(3).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -110,80 +118,200 @@ fn main() {
     .unwrap();
     dc.deliver_many(USER, msgs).unwrap();
     println!(
-        "{} messages, {:.1} MiB",
+        "{} messages, {:.1} MiB; load average before: {}",
         stats.messages,
-        stats.bytes as f64 / 1048576.0
+        stats.bytes as f64 / 1048576.0,
+        loadavg()
     );
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("pw");
+    std::fs::write(&password_file, "s3cret").unwrap();
+    let toml = format!(
+        "[[channel]]\nname = \"bench\"\nproject = \"BENCH\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
+         mailbox = \"{USER}\"\nauth = \"password:file:{}\"\nstart = \"all\"\nbatch = 500\n",
+        dc.imaps_port,
+        dc.ca_path.display(),
+        password_file.display()
+    );
+    let cfg_path = dir.path().join("intake.toml");
+    std::fs::write(&cfg_path, toml).unwrap();
+    let config = Config::load(Some(&cfg_path)).unwrap();
+    let channel: ChannelConfig = config.channels[0].clone();
+    let fetchmail = which("fetchmail");
+    if fetchmail.is_none() {
+        println!("(d) skipped: fetchmail is not installed (apt-get install fetchmail)");
+    }
+
+    let (mut floor, mut client, mut maildir, mut imap, mut fm) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {
         // Warm Dovecot's index once (first SELECT of a never-indexed Maildir is slower).
         raw_fetch(&dc).await;
-        let t = Instant::now();
-        let bytes = raw_fetch(&dc).await;
-        let floor = t.elapsed().as_secs_f64();
-        println!("(a) raw UID FETCH 1:* over IMAPS: {floor:.2} s ({:.0} MB/s)", bytes as f64 / floor / 1e6);
+        for round in 1..=rounds {
+            println!("round {round}:");
+            let t = Instant::now();
+            let bytes = raw_fetch(&dc).await;
+            let secs = t.elapsed().as_secs_f64();
+            println!("  (a) raw UID FETCH 1:* over IMAPS: {secs:.2} s ({:.0} MB/s)", bytes as f64 / secs / 1e6);
+            floor.push(secs);
 
-        // (a2) Intake's own IMAP client (async-imap) fetching everything in batches of 500,
-        // nothing processed: the client's share of the IMAP run.
-        {
-            use intake_mail::source::imap::{ImapAuth, ImapSettings, ImapSource, Tls};
-            let mut src = ImapSource::connect(&ImapSettings {
-                host: "127.0.0.1".into(),
-                port: dc.imaps_port,
-                tls: Tls::Implicit,
-                ca_pem: Some(dc.ca_pem.as_bytes().to_vec()),
-                auth: ImapAuth::Password {
-                    user: USER.into(),
-                    password: secrecy::SecretString::from("s3cret".to_string()),
-                },
-                folder: "INBOX".into(),
-                proxy: None,
-            })
-            .await
-            .unwrap();
-            let (t, cpu) = (Instant::now(), cpu_seconds());
-            let uids = src.new_uids(None, usize::MAX).await.unwrap();
-            let mut got = 0;
-            for chunk in uids.chunks(500) {
-                got += src.fetch(chunk).await.unwrap().len();
+            // (a2) Intake's own IMAP client (async-imap) fetching everything in batches of 500,
+            // nothing processed: the client's share of the IMAP run.
+            {
+                use intake_mail::source::imap::{ImapAuth, ImapSettings, ImapSource, Tls};
+                let mut src = ImapSource::connect(&ImapSettings {
+                    host: "127.0.0.1".into(),
+                    port: dc.imaps_port,
+                    tls: Tls::Implicit,
+                    ca_pem: Some(dc.ca_pem.as_bytes().to_vec()),
+                    auth: ImapAuth::Password {
+                        user: USER.into(),
+                        password: secrecy::SecretString::from("s3cret".to_string()),
+                    },
+                    folder: "INBOX".into(),
+                    proxy: None,
+                })
+                .await
+                .unwrap();
+                let (t, cpu) = (Instant::now(), cpu_seconds());
+                let uids = src.new_uids(None, usize::MAX).await.unwrap();
+                let mut got = 0;
+                for chunk in uids.chunks(500) {
+                    got += src.fetch(chunk).await.unwrap().len();
+                }
+                let secs = t.elapsed().as_secs_f64();
+                println!(
+                    "  (a2) Intake's IMAP client, UID FETCH in batches of 500, nothing processed: {secs:.2} s ({:.2} CPU-s in Intake, {got} messages)",
+                    cpu_seconds() - cpu
+                );
+                client.push(secs);
             }
-            println!(
-                "(a2) Intake's IMAP client, UID FETCH in batches of 500, nothing processed: {:.2} s ({:.2} CPU-s in Intake, {got} messages)",
-                t.elapsed().as_secs_f64(),
-                cpu_seconds() - cpu
-            );
+
+            let db = dir.path().join(format!("m{round}.db"));
+            let store = Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+            let opts = IngestOptions::new("maildir", "BENCH".parse().unwrap(), ChannelRules::default());
+            settle();
+            let (t, cpu) = (Instant::now(), cpu_seconds());
+            let s = pipeline::ingest_paths(&store, &[dc.maildir(USER)], &opts, None).await.unwrap();
+            store.close().await;
+            let secs = t.elapsed().as_secs_f64();
+            println!("  (b) intake ingest of the Maildir: {secs:.2} s ({:.0} msg/s, {:.2} CPU-s in Intake) {s:?}", n as f64 / secs, cpu_seconds() - cpu);
+            assert_eq!(s.total(), n as u64, "the Maildir ingest lost or doubled messages");
+            maildir.push(secs);
+
+            let db = dir.path().join(format!("i{round}.db"));
+            let store = Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+            settle();
+            let (t, cpu) = (Instant::now(), cpu_seconds());
+            let s = intake::runner::run_once(&config, &store, &channel).await.unwrap().unwrap();
+            store.close().await;
+            let secs = t.elapsed().as_secs_f64();
+            println!("  (c) intake run --once over IMAPS: {secs:.2} s ({:.0} msg/s, {:.2} CPU-s in Intake; Dovecot's own CPU comes on top) {s:?}", n as f64 / secs, cpu_seconds() - cpu);
+            assert_eq!(s.total(), n as u64, "the IMAP run lost or doubled messages");
+            imap.push(secs);
+            println!("  IMAP run / Maildir ingest = {:.2}", imap[imap.len() - 1] / maildir[maildir.len() - 1]);
+
+            if let Some(bin) = &fetchmail {
+                let secs = run_fetchmail(bin, &dc, dir.path());
+                println!("  (d) fetchmail over IMAPS to `cat >/dev/null`: {secs:.2} s ({:.1}x Intake's IMAP run)", secs / imap[imap.len() - 1]);
+                fm.push(secs);
+            }
         }
+    });
+    let (b, c) = (median(&maildir), median(&imap));
+    println!(
+        "medians of {rounds} rounds: (a) floor {:.2} s, (a2) Intake's client {:.2} s, (b) Maildir ingest {b:.2} s, (c) IMAP run {c:.2} s{}",
+        median(&floor),
+        median(&client),
+        if fm.is_empty() { String::new() } else { format!(", (d) fetchmail {:.2} s", median(&fm)) }
+    );
+    let per_round = |x: &[f64], y: &[f64]| {
+        x.iter().zip(y).map(|(x, y)| format!("{:.2}", x / y)).collect::<Vec<_>>().join(" ")
+    };
+    println!(
+        "IMAP run / Maildir ingest = {:.2} (medians; goal <= 1.3); per round: {}",
+        c / b,
+        per_round(&imap, &maildir)
+    );
+    if !fm.is_empty() {
+        println!(
+            "fetchmail / IMAP run = {:.1} (medians; goal >= 10); per round: {}",
+            median(&fm) / c,
+            per_round(&fm, &imap)
+        );
+    }
+    println!("load average after: {}", loadavg());
+}
 
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("m.db").display())).await.unwrap();
-        let opts = IngestOptions::new("maildir", "BENCH".parse().unwrap(), ChannelRules::default());
-        let (t, cpu) = (Instant::now(), cpu_seconds());
-        let s = pipeline::ingest_paths(&store, &[dc.maildir(USER)], &opts, None).await.unwrap();
-        store.close().await;
-        let maildir = t.elapsed().as_secs_f64();
-        let maildir_cpu = cpu_seconds() - cpu;
-        println!("(b) intake ingest of the Maildir: {maildir:.2} s ({:.0} msg/s, {maildir_cpu:.2} CPU-s in Intake) {s:?}", n as f64 / maildir);
+/// The 1-, 5- and 15-minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
 
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display())).await.unwrap();
-        let toml = format!(
-            "[[channel]]\nname = \"bench\"\nproject = \"BENCH\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
-             mailbox = \"{USER}\"\nauth = \"password:env:BENCH_PW\"\nstart = \"all\"\nbatch = 500\n",
+/// Dirty pages of an earlier step are written back before a timed one, untimed.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(bin))
+        .find(|p| p.is_file())
+}
+
+/// fetchmail over IMAPS with password login, every message (seen or not, kept on the server)
+/// handed to `cat >/dev/null`; returns the wall time.
+fn run_fetchmail(bin: &std::path::Path, dc: &Dovecot, dir: &std::path::Path) -> f64 {
+    use std::os::unix::fs::PermissionsExt;
+    let home = dir.join("fetchmail");
+    std::fs::create_dir_all(&home).unwrap();
+    let rc = home.join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set no syslog\nset no bouncemail\n\
+             poll 127.0.0.1 protocol IMAP port {} timeout 600\n  \
+             user \"{USER}\" password \"s3cret\" is root here\n  \
+             ssl sslcertck sslcertfile \"{}\"\n  folder INBOX\n  fetchall keep\n  \
+             mda \"cat >/dev/null\"\n",
             dc.imaps_port,
             dc.ca_path.display()
-        );
-        let cfg_path = dir.path().join("intake.toml");
-        std::fs::write(&cfg_path, toml).unwrap();
-        let config = Config::load(Some(&cfg_path)).unwrap();
-        let channel: ChannelConfig = config.channels[0].clone();
-        let password_file = dir.path().join("pw");
-        std::fs::write(&password_file, "s3cret").unwrap();
-        let mut channel = channel;
-        channel.auth = Some(format!("password:file:{}", password_file.display()));
-        let (t, cpu) = (Instant::now(), cpu_seconds());
-        let s = intake::runner::run_once(&config, &store, &channel).await.unwrap().unwrap();
-        store.close().await;
-        let imap = t.elapsed().as_secs_f64();
-        let imap_cpu = cpu_seconds() - cpu;
-        println!("(c) intake run --once over IMAPS: {imap:.2} s ({:.0} msg/s, {imap_cpu:.2} CPU-s in Intake; Dovecot's own CPU comes on top) {s:?}", n as f64 / imap);
-        println!("IMAP run / Maildir ingest = {:.2} (goal <= 1.3)", imap / maildir);
-    });
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    settle();
+    let t = Instant::now();
+    let out = std::process::Command::new(bin)
+        .args(["--silent", "--fetchmailrc"])
+        .arg(&rc)
+        .args(["--idfile"])
+        .arg(home.join("ids"))
+        .env("FETCHMAILHOME", &home)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "fetchmail failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }

@@ -13,9 +13,12 @@
 //! 3. **Write** all effects (tickets, comments, blobs, attachments, customers, outcomes).
 //!
 //! Steps 1–3 are written once, in [`apply_with`], against the [`Writer`] trait: the statements
-//! of one batch transaction. It has two implementations:
-//! - [`any`]: sqlx's `Any` driver, used on PostgreSQL (and on SQLite when the database is not a
-//!   file), with multi-row statements so a batch costs a few round trips;
+//! of one batch transaction. It has three implementations:
+//! - [`pg`]: sqlx's native PostgreSQL driver, used on PostgreSQL: one fixed-text statement per
+//!   step with one array parameter per column (`INSERT … SELECT … FROM UNNEST(…)`), so a batch
+//!   costs about a dozen round trips of prepared statements;
+//! - [`any`]: sqlx's `Any` driver, used on SQLite when the database is not a file, with
+//!   multi-row statements;
 //! - [`native`]: a dedicated rusqlite connection used on SQLite files, with cached single-row
 //!   statements. SQLite runs in-process, so there are no round trips to save, and sqlx's `Any`
 //!   path copied every text argument twice and compiled a fresh 900-parameter statement per
@@ -27,6 +30,7 @@
 
 mod any;
 mod native;
+mod pg;
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,6 +40,7 @@ use intake_core::{
 };
 
 pub(crate) use native::NativeWriter;
+pub(crate) use pg::PgWriter;
 
 use crate::{Store, StoreError, now};
 
@@ -343,6 +348,9 @@ impl Store {
     ) -> Result<Vec<Applied>, StoreError> {
         if let Some(native) = &self.native {
             return native.apply(channel, project, guard, batch);
+        }
+        if let Some(pg) = &self.pg {
+            return pg.apply(channel, project, guard, batch).await;
         }
         let mut tx = self.pool().begin().await?;
         let out = apply_with(&mut tx, channel, project, guard, batch).await?;

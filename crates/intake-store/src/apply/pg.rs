@@ -1,0 +1,683 @@
+//! The batch statements on sqlx's native PostgreSQL driver, for PostgreSQL databases.
+//!
+//! What this is for: PostgreSQL is the database several nodes share, and through sqlx's `Any`
+//! driver it ingested at a fifth of SQLite's rate. The cost was not PostgreSQL's work but the
+//! way statements reached it: multi-row `VALUES` lists of at most 900 parameters, so a
+//! 500-message batch was dozens of statements, each with a text that depended on its row count
+//! (parsed and planned anew, and cached per text), every argument converted to `Any` values
+//! and copied again, and one round trip per existing ticket a batch comments on.
+//!
+//! Here every step of [`apply_with`] is **one statement per batch with a fixed text**: the rows
+//! go as one array parameter per column, `INSERT … SELECT … FROM UNNEST($1::text[], …)`
+//! (`UPDATE … FROM UNNEST(…)`, `… = ANY($1)`), so
+//! - a batch costs one round trip per step (about a dozen), whatever its size;
+//! - each statement is parsed and planned once per connection and then run as a prepared
+//!   statement (sqlx's per-connection statement cache);
+//! - arguments are encoded once, in PostgreSQL's binary format, straight from the batch.
+//!
+//! Ticket, comment and ledger ids come back in the `RETURNING` of the statement that inserts
+//! them (no extra round trip). Updates of existing tickets a batch touches (participants,
+//! `updated_at`) are collected and written by one statement just before commit
+//! ([`PgBatch::flush`]); nothing in the batch reads them back in between.
+//!
+//! Rows that other nodes may lock too (customers, touched tickets) are written in key order, so
+//! two nodes committing overlapping batches wait for each other instead of deadlocking. The
+//! claim keeps the engine's semantics: a claim row another node inserted but has not committed
+//! blocks this statement until that node commits (then it is a conflict: a duplicate) or rolls
+//! back (then this node owns it).
+//!
+//! The measured choice between this and `COPY` into a staging table is in docs/decisions.md;
+//! the numbers in docs/BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use intake_core::{LoopGuard, ProjectKey};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
+use sqlx::{Row, Transaction};
+
+use super::{
+    Applied, AttachmentRow, Incoming, LedgerOutcome, NewComment, NewTicket, TicketRow, Writer,
+    apply_with,
+};
+use crate::StoreError;
+
+/// Sets lz4 TOAST compression for the session where the server supports it.
+const LZ4: &str = "DO $$ BEGIN PERFORM set_config('default_toast_compression', 'lz4', false);
+    EXCEPTION WHEN invalid_parameter_value THEN NULL; END $$";
+
+/// Bytes of blob data per `INSERT INTO blobs` statement (a bound on one protocol message).
+const BLOB_BYTES_PER_STATEMENT: usize = 32 << 20;
+
+/// The PostgreSQL batch writer shared by all clones of one [`Store`](crate::Store): its own
+/// small pool of native connections, next to the `Any` pool that serves every read.
+#[derive(Debug, Clone)]
+pub(crate) struct PgWriter {
+    pool: PgPool,
+    /// MEASUREMENT ONLY (removed after choosing): `INTAKE_BENCH_PG_WRITER=copy` sends claims and
+    /// tickets through `COPY` into a staging table instead of `UNNEST`.
+    copy: bool,
+}
+
+impl PgWriter {
+    /// A pool on the same server and database as the store's `url` (connections are opened
+    /// when batches need them).
+    pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pglz = std::env::var("INTAKE_BENCH_PG_TOAST").is_ok_and(|v| v == "pglz");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if !pglz {
+                        // TOAST compression of the values this connection writes (ticket
+                        // descriptions, comment bodies, blobs) with lz4 instead of the default
+                        // pglz, which was more than half of the server's CPU in an ingest. Best
+                        // effort: a server built without lz4 keeps pglz.
+                        sqlx::raw_sql(LZ4).execute(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts);
+        let copy = std::env::var("INTAKE_BENCH_PG_WRITER").is_ok_and(|v| v == "copy");
+        Ok(Self { pool, copy })
+    }
+
+    /// Apply one batch in one transaction (see [`apply_with`]).
+    pub(crate) async fn apply(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        guard: &LoopGuard,
+        batch: &[Incoming],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut b = PgBatch {
+            tx: self.pool.begin().await?,
+            touched: Vec::new(),
+            copy: self.copy,
+        };
+        if self.copy {
+            sqlx::raw_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS stage_claim (identity text, message_id text,
+                     content_hash text, sender text, sent_at int8, received_at int8, ord int8)
+                     ON COMMIT DELETE ROWS;
+                 CREATE TEMP TABLE IF NOT EXISTS stage_ticket (number int8, key text,
+                     summary text, description text, reporter text, participants text)
+                     ON COMMIT DELETE ROWS;
+                 SET client_min_messages = warning;",
+            )
+            .execute(&mut *b.tx)
+            .await?;
+        }
+        let out = apply_with(&mut b, channel, project, guard, batch).await?;
+        b.flush().await?;
+        b.tx.commit().await?;
+        Ok(out)
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// One batch transaction, with the ticket updates it defers to the end.
+pub(crate) struct PgBatch<'c> {
+    tx: Transaction<'c, Postgres>,
+    /// (ticket id, participants JSON, updated_at) of existing tickets this batch touched.
+    touched: Vec<(i64, String, i64)>,
+    copy: bool,
+}
+
+/// One field in `COPY … (FORMAT text)`.
+fn copy_field(out: &mut Vec<u8>, v: Option<&str>) {
+    let Some(v) = v else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(b),
+        }
+    }
+}
+
+fn copy_row(out: &mut Vec<u8>, fields: &[Option<&str>]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        copy_field(out, *f);
+    }
+    out.push(b'\n');
+}
+
+impl PgBatch<'_> {
+    async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        let mut c = self.tx.copy_in_raw(statement).await?;
+        c.send(data).await?;
+        c.finish().await?;
+        Ok(())
+    }
+}
+
+impl PgBatch<'_> {
+    /// Write the deferred ticket updates (one statement, in id order).
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.touched.is_empty() {
+            return Ok(());
+        }
+        self.touched.sort_unstable_by_key(|t| t.0);
+        let ids: Vec<i64> = self.touched.iter().map(|t| t.0).collect();
+        let participants: Vec<&str> = self.touched.iter().map(|t| t.1.as_str()).collect();
+        let ts: Vec<i64> = self.touched.iter().map(|t| t.2).collect();
+        sqlx::query(
+            "UPDATE tickets SET updated_at = v.ts, participants = v.participants
+             FROM UNNEST($1::int8[], $2::text[], $3::int8[]) AS v(id, participants, ts)
+             WHERE tickets.id = v.id",
+        )
+        .bind(&ids)
+        .bind(&participants)
+        .bind(&ts)
+        .execute(&mut *self.tx)
+        .await?;
+        self.touched.clear();
+        Ok(())
+    }
+}
+
+impl Writer for PgBatch<'_> {
+    async fn claim(
+        &mut self,
+        channel: &str,
+        batch: &[Incoming],
+        ts: i64,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        if self.copy {
+            let mut data = Vec::new();
+            for (i, inc) in batch.iter().enumerate() {
+                let env = &inc.prepared.envelope;
+                let (sent, recv, ord) = (
+                    env.sent_at.map(|t| t.to_string()),
+                    inc.received_at.to_string(),
+                    i.to_string(),
+                );
+                copy_row(
+                    &mut data,
+                    &[
+                        Some(&inc.identity),
+                        env.message_id.as_deref(),
+                        Some(&env.content_hash),
+                        env.sender.as_deref(),
+                        sent.as_deref(),
+                        Some(&recv),
+                        Some(&ord),
+                    ],
+                );
+            }
+            self.copy_in("COPY stage_claim FROM STDIN", data).await?;
+            let rows = sqlx::query(
+                "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender,
+                     sent_at, outcome, received_at, processed_at)
+                 SELECT $1, v.identity, v.message_id, v.content_hash, v.sender, v.sent_at,
+                     'pending', v.received_at, $2
+                 FROM stage_claim AS v ORDER BY v.ord
+                 ON CONFLICT DO NOTHING
+                 RETURNING id, identity",
+            )
+            .bind(channel)
+            .bind(ts)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+            for row in rows {
+                ids.insert(row.try_get(1)?, row.try_get(0)?);
+            }
+            return Ok(batch.iter().map(|inc| ids.remove(&inc.identity)).collect());
+        }
+        let n = batch.len();
+        let (mut identity, mut message_id, mut hash, mut sender, mut sent_at, mut received_at) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for inc in batch {
+            let env = &inc.prepared.envelope;
+            identity.push(inc.identity.as_str());
+            message_id.push(env.message_id.as_deref());
+            hash.push(env.content_hash.as_str());
+            sender.push(env.sender.as_deref());
+            sent_at.push(env.sent_at);
+            received_at.push(inc.received_at);
+        }
+        // `ORDER BY ord` keeps the batch's order, so the first occurrence of a repeated
+        // identity is the one inserted and claims meet other nodes' claims in one order.
+        let rows = sqlx::query(
+            "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender,
+                 sent_at, outcome, received_at, processed_at)
+             SELECT $1, v.identity, v.message_id, v.content_hash, v.sender, v.sent_at, 'pending',
+                 v.received_at, $2
+             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[])
+                 WITH ORDINALITY AS v(identity, message_id, content_hash, sender, sent_at,
+                     received_at, ord)
+             ORDER BY v.ord
+             ON CONFLICT DO NOTHING
+             RETURNING id, identity",
+        )
+        .bind(channel)
+        .bind(ts)
+        .bind(&identity)
+        .bind(&message_id)
+        .bind(&hash)
+        .bind(&sender)
+        .bind(&sent_at)
+        .bind(&received_at)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            ids.insert(row.try_get(1)?, row.try_get(0)?);
+        }
+        // The first occurrence of an identity owns the claim; repeats in the batch are duplicates.
+        Ok(batch.iter().map(|inc| ids.remove(&inc.identity)).collect())
+    }
+
+    async fn recent(
+        &mut self,
+        channel: &str,
+        from: i64,
+        to: i64,
+        senders: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = super::recent_sql("$1", "sender = ANY($4::text[])", "$2", "$3");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(channel)
+            .bind(from)
+            .bind(to)
+            .bind(senders)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn lock_counter(&mut self, project: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT next_number FROM projects WHERE key = $1 FOR UPDATE")
+                .bind(project)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn set_counter(&mut self, project: &str, next: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE projects SET next_number = $1 WHERE key = $2")
+            .bind(next)
+            .bind(project)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn threads(&mut self, refs: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT message_id, ticket_key FROM message_ledger
+             WHERE ticket_key IS NOT NULL AND message_id = ANY($1::text[])",
+        )
+        .bind(refs)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn tickets(&mut self, keys: &[String]) -> Result<Vec<TicketRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, key, reporter, participants FROM tickets WHERE key = ANY($1::text[])",
+        )
+        .bind(keys)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TicketRow {
+                    id: r.try_get(0)?,
+                    key: r.try_get(1)?,
+                    reporter: r.try_get(2)?,
+                    participants: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_tickets(
+        &mut self,
+        channel: &str,
+        project: &ProjectKey,
+        tickets: &[NewTicket<'_>],
+        ts: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if tickets.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.copy {
+            let mut data = Vec::new();
+            for t in tickets {
+                let (num, part) = (t.number.to_string(), super::json_list(&t.participants));
+                copy_row(
+                    &mut data,
+                    &[
+                        Some(&num),
+                        Some(&t.key),
+                        Some(&t.draft.summary),
+                        Some(&t.draft.description),
+                        Some(&t.draft.reporter),
+                        Some(&part),
+                    ],
+                );
+            }
+            self.copy_in("COPY stage_ticket FROM STDIN", data).await?;
+            let rows = sqlx::query(
+                "INSERT INTO tickets (project_key, number, key, summary, description, reporter,
+                     participants, status, channel, created_at, updated_at)
+                 SELECT $1, v.number, v.key, v.summary, v.description, v.reporter,
+                     v.participants, 'open', $2, $3, $3
+                 FROM stage_ticket AS v
+                 RETURNING id, number",
+            )
+            .bind(project.as_str())
+            .bind(channel)
+            .bind(ts)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            let mut by_number: HashMap<i64, i64> = HashMap::with_capacity(rows.len());
+            for row in rows {
+                by_number.insert(row.try_get(1)?, row.try_get(0)?);
+            }
+            return tickets
+                .iter()
+                .map(|t| {
+                    by_number
+                        .get(&t.number)
+                        .copied()
+                        .ok_or_else(|| StoreError::Corrupt(format!("no id for {}", t.key)))
+                })
+                .collect();
+        }
+        let n = tickets.len();
+        let (mut number, mut key, mut summary, mut description, mut reporter, mut participants) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for t in tickets {
+            number.push(t.number);
+            key.push(t.key.as_str());
+            summary.push(t.draft.summary.as_str());
+            description.push(t.draft.description.as_str());
+            reporter.push(t.draft.reporter.as_str());
+            participants.push(super::json_list(&t.participants));
+        }
+        let rows = sqlx::query(
+            "INSERT INTO tickets (project_key, number, key, summary, description, reporter,
+                 participants, status, channel, created_at, updated_at)
+             SELECT $1, v.number, v.key, v.summary, v.description, v.reporter, v.participants,
+                 'open', $2, $3, $3
+             FROM UNNEST($4::int8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                 AS v(number, key, summary, description, reporter, participants)
+             RETURNING id, number",
+        )
+        .bind(project.as_str())
+        .bind(channel)
+        .bind(ts)
+        .bind(&number)
+        .bind(&key)
+        .bind(&summary)
+        .bind(&description)
+        .bind(&reporter)
+        .bind(&participants)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut by_number: HashMap<i64, i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            by_number.insert(row.try_get(1)?, row.try_get(0)?);
+        }
+        tickets
+            .iter()
+            .map(|t| {
+                by_number
+                    .get(&t.number)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("no id for {}", t.key)))
+            })
+            .collect()
+    }
+
+    async fn touch_ticket(
+        &mut self,
+        id: i64,
+        participants: &str,
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        // Written by `flush` before commit, with the batch's other touches.
+        self.touched.push((id, participants.to_string(), ts));
+        Ok(())
+    }
+
+    async fn insert_comments(
+        &mut self,
+        comments: &[(i64, &NewComment<'_>)],
+        ts: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        if comments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = comments.len();
+        let (mut ticket, mut author, mut body, mut ledger) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (t, c) in comments {
+            ticket.push(*t);
+            author.push(c.draft.reporter.as_str());
+            body.push(c.draft.reply_text.as_str());
+            ledger.push(c.ledger_id);
+        }
+        let rows = sqlx::query(
+            "INSERT INTO comments (ticket_id, author, body, ledger_id, created_at)
+             SELECT v.ticket_id, v.author, v.body, v.ledger_id, $1
+             FROM UNNEST($2::int8[], $3::text[], $4::text[], $5::int8[])
+                 WITH ORDINALITY AS v(ticket_id, author, body, ledger_id, ord)
+             ORDER BY v.ord
+             RETURNING id, ledger_id",
+        )
+        .bind(ts)
+        .bind(&ticket)
+        .bind(&author)
+        .bind(&body)
+        .bind(&ledger)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut by_ledger: HashMap<i64, i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            by_ledger.insert(row.try_get(1)?, row.try_get(0)?);
+        }
+        comments
+            .iter()
+            .map(|(_, c)| {
+                by_ledger
+                    .get(&c.ledger_id)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt("comment without id".into()))
+            })
+            .collect()
+    }
+
+    async fn put_blobs(&mut self, blobs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let mut rest = blobs;
+        while !rest.is_empty() {
+            // At least one blob per statement, then as many as fit the byte budget.
+            let mut end = 1;
+            let mut bytes = rest[0].1.len();
+            while end < rest.len() && bytes + rest[end].1.len() <= BLOB_BYTES_PER_STATEMENT {
+                bytes += rest[end].1.len();
+                end += 1;
+            }
+            let (chunk, tail) = rest.split_at(end);
+            let hash: Vec<&str> = chunk.iter().map(|b| b.0).collect();
+            let size: Vec<i64> = chunk.iter().map(|b| b.1.len() as i64).collect();
+            let data: Vec<&[u8]> = chunk.iter().map(|b| b.1).collect();
+            sqlx::query(
+                "INSERT INTO blobs (hash, size, data)
+                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::bytea[])
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(&hash)
+            .bind(&size)
+            .bind(&data)
+            .execute(&mut *self.tx)
+            .await?;
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    async fn insert_attachments(&mut self, rows: &[AttachmentRow<'_>]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let n = rows.len();
+        let (mut ticket, mut comment, mut filename, mut content_type) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut content_id, mut inline, mut size, mut hash) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (t, c, a) in rows {
+            ticket.push(*t);
+            comment.push(*c);
+            filename.push(a.filename.as_str());
+            content_type.push(a.content_type.as_str());
+            content_id.push(a.content_id.as_deref());
+            inline.push(i64::from(a.inline));
+            size.push(a.data.len() as i64);
+            hash.push(a.hash.as_str());
+        }
+        sqlx::query(
+            "INSERT INTO attachments (ticket_id, comment_id, filename, content_type, content_id,
+                 inline, size, blob_hash)
+             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[],
+                 $6::int8[], $7::int8[], $8::text[])",
+        )
+        .bind(&ticket)
+        .bind(&comment)
+        .bind(&filename)
+        .bind(&content_type)
+        .bind(&content_id)
+        .bind(&inline)
+        .bind(&size)
+        .bind(&hash)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_customers(
+        &mut self,
+        customers: &HashMap<String, Option<String>>,
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        if customers.is_empty() {
+            return Ok(());
+        }
+        // Key order: two nodes upserting the same customers lock them in the same order.
+        let mut all: Vec<(&String, &Option<String>)> = customers.iter().collect();
+        all.sort_unstable_by_key(|c| c.0);
+        let address: Vec<&str> = all.iter().map(|c| c.0.as_str()).collect();
+        let name: Vec<Option<&str>> = all.iter().map(|c| c.1.as_deref()).collect();
+        sqlx::query(
+            "INSERT INTO customers (address, display_name, first_seen, last_seen)
+             SELECT v.address, v.display_name, $1, $1
+             FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS v(address, display_name, ord)
+             ORDER BY v.ord
+             ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen,
+                 display_name = COALESCE(excluded.display_name, customers.display_name)",
+        )
+        .bind(ts)
+        .bind(&address)
+        .bind(&name)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_outcomes(
+        &mut self,
+        outcomes: &[LedgerOutcome],
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let n = outcomes.len();
+        let (mut id, mut kind, mut key, mut reason, mut raw_hash) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for o in outcomes {
+            let (k, t, r) = o.columns();
+            id.push(o.id);
+            kind.push(k);
+            key.push(t);
+            reason.push(r);
+            raw_hash.push(o.raw_hash.as_deref());
+        }
+        let done = sqlx::query(
+            "UPDATE message_ledger SET outcome = v.outcome, ticket_key = v.ticket_key,
+                 reason = v.reason, raw_hash = v.raw_hash, processed_at = $1
+             FROM UNNEST($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[])
+                 AS v(id, outcome, ticket_key, reason, raw_hash)
+             WHERE message_ledger.id = v.id",
+        )
+        .bind(ts)
+        .bind(&id)
+        .bind(&kind)
+        .bind(&key)
+        .bind(&reason)
+        .bind(&raw_hash)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if done != n as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "recorded {done} of {n} ledger outcomes"
+            )));
+        }
+        Ok(())
+    }
+}
