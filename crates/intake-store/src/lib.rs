@@ -145,13 +145,6 @@ impl Store {
         };
         let pg = match backend {
             Backend::Sqlite => None,
-            // MEASUREMENT ONLY (removed after choosing): `INTAKE_BENCH_PG_WRITER=any` keeps the
-            // old sqlx `Any` writer on PostgreSQL.
-            Backend::Postgres
-                if std::env::var("INTAKE_BENCH_PG_WRITER").is_ok_and(|v| v == "any") =>
-            {
-                None
-            }
             Backend::Postgres => Some(apply::PgWriter::connect(&url)?),
         };
         Ok(Self {

@@ -92,7 +92,9 @@ async fn raw_fetch(dc: &Dovecot) -> usize {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
     let n = args.next().unwrap_or(10_000);
     let rounds = args.next().unwrap_or(3).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -223,10 +225,18 @@ fn main() {
         "medians of {rounds} rounds: (a) floor {:.2} s, (a2) Intake's client {:.2} s, (b) Maildir ingest {b:.2} s, (c) IMAP run {c:.2} s{}",
         median(&floor),
         median(&client),
-        if fm.is_empty() { String::new() } else { format!(", (d) fetchmail {:.2} s", median(&fm)) }
+        if fm.is_empty() {
+            String::new()
+        } else {
+            format!(", (d) fetchmail {:.2} s", median(&fm))
+        }
     );
     let per_round = |x: &[f64], y: &[f64]| {
-        x.iter().zip(y).map(|(x, y)| format!("{:.2}", x / y)).collect::<Vec<_>>().join(" ")
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| format!("{:.2}", x / y))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     println!(
         "IMAP run / Maildir ingest = {:.2} (medians; goal <= 1.3); per round: {}",

@@ -26,8 +26,12 @@
 //! blocks this statement until that node commits (then it is a conflict: a duplicate) or rolls
 //! back (then this node owns it).
 //!
-//! The measured choice between this and `COPY` into a staging table is in docs/decisions.md;
-//! the numbers in docs/BENCHMARKS.md.
+//! The writer's connections set `default_toast_compression = lz4` (where the server has lz4):
+//! pglz, the default, compressing ticket descriptions and blobs was more than half of the
+//! server's CPU in an ingest.
+//!
+//! The measured choice between this, `COPY` into a staging table and the old `Any` statements
+//! is in docs/decisions.md; the ingest numbers in docs/BENCHMARKS.md.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -55,9 +59,6 @@ const BLOB_BYTES_PER_STATEMENT: usize = 32 << 20;
 #[derive(Debug, Clone)]
 pub(crate) struct PgWriter {
     pool: PgPool,
-    /// MEASUREMENT ONLY (removed after choosing): `INTAKE_BENCH_PG_WRITER=copy` sends claims and
-    /// tickets through `COPY` into a staging table instead of `UNNEST`.
-    copy: bool,
 }
 
 impl PgWriter {
@@ -65,25 +66,21 @@ impl PgWriter {
     /// when batches need them).
     pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)?;
-        let pglz = std::env::var("INTAKE_BENCH_PG_TOAST").is_ok_and(|v| v == "pglz");
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _| {
+            .after_connect(|conn, _| {
                 Box::pin(async move {
-                    if !pglz {
-                        // TOAST compression of the values this connection writes (ticket
-                        // descriptions, comment bodies, blobs) with lz4 instead of the default
-                        // pglz, which was more than half of the server's CPU in an ingest. Best
-                        // effort: a server built without lz4 keeps pglz.
-                        sqlx::raw_sql(LZ4).execute(conn).await?;
-                    }
+                    // TOAST compression of the values this connection writes (ticket
+                    // descriptions, comment bodies, blobs) with lz4 instead of the default pglz,
+                    // which was more than half of the server's CPU in an ingest. Best effort: a
+                    // server built without lz4 keeps pglz.
+                    sqlx::raw_sql(LZ4).execute(conn).await?;
                     Ok(())
                 })
             })
             .connect_lazy_with(opts);
-        let copy = std::env::var("INTAKE_BENCH_PG_WRITER").is_ok_and(|v| v == "copy");
-        Ok(Self { pool, copy })
+        Ok(Self { pool })
     }
 
     /// Apply one batch in one transaction (see [`apply_with`]).
@@ -97,21 +94,7 @@ impl PgWriter {
         let mut b = PgBatch {
             tx: self.pool.begin().await?,
             touched: Vec::new(),
-            copy: self.copy,
         };
-        if self.copy {
-            sqlx::raw_sql(
-                "CREATE TEMP TABLE IF NOT EXISTS stage_claim (identity text, message_id text,
-                     content_hash text, sender text, sent_at int8, received_at int8, ord int8)
-                     ON COMMIT DELETE ROWS;
-                 CREATE TEMP TABLE IF NOT EXISTS stage_ticket (number int8, key text,
-                     summary text, description text, reporter text, participants text)
-                     ON COMMIT DELETE ROWS;
-                 SET client_min_messages = warning;",
-            )
-            .execute(&mut *b.tx)
-            .await?;
-        }
         let out = apply_with(&mut b, channel, project, guard, batch).await?;
         b.flush().await?;
         b.tx.commit().await?;
@@ -128,43 +111,6 @@ pub(crate) struct PgBatch<'c> {
     tx: Transaction<'c, Postgres>,
     /// (ticket id, participants JSON, updated_at) of existing tickets this batch touched.
     touched: Vec<(i64, String, i64)>,
-    copy: bool,
-}
-
-/// One field in `COPY … (FORMAT text)`.
-fn copy_field(out: &mut Vec<u8>, v: Option<&str>) {
-    let Some(v) = v else {
-        out.extend_from_slice(b"\\N");
-        return;
-    };
-    for b in v.bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => out.push(b),
-        }
-    }
-}
-
-fn copy_row(out: &mut Vec<u8>, fields: &[Option<&str>]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b'\t');
-        }
-        copy_field(out, *f);
-    }
-    out.push(b'\n');
-}
-
-impl PgBatch<'_> {
-    async fn copy_in(&mut self, statement: &str, data: Vec<u8>) -> Result<(), StoreError> {
-        let mut c = self.tx.copy_in_raw(statement).await?;
-        c.send(data).await?;
-        c.finish().await?;
-        Ok(())
-    }
 }
 
 impl PgBatch<'_> {
@@ -199,48 +145,6 @@ impl Writer for PgBatch<'_> {
         batch: &[Incoming],
         ts: i64,
     ) -> Result<Vec<Option<i64>>, StoreError> {
-        if self.copy {
-            let mut data = Vec::new();
-            for (i, inc) in batch.iter().enumerate() {
-                let env = &inc.prepared.envelope;
-                let (sent, recv, ord) = (
-                    env.sent_at.map(|t| t.to_string()),
-                    inc.received_at.to_string(),
-                    i.to_string(),
-                );
-                copy_row(
-                    &mut data,
-                    &[
-                        Some(&inc.identity),
-                        env.message_id.as_deref(),
-                        Some(&env.content_hash),
-                        env.sender.as_deref(),
-                        sent.as_deref(),
-                        Some(&recv),
-                        Some(&ord),
-                    ],
-                );
-            }
-            self.copy_in("COPY stage_claim FROM STDIN", data).await?;
-            let rows = sqlx::query(
-                "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender,
-                     sent_at, outcome, received_at, processed_at)
-                 SELECT $1, v.identity, v.message_id, v.content_hash, v.sender, v.sent_at,
-                     'pending', v.received_at, $2
-                 FROM stage_claim AS v ORDER BY v.ord
-                 ON CONFLICT DO NOTHING
-                 RETURNING id, identity",
-            )
-            .bind(channel)
-            .bind(ts)
-            .fetch_all(&mut *self.tx)
-            .await?;
-            let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-            for row in rows {
-                ids.insert(row.try_get(1)?, row.try_get(0)?);
-            }
-            return Ok(batch.iter().map(|inc| ids.remove(&inc.identity)).collect());
-        }
         let n = batch.len();
         let (mut identity, mut message_id, mut hash, mut sender, mut sent_at, mut received_at) = (
             Vec::with_capacity(n),
@@ -370,50 +274,6 @@ impl Writer for PgBatch<'_> {
     ) -> Result<Vec<i64>, StoreError> {
         if tickets.is_empty() {
             return Ok(Vec::new());
-        }
-        if self.copy {
-            let mut data = Vec::new();
-            for t in tickets {
-                let (num, part) = (t.number.to_string(), super::json_list(&t.participants));
-                copy_row(
-                    &mut data,
-                    &[
-                        Some(&num),
-                        Some(&t.key),
-                        Some(&t.draft.summary),
-                        Some(&t.draft.description),
-                        Some(&t.draft.reporter),
-                        Some(&part),
-                    ],
-                );
-            }
-            self.copy_in("COPY stage_ticket FROM STDIN", data).await?;
-            let rows = sqlx::query(
-                "INSERT INTO tickets (project_key, number, key, summary, description, reporter,
-                     participants, status, channel, created_at, updated_at)
-                 SELECT $1, v.number, v.key, v.summary, v.description, v.reporter,
-                     v.participants, 'open', $2, $3, $3
-                 FROM stage_ticket AS v
-                 RETURNING id, number",
-            )
-            .bind(project.as_str())
-            .bind(channel)
-            .bind(ts)
-            .fetch_all(&mut *self.tx)
-            .await?;
-            let mut by_number: HashMap<i64, i64> = HashMap::with_capacity(rows.len());
-            for row in rows {
-                by_number.insert(row.try_get(1)?, row.try_get(0)?);
-            }
-            return tickets
-                .iter()
-                .map(|t| {
-                    by_number
-                        .get(&t.number)
-                        .copied()
-                        .ok_or_else(|| StoreError::Corrupt(format!("no id for {}", t.key)))
-                })
-                .collect();
         }
         let n = tickets.len();
         let (mut number, mut key, mut summary, mut description, mut reporter, mut participants) = (
