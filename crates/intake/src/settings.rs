@@ -33,8 +33,8 @@ pub const DEFAULT_LEASE_SECONDS: u64 = 30;
 pub const DEFAULT_MAIL_LOG_RETENTION_DAYS: u32 = 90;
 /// Default for a channel's `batch` (messages per transaction).
 pub const DEFAULT_BATCH: usize = 100;
-/// Default for a channel's `timeout_seconds`: how long one network operation may wait for the
-/// server before it fails naming the operation.
+/// When a channel has no `timeout_seconds`, its stages are bounded as if it were this (4 × 30 s
+/// = 2 minutes per network stage); its network operations keep intake-mail's own defaults.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 
 /// One bad value: where it is (`channel "support"`, `rules`, `integration "m365"`, top level)
@@ -179,8 +179,9 @@ pub struct ChannelSettings {
     pub mode: Mode,
     /// Time between rounds: the IDLE re-issue interval (IMAP push) or the re-check interval.
     pub wait: Duration,
-    /// How long one network operation may wait for the server (`timeout_seconds`).
-    pub timeout: Duration,
+    /// `timeout_seconds`: how long one network operation may wait for the server (`None`:
+    /// intake-mail's defaults per operation).
+    pub timeout: Option<Duration>,
 }
 
 impl ChannelSettings {
@@ -409,8 +410,8 @@ fn channel(
             p.add("timeout_seconds = 0: use a number of seconds of at least 1".into());
             None
         }
-        Some(n) => Some(Duration::from_secs(n)),
-        None => Some(Duration::from_secs(DEFAULT_TIMEOUT_SECONDS)),
+        Some(n) => Some(Some(Duration::from_secs(n))),
+        None => Some(None),
     };
     let rules = match config.rules_for(Some(c)) {
         Ok(r) => match intake_mime::Reader::new(&r) {
@@ -755,7 +756,7 @@ mod tests {
         assert_eq!(c.mode, Mode::Push);
         assert_eq!(c.batch, 100);
         assert_eq!(c.wait, Duration::from_secs(300));
-        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.timeout, None);
         let SourceSettings::Imap(server) = &c.source else {
             panic!("imap")
         };

@@ -96,11 +96,42 @@ impl std::fmt::Display for Stage {
     }
 }
 
-/// What a channel is doing and by when it must be done: the stage last begun and its
-/// deadline. Read by the lease keeper ([`super::lease::hold`]).
+/// What a channel is doing and by when it must be done, read by the lease keeper
+/// ([`super::lease::hold`]). Stages overlap (a batch commits while the next is fetched), so each
+/// running stage has its own deadline ([`Progress::begin`] returns a guard that ends it); between
+/// stages (preparing on the worker threads) the deadline is the last ended stage's bound again.
 #[derive(Debug)]
 pub struct Progress {
-    state: Mutex<(Stage, Instant, Instant)>,
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Debug)]
+struct ProgressState {
+    next: u64,
+    /// Running stages: (id, stage, began, deadline).
+    running: Vec<(u64, Stage, Instant, Instant)>,
+    /// When nothing runs: the stage that ended last, when it ended, and the deadline for the
+    /// next stage to begin.
+    idle: (Stage, Instant, Instant),
+}
+
+/// A running stage; dropping it ends the stage.
+pub struct StageGuard<'a> {
+    progress: &'a Progress,
+    id: u64,
+    bound: Duration,
+}
+
+impl Drop for StageGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.progress.state.lock()
+            && let Some(i) = s.running.iter().position(|r| r.0 == self.id)
+        {
+            let (_, stage, _, _) = s.running.swap_remove(i);
+            let now = Instant::now();
+            s.idle = (stage, now, now + self.bound);
+        }
+    }
 }
 
 impl Default for Progress {
@@ -110,36 +141,54 @@ impl Default for Progress {
 }
 
 impl Progress {
-    /// Starting: connecting, with the longest bound a stage can have until the first stage
-    /// declares its own.
+    /// Starting (connecting), with the longest bound a stage has until the first stage begins.
     pub fn new() -> Self {
         let now = Instant::now();
         Self {
-            state: Mutex::new((Stage::Connect, now, now + MIN_COMMIT_BOUND)),
+            state: Mutex::new(ProgressState {
+                next: 0,
+                running: Vec::new(),
+                idle: (Stage::Connect, now, now + MIN_COMMIT_BOUND),
+            }),
         }
     }
 
-    /// `stage` begins now and must end within `bound`.
-    pub fn begin(&self, stage: Stage, bound: Duration) {
+    /// `stage` begins now and must end within `bound`; it ends when the guard is dropped.
+    pub fn begin(&self, stage: Stage, bound: Duration) -> StageGuard<'_> {
         let now = Instant::now();
+        let mut id = 0;
         if let Ok(mut s) = self.state.lock() {
-            *s = (stage, now, now + bound);
+            id = s.next;
+            s.next += 1;
+            s.running.push((id, stage, now, now + bound));
+        }
+        StageGuard {
+            progress: self,
+            id,
+            bound,
         }
     }
 
-    /// The stage and how long it has run, when it is more than `margin` past its deadline.
+    /// A stage (and how long it has run) more than `margin` past its deadline — a running
+    /// stage, or, when none runs, the wait for the next one.
     pub fn overdue(&self, margin: Duration) -> Option<(Stage, Duration)> {
-        let (stage, began, deadline) = *self.state.lock().ok()?;
+        let s = self.state.lock().ok()?;
         let now = Instant::now();
-        (now > deadline + margin).then(|| (stage, now - began))
+        let late = |deadline: Instant| now > deadline + margin;
+        if s.running.is_empty() {
+            let (stage, since, deadline) = s.idle;
+            return late(deadline).then(|| (stage, now - since));
+        }
+        s.running
+            .iter()
+            .find(|r| late(r.3))
+            .map(|&(_, stage, began, _)| (stage, now - began))
     }
 }
 
 /// How long each kind of stage may take.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
-    /// One network operation (`timeout_seconds`).
-    pub timeout: Duration,
     /// A network stage: [`STAGE_FACTOR`] × `timeout`.
     pub stage: Duration,
     /// A database stage: the network bound, at least [`MIN_COMMIT_BOUND`].
@@ -150,7 +199,6 @@ impl Bounds {
     pub fn new(timeout: Duration) -> Self {
         let stage = timeout * STAGE_FACTOR;
         Self {
-            timeout,
             stage,
             commit: stage.max(MIN_COMMIT_BOUND),
         }
@@ -214,7 +262,9 @@ impl Ctx {
             reader,
             after: c.after.clone(),
             start: c.start,
-            bounds: Bounds::new(c.timeout),
+            bounds: Bounds::new(c.timeout.unwrap_or(Duration::from_secs(
+                crate::settings::DEFAULT_TIMEOUT_SECONDS,
+            ))),
             progress,
         })
     }
@@ -227,13 +277,12 @@ impl Ctx {
         bound: Duration,
         work: impl Future<Output = Result<T, E>>,
     ) -> Result<T, RunError> {
-        self.progress.begin(stage, bound);
+        let _running = self.progress.begin(stage, bound);
         match tokio::time::timeout(bound, work).await {
             Ok(r) => r.map_err(|e| e.at(stage)),
             Err(_) => Err(RunError::Timeout {
                 stage,
                 after: bound,
-                timeout: self.bounds.timeout,
             }),
         }
     }

@@ -208,7 +208,7 @@ mod tests {
         assert!(store.try_acquire_lease("stuck", node(), ttl).await.unwrap());
         let (_, before) = store.lease_holder("stuck").await.unwrap().unwrap();
         let progress = Arc::new(Progress::new());
-        progress.begin(Stage::Fetch, Duration::ZERO);
+        let _stuck = progress.begin(Stage::Fetch, Duration::ZERO);
         let (halt, _rx) = tokio::sync::watch::channel(false);
         let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
         let work = tokio::spawn(async move {
@@ -254,7 +254,7 @@ mod tests {
         let p = progress.clone();
         let work = tokio::spawn(async move {
             for _ in 0..25 {
-                p.begin(Stage::Fetch, Duration::from_millis(200));
+                let _fetching = p.begin(Stage::Fetch, Duration::from_millis(200));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Ok::<_, crate::runner::RunError>(7)

@@ -188,7 +188,7 @@ mod fake {
             batch,
             mode: Mode::Poll,
             wait: Duration::from_secs(1),
-            timeout,
+            timeout: Some(timeout),
         }
     }
 
@@ -312,4 +312,49 @@ async fn a_fetch_that_never_answers_times_out_naming_the_stage() {
         "{took:?}"
     );
     assert!(src.acked.is_empty());
+}
+
+/// Overlapping stages each keep their own deadline: a short stage that ended does not make a
+/// long one still within its bound look stalled; a running stage past its deadline does, and
+/// so does a gap between stages longer than the last stage's bound.
+#[test]
+fn progress_tracks_overlapping_stages_by_their_own_deadlines() {
+    use std::time::Duration;
+
+    use super::{Progress, Stage};
+    let p = Progress::new();
+    assert_eq!(p.overdue(Duration::ZERO), None);
+    let commit = p.begin(Stage::Commit, Duration::from_secs(60));
+    {
+        let _fetch = p.begin(Stage::Fetch, Duration::from_millis(1));
+    }
+    let _ack = p.begin(Stage::Acknowledge, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        p.overdue(Duration::ZERO),
+        None,
+        "commit and ack are within bound"
+    );
+    let stuck = p.begin(Stage::List, Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(p.overdue(Duration::ZERO).map(|o| o.0), Some(Stage::List));
+    assert_eq!(
+        p.overdue(Duration::from_secs(10)),
+        None,
+        "the margin applies"
+    );
+    drop(stuck);
+    drop(commit);
+    drop(_ack);
+    // Nothing runs: the next stage is due within the last stage's bound (60 s).
+    assert_eq!(p.overdue(Duration::ZERO), None);
+    {
+        let _quick = p.begin(Stage::Checkpoint, Duration::ZERO);
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(
+        p.overdue(Duration::ZERO).map(|o| o.0),
+        Some(Stage::Checkpoint),
+        "no stage began within the last one's bound"
+    );
 }
