@@ -147,3 +147,28 @@ fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
         );
     });
 }
+
+/// `intake doctor` against a server that never answers fails the check in time instead of
+/// hanging, and says the channel failed.
+#[test]
+fn doctor_against_a_hung_server_fails_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, accepted) = hung_server();
+    let db = TestDb::sqlite();
+    let cfg = config(dir.path(), port, 1);
+    let started = Instant::now();
+    let out = intake()
+        .args(["--config", &cfg, "--db", &db.url, "doctor", "--json"])
+        .env("HUNG_PW", "s3cret")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(accepted.load(Ordering::SeqCst) >= 1, "doctor connected");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["channel"], "hung");
+    assert_eq!(v[0]["ok"], false, "{v}");
+    let last = v[0]["stages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ok"], false, "{v}");
+}
