@@ -132,6 +132,8 @@ async fn settings(
                 intake_mail::http::resolve_proxy_env(c.proxy.as_deref(), &c.no_proxy);
             url.map(|url| intake_mail::net::ProxySettings { url, no_proxy })
         },
+        timeouts: Default::default(),
+        max_message_bytes: Some(config.rules_for(Some(c))?.max_message_bytes),
     })
 }
 
@@ -331,6 +333,8 @@ async fn pop3_settings(
         auth: imap.auth,
         sasl_form: SaslForm::Auto,
         proxy: imap.proxy,
+        timeouts: imap.timeouts,
+        max_message_bytes: imap.max_message_bytes,
     })
 }
 
@@ -432,6 +436,7 @@ async fn open_graph(config: &Config, store: &Store, c: &ChannelConfig) -> anyhow
                 no_proxy: c.no_proxy.clone(),
                 ..Default::default()
             },
+            max_message_bytes: Some(config.rules_for(Some(c))?.max_message_bytes),
         },
         token,
     )?;
@@ -490,7 +495,7 @@ async fn drain<S: MailSource>(
                 .into_iter()
                 .map(|f| {
                     let key = keys.get(f.identity.as_str()).copied().unwrap_or("");
-                    (format!("{origin}/{key}"), f.identity, f.raw)
+                    (format!("{origin}/{key}"), f.identity, f.raw, f.oversized)
                 })
                 .collect();
             pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await
