@@ -20,9 +20,9 @@
 
 use std::time::Instant;
 
-use intake::config::{ChannelConfig, Config};
 use intake::mailgen::{GenOptions, generate};
 use intake::pipeline::{self, IngestOptions};
+use intake::settings::Settings;
 use intake_core::ChannelRules;
 use intake_store::Store;
 use intake_testkit::dovecot::{Dovecot, DovecotOptions};
@@ -137,8 +137,8 @@ fn main() {
     );
     let cfg_path = dir.path().join("intake.toml");
     std::fs::write(&cfg_path, toml).unwrap();
-    let config = Config::load(Some(&cfg_path)).unwrap();
-    let channel: ChannelConfig = config.channels[0].clone();
+    let settings = Settings::load(Some(&cfg_path)).unwrap();
+    let channel = settings.channels[0].clone();
     let fetchmail = which("fetchmail");
     if fetchmail.is_none() {
         println!("(d) skipped: fetchmail is not installed (apt-get install fetchmail)");
@@ -172,6 +172,8 @@ fn main() {
                     },
                     folder: "INBOX".into(),
                     proxy: None,
+                    timeouts: Default::default(),
+                    max_message_bytes: None,
                 })
                 .await
                 .unwrap();
@@ -205,7 +207,7 @@ fn main() {
             let store = Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
             settle();
             let (t, cpu) = (Instant::now(), cpu_seconds());
-            let s = intake::runner::run_once(&config, &store, &channel).await.unwrap().unwrap();
+            let s = intake::runner::run_once(&settings, &store, &channel).await.unwrap().unwrap();
             store.close().await;
             let secs = t.elapsed().as_secs_f64();
             println!("  (c) intake run --once over IMAPS: {secs:.2} s ({:.0} msg/s, {:.2} CPU-s in Intake; Dovecot's own CPU comes on top) {s:?}", n as f64 / secs, cpu_seconds() - cpu);
