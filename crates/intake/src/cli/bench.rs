@@ -7,7 +7,8 @@
 //! database, and the summary gives each phase's median rate and their ratio. On a shared 2-core
 //! VM the parse-only rate of one phase swings by ±20% between back-to-back runs (the SQLite rate
 //! by ±5%), so a single pair of phases says little about their ratio; every round is printed
-//! too.
+//! too, with the PostgreSQL ÷ SQLite ratio (medians and per round) and the load average at
+//! the start and the end (the phases share the machine with whatever else runs on it).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -135,6 +136,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
     let sqlite_path = tmp.path().join("bench.db");
     let sqlite_url = format!("sqlite://{}", sqlite_path.display());
     let mut phases = Vec::new();
+    let load_before = loadavg();
     for round in 1..=a.rounds {
         settle();
         reset_peak_rss();
@@ -166,6 +168,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         }
     }
     remove_sqlite(&sqlite_path);
+    let load_after = loadavg();
 
     if a.json {
         println!("{}", serde_json::to_string_pretty(&phases)?);
@@ -209,6 +212,19 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        if !a.no_postgres {
+            let postgres = rates(POSTGRES);
+            println!(
+                "postgres ingest / sqlite ingest = {:.2} (medians; goal >= 0.5); per round: {}",
+                median(&postgres) / median(&sqlite),
+                postgres
+                    .iter()
+                    .zip(&sqlite)
+                    .map(|(p, s)| format!("{:.2}", p / s))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
         // The allocator keeps what earlier rounds freed, so only round 1's peaks are the
         // phases' own.
         println!(
@@ -220,6 +236,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        println!("load average (1, 5, 15 min): before {load_before}, after {load_after}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -253,6 +270,13 @@ async fn postgres_phase(
     let s = res?;
     check(&s, stats)?;
     Ok(phase(POSTGRES, round, s.total(), seconds, Some(s)))
+}
+
+/// The 1-, 5- and 15-minute load averages, as the kernel prints them.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// Removes a SQLite database file with its WAL and shared-memory files (a fresh one per round).
