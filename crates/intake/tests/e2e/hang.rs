@@ -88,6 +88,16 @@ fn run_once_against_a_hung_server_fails_in_time_naming_the_stage() {
 /// minutes away) still ends within 10 s of SIGTERM, successfully, and releases its lease.
 #[test]
 fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
+    stops_within_10_seconds("-TERM");
+}
+
+/// The same for Ctrl-C (SIGINT).
+#[test]
+fn ctrl_c_ends_intake_run_within_10_seconds_while_a_server_hangs() {
+    stops_within_10_seconds("-INT");
+}
+
+fn stops_within_10_seconds(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (port, accepted) = hung_server();
     let db = TestDb::sqlite();
@@ -114,7 +124,7 @@ fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
     let signalled = Instant::now();
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
@@ -125,7 +135,7 @@ fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
         }
         assert!(
             signalled.elapsed() < Duration::from_secs(15),
-            "intake run did not stop on SIGTERM"
+            "intake run did not stop on {signal}"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
