@@ -191,19 +191,26 @@ fn prepare_batch(
         .collect();
     // Counted per message: the same content read twice in one batch is two duplicates.
     let skipped = (read - todo.len()) as u64;
-    let items = par_map(&todo, workers, |(m, h)| {
-        let prepared = reader.prepare_hashed(&m.bytes, h.clone());
-        let raw = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| m.bytes.clone());
-        (
-            m.origin.clone(),
-            Incoming {
-                identity: format!("sha256:{h}"),
-                prepared,
-                raw,
-                received_at,
-            },
-        )
+    let prepared = par_map(&todo, workers, |(m, h)| {
+        reader.prepare_hashed(&m.bytes, h.clone())
     });
+    // The raw bytes travel with every message (moved, not copied) until its batch commits: a
+    // message the database refuses is quarantined there with them (Store::apply_batch).
+    let items = todo
+        .into_iter()
+        .zip(prepared)
+        .map(|((m, h), prepared)| {
+            (
+                m.origin,
+                Incoming {
+                    identity: format!("sha256:{h}"),
+                    prepared,
+                    raw: Some(m.bytes),
+                    received_at,
+                },
+            )
+        })
+        .collect();
     PreparedBatch {
         items,
         known: skipped,
@@ -300,12 +307,7 @@ pub async fn commit(
     let (origins, incoming): (Vec<String>, Vec<Incoming>) = sorted.into_iter().unzip();
     let t = std::time::Instant::now();
     let applied = store
-        .apply_batch(
-            &opts.channel,
-            &opts.project,
-            &opts.rules.loop_guard,
-            &incoming,
-        )
+        .apply_batch(&opts.channel, &opts.project, &opts.rules, &incoming)
         .await?;
     let apply_ms = t.elapsed().as_millis() as u64;
     tracing::debug!(messages = incoming.len(), apply_ms, "batch committed");
@@ -341,19 +343,23 @@ pub async fn prepare_fetched(
 ) -> Result<Vec<(String, Incoming)>, IngestError> {
     tokio::task::spawn_blocking(move || {
         let received_at = now();
-        par_map(&fetched, workers, |(origin, identity, raw)| {
-            let prepared = reader.prepare(raw);
-            let keep = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| raw.clone());
-            (
-                origin.clone(),
-                Incoming {
-                    identity: identity.clone(),
-                    prepared,
-                    raw: keep,
-                    received_at,
-                },
-            )
-        })
+        let prepared = par_map(&fetched, workers, |(_, _, raw)| reader.prepare(raw));
+        // Raw bytes kept (moved) for every message: see `prepare_batch`.
+        fetched
+            .into_iter()
+            .zip(prepared)
+            .map(|((origin, identity, raw), prepared)| {
+                (
+                    origin,
+                    Incoming {
+                        identity,
+                        prepared,
+                        raw: Some(raw),
+                        received_at,
+                    },
+                )
+            })
+            .collect()
     })
     .await
     .map_err(|e| IngestError::Stage(e.to_string()))
