@@ -9,6 +9,8 @@ mod cli;
 mod crash;
 /// `intake doctor`: staged check that only counts (RC15) and names the failing stage (RC7).
 mod doctor;
+/// A hung mail server: `run --once` fails in time naming the stage; SIGTERM ends `run` in 10 s.
+mod hang;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
 mod idp;
 /// IMAP channels against a real Dovecot (scripts/testbed/dovecot.sh).
