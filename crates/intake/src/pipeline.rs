@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
-use intake_core::{ChannelRules, Outcome, PreparedKind, ProjectKey};
+use intake_core::{ChannelRules, Outcome, ProjectKey};
 use intake_mime::{Reader, RulesError, content_hash};
 use intake_store::{Applied, Incoming, Store, StoreError, now};
 use serde::Serialize;
