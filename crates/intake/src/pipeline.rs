@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 use intake_core::{ChannelRules, Outcome, ProjectKey};
+use intake_mail::source::Oversized;
 use intake_mime::{Reader, RulesError, content_hash};
 use intake_store::{Applied, Incoming, Store, StoreError, now};
 use serde::Serialize;
@@ -336,19 +337,29 @@ pub async fn commit(
 }
 
 /// Prepare raw messages from a server source (identity given by the source) on `workers` threads.
+/// A message marked [`Oversized`] (the source left its body on the server) is quarantined from
+/// its headers with its declared size and the limit ([`Reader::prepare_oversized`]); the
+/// headers are what is stored as its raw message.
 pub async fn prepare_fetched(
     reader: Arc<Reader>,
-    fetched: Vec<(String, String, Vec<u8>)>,
+    fetched: Vec<(String, String, Vec<u8>, Option<Oversized>)>,
     workers: usize,
 ) -> Result<Vec<(String, Incoming)>, IngestError> {
     tokio::task::spawn_blocking(move || {
         let received_at = now();
-        let prepared = par_map(&fetched, workers, |(_, _, raw)| reader.prepare(raw));
+        let prepared = par_map(
+            &fetched,
+            workers,
+            |(_, _, raw, oversized)| match oversized {
+                Some(o) => reader.prepare_oversized(raw, o.size, o.limit),
+                None => reader.prepare(raw),
+            },
+        );
         // Raw bytes kept (moved) for every message: see `prepare_batch`.
         fetched
             .into_iter()
             .zip(prepared)
-            .map(|((origin, identity, raw), prepared)| {
+            .map(|((origin, identity, raw, _), prepared)| {
                 (
                     origin,
                     Incoming {
