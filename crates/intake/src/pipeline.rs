@@ -195,18 +195,20 @@ fn prepare_batch(
     let prepared = par_map(&todo, workers, |(m, h)| {
         reader.prepare_hashed(&m.bytes, h.clone())
     });
-    // The raw bytes travel with every message (moved, not copied) until its batch commits: a
-    // message the database refuses is quarantined there with them (Store::apply_batch).
+    // The raw bytes travel with the message (moved, not copied) until its batch commits: a
+    // message the database refuses is quarantined there with them (Store::apply_batch). See
+    // `keep_raw` for the size bound.
     let items = todo
         .into_iter()
         .zip(prepared)
         .map(|((m, h), prepared)| {
+            let raw = keep_raw(&prepared, m.bytes);
             (
                 m.origin,
                 Incoming {
                     identity: format!("sha256:{h}"),
                     prepared,
-                    raw: Some(m.bytes),
+                    raw,
                     received_at,
                 },
             )
@@ -216,6 +218,18 @@ fn prepare_batch(
         items,
         known: skipped,
     }
+}
+
+/// Raw messages up to this size travel with their prepared draft to the commit, so that a
+/// message the database refuses can be quarantined with its raw bytes. Larger ones are kept only
+/// when already quarantined: holding every large message's bytes until its commit as well as its
+/// draft would double the memory of a batch of large mail (defect 5's peak-RSS bound).
+pub const KEEP_RAW_UP_TO: usize = 4 << 20;
+
+/// The raw bytes to pass along with a prepared message (see [`KEEP_RAW_UP_TO`]).
+fn keep_raw(p: &intake_core::Prepared, raw: Vec<u8>) -> Option<Vec<u8>> {
+    let quarantined = matches!(p.kind, intake_core::PreparedKind::Quarantined(_));
+    (quarantined || raw.len() <= KEEP_RAW_UP_TO).then_some(raw)
 }
 
 /// Ingest the given sources into the store. `progress` is advanced per committed batch.
@@ -355,17 +369,18 @@ pub async fn prepare_fetched(
                 None => reader.prepare(raw),
             },
         );
-        // Raw bytes kept (moved) for every message: see `prepare_batch`.
+        // Raw bytes kept (moved): see `keep_raw`.
         fetched
             .into_iter()
             .zip(prepared)
             .map(|((origin, identity, raw, _), prepared)| {
+                let raw = keep_raw(&prepared, raw);
                 (
                     origin,
                     Incoming {
                         identity,
                         prepared,
-                        raw: Some(raw),
+                        raw,
                         received_at,
                     },
                 )

@@ -543,7 +543,13 @@ impl Store {
             identity: inc.identity.clone(),
             prepared: Prepared {
                 envelope: inc.prepared.envelope.clone(),
-                kind: PreparedKind::Quarantined(QuarantineReason::Refused(words.to_string())),
+                kind: PreparedKind::Quarantined(QuarantineReason::Refused(match inc.raw {
+                    Some(_) => words.to_string(),
+                    None => format!(
+                        "{words}; the raw message ({} bytes) was not kept",
+                        inc.prepared.envelope.size
+                    ),
+                })),
             },
             raw: inc.raw.clone(),
             received_at: inc.received_at,
