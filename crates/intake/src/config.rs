@@ -29,6 +29,10 @@ pub enum ConfigError {
     Invalid(#[from] Box<figment::Error>),
     #[error("no [[integration]] named {0:?} in the configuration")]
     NoIntegration(String),
+    /// Bad values found while resolving the configuration into typed settings, each naming
+    /// its table and key.
+    #[error("invalid configuration:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Settings(Vec<crate::settings::Problem>),
     #[error("integration {name:?} cannot be used:\n{}", findings.iter().map(|f| format!("  - {f}")).collect::<Vec<_>>().join("\n"))]
     Integration {
         name: String,
@@ -59,6 +63,9 @@ pub struct Config {
     /// Seconds a node's lease on a channel lives without renewal (default 30): after a node
     /// dies, another takes its channels over within this time (`INTAKE_LEASE_SECONDS`).
     pub lease_seconds: Option<u64>,
+    /// Days the mail log keeps its events (default 90, at least 1); housekeeping deletes older
+    /// events.
+    pub mail_log_retention_days: Option<u32>,
 }
 
 /// `[rules]` / `[channel.rules]`: kept as a TOML table so a channel's table can override single
@@ -118,6 +125,9 @@ pub struct ChannelConfig {
     /// Poll interval for `mode = "poll"`, and the IDLE re-issue interval cap (default 60 / 300).
     #[serde(default)]
     pub poll_seconds: Option<u64>,
+    /// Seconds one network operation may wait for the server (default 30).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
     /// Extra trusted CA for the server's certificate (`file:…`).
     #[serde(default)]
     pub ca_file: Option<String>,

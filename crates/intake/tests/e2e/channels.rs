@@ -552,7 +552,7 @@ fn mbox_channel_refuses_delete_and_leaves_the_file_alone() {
         assert_eq!(o.status.code(), Some(1), "after = delete must fail on mbox");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
-            err.contains("channel local") && err.contains("an mbox channel keeps its file"),
+            err.contains("channel \"local\"") && err.contains("an mbox channel keeps its file"),
             "the reason is reported: {err}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "file unchanged");

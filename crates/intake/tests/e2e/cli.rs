@@ -254,3 +254,41 @@ fn mbox_from_lines_are_unescaped() {
     );
     assert!(d.contains("\nFrom our records"), "{d}");
 }
+
+/// The whole configuration is checked at load, for every command: a bad channel value fails
+/// `intake tickets list` (which never opens a channel) at once, naming the channel and the key,
+/// and every bad value is listed, not just the first.
+#[test]
+fn a_bad_channel_value_fails_every_command_at_load_naming_the_key() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[channel]]\nname = \"support\"\nproject = \"HELP\"\nhost = \"mail.example.com\"\nmailbox = \"help@example.com\"\nauth = \"password:env:PW\"\nmode = \"pol\"\ntls = \"startls\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    for args in [
+        vec!["tickets", "list"],
+        vec!["log"],
+        vec!["run", "--once"],
+        vec!["doctor"],
+    ] {
+        let out = intake()
+            .args(["--config", &cfg, "--db", &db.url])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("channel \"support\": mode = \"pol\": use push or poll")
+                && err.contains(
+                    "channel \"support\": tls = \"startls\": use implicit, starttls or none"
+                ),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing ran");
+    }
+}

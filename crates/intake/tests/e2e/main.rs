@@ -12,6 +12,8 @@ mod doctor;
 /// Faults injected on real connections (cut, stall, drip, reset, refuse; IdP and Graph
 /// outages; a hung server): each message still ends with exactly one outcome.
 mod faults;
+/// A hung mail server: `run --once` fails in time naming the stage; SIGTERM ends `run` in 10 s.
+mod hang;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
 mod idp;
 /// IMAP channels against a real Dovecot (scripts/testbed/dovecot.sh).
