@@ -3,8 +3,8 @@
 //! drips, resets and refuses while mail flows. Every test ends by checking the books: one
 //! outcome per message, no ticket doubled, the server's state matches the post-action.
 //!
-//! Timeouts these tests rely on are the documented defaults (docs/configuration.md): 15 s for
-//! connect and TLS, 60 s for a command's answer.
+//! The mail channels run with `timeout_seconds = 5` (each network operation; each stage of a
+//! drain 4 × that, docs/configuration.md); the HTTP ones with the defaults.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -28,6 +28,14 @@ const USER: &str = "help@example.test";
 const PASSWORD: &str = "s3cret";
 /// Messages per import, as the issue asks.
 const N: usize = 2000;
+/// `timeout_seconds` of the channels here: each network operation waits at most this long, each
+/// stage of a drain 4 × this (docs/configuration.md). Short, so a frozen connection costs
+/// seconds, not minutes.
+const TIMEOUT: u64 = 5;
+
+fn timeout_line() -> String {
+    format!("timeout_seconds = {TIMEOUT}\n")
+}
 
 /// An `intake` child process that is killed when dropped (a failing assertion must not leave
 /// it running), with its stderr in a file.
@@ -196,6 +204,13 @@ struct Step {
 fn steps() -> Vec<Step> {
     vec![
         Step {
+            at: 150,
+            name: "freeze the open connection (recovery needs a read timeout)",
+            apply: Box::new(|p| {
+                p.freeze_open();
+            }),
+        },
+        Step {
             at: 400,
             name: "cut server→client after 40 KB (mid-FETCH / mid-RETR)",
             apply: Box::new(|p| p.cut_after(Dir::Down, 40_000)),
@@ -269,8 +284,8 @@ fn assert_faults_hit(proxy: &FaultProxy) {
 }
 
 /// An IMAP import of 2,000 messages through the fault proxy with `after = "move:Archive"`: a
-/// cut mid-FETCH, a reset, refused connections, a slow link and a cut mid-command, in one
-/// `intake run`. The channel recovers by itself; at the end every message
+/// frozen connection (recovered by the read timeout), a cut mid-FETCH, a reset, refused
+/// connections, a slow link and a cut mid-command, in one `intake run`. The channel recovers by itself; at the end every message
 /// has one outcome, INBOX is empty and Archive holds every message exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_import_of_2000_survives_faults_each_message_once() {
@@ -297,7 +312,7 @@ async fn imap_import_of_2000_survives_faults_each_message_once() {
             proxy.port,
             &dc.ca_path,
             "move:Archive",
-            "mode = \"push\"\npoll_seconds = 5\n",
+            &format!("mode = \"push\"\npoll_seconds = 5\n{}", timeout_line()),
         ),
     )
     .unwrap();
@@ -366,7 +381,7 @@ async fn imap_import_of_2000_survives_faults_each_message_once() {
 }
 
 /// A POP3 import of 2,000 messages through the fault proxy with `after = "delete"`: the same
-/// faults (mid-RETR cut, reset, refusal, slow link, mid-command cut). POP3
+/// faults (frozen connection, mid-RETR cut, reset, refusal, slow link, mid-command cut). POP3
 /// deletes only at QUIT, so a cut session deletes nothing; the ledger makes the re-listed
 /// messages duplicates, deleted then. At the end: one outcome each, the maildrop is empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,7 +406,7 @@ async fn pop3_import_of_2000_survives_faults_each_message_once() {
             proxy.port,
             &dc.ca_path,
             "delete",
-            "mode = \"poll\"\npoll_seconds = 2\n",
+            &format!("mode = \"poll\"\npoll_seconds = 2\n{}", timeout_line()),
         ),
     )
     .unwrap();
@@ -428,6 +443,207 @@ async fn pop3_import_of_2000_survives_faults_each_message_once() {
     run.stop();
     assert_faults_hit(&proxy);
     assert_books(&store, &stats, "POP3 with faults").await;
+}
+
+/// An IMAP server that hangs in the middle of a drain (the proxy stops forwarding, nothing
+/// closes): `intake run --once` fails within its documented bound with an error naming the
+/// stage or command that timed out (a hang at connect is `hang.rs`). What was committed before
+/// the hang stays, and once the server answers again a run takes the rest, each message once,
+/// all marked read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_imap_server_fails_run_once_within_its_timeout_naming_the_operation() {
+    let Some(dc) = Dovecot::start_or_skip(
+        "hung_imap_server",
+        &DovecotOptions::with_users(&[(USER, PASSWORD)]),
+    ) else {
+        return;
+    };
+    let (msgs, stats) = generated(400, 31);
+    dc.deliver_many(USER, msgs).unwrap();
+    let proxy = FaultProxy::start(("127.0.0.1", dc.imaps_port)).unwrap();
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        channel_toml(
+            "imap",
+            proxy.port,
+            &dc.ca_path,
+            "mark-read",
+            &timeout_line(),
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let once = ["--config", &cfg, "--db", &db.url, "run", "--once", "--json"];
+    let lease = [("INTAKE_LEASE_SECONDS", "2")];
+    let finish = |run: &mut Proc, from: Instant, limit: Duration| {
+        while run.child.try_wait().unwrap().is_none() {
+            assert!(
+                from.elapsed() < limit,
+                "intake run --once still runs {:?} after the server hung\n{}",
+                from.elapsed(),
+                run.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = run.child.wait().unwrap();
+        (status, from.elapsed(), run.stderr())
+    };
+    // Hung in the middle of the drain: the proxy stops forwarding after 60 commits.
+    let mut run = Proc::spawn(&once, dir.path(), "hung-mid", &lease);
+    assert!(
+        ledger_reaches(&store, 60, Duration::from_secs(60)).await,
+        "{}",
+        run.stderr()
+    );
+    proxy.stall();
+    let t = Instant::now();
+    let committed_at_hang = store.count(Table::Ledger).await.unwrap();
+    let (status, took, err) = finish(&mut run, t, Duration::from_secs(120));
+    assert!(!status.success(), "a hung server is a failure: {err}");
+    // Documented: each answer waits `timeout_seconds`, each stage of the drain at most
+    // 4 × `timeout_seconds` (docs/configuration.md).
+    assert!(
+        took >= Duration::from_secs(TIMEOUT - 1) && took <= Duration::from_secs(4 * TIMEOUT + 10),
+        "fails within the stage bound (4 × {TIMEOUT} s), not before the {TIMEOUT} s timeout: {took:?}\n{err}"
+    );
+    let named = [
+        "FETCH",
+        "STORE",
+        "MOVE",
+        "EXPUNGE",
+        "SEARCH",
+        "SELECT",
+        "NOOP",
+        "fetch",
+        "acknowledge",
+        "list",
+    ]
+    .iter()
+    .any(|op| err.contains(op));
+    assert!(
+        err.contains("channel helpdesk") && err.contains("timed out") && named,
+        "names the channel and the stage / IMAP command that timed out: {err}"
+    );
+    assert!(
+        store.count(Table::Ledger).await.unwrap() >= committed_at_hang,
+        "nothing committed is lost"
+    );
+    // 3. The server answers again: a run takes the rest; one outcome each, all marked read.
+    proxy.pass();
+    let mut run = Proc::spawn(&once, dir.path(), "recovered", &lease);
+    let (status, _, err) = finish(&mut run, Instant::now(), Duration::from_secs(60));
+    assert!(status.success(), "{err}");
+    assert_books(&store, &stats, "after a hung server").await;
+    let mut inbox = imap(&dc, "INBOX").await;
+    assert_eq!(inbox.seen_uids().await.unwrap().len(), 400);
+    assert!(inbox.unseen_uids().await.unwrap().is_empty());
+}
+
+/// Two nodes on PostgreSQL, each reaching Dovecot through its own proxy. The server hangs for
+/// the node working the channel (its proxy stalls): that node stops renewing its lease and the
+/// other node takes the channel over within the lease's time to live of the last renewal, and
+/// ingests the mail that arrives meanwhile, each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_server_on_one_node_another_node_takes_the_channel_over() {
+    let Some(dc) = Dovecot::start_or_skip(
+        "hung_server_takeover",
+        &DovecotOptions::with_users(&[(USER, PASSWORD)]),
+    ) else {
+        return;
+    };
+    let (msgs, stats) = generated(60, 37);
+    let (first, later) = msgs.split_at(40);
+    dc.deliver_many(USER, first.to_vec()).unwrap();
+    let db = TestDb::postgres().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxies = [
+        FaultProxy::start(("127.0.0.1", dc.imaps_port)).unwrap(),
+        FaultProxy::start(("127.0.0.1", dc.imaps_port)).unwrap(),
+    ];
+    const TTL: u64 = 6;
+    let ttl = TTL.to_string();
+    let mut nodes = Vec::new();
+    for (i, p) in proxies.iter().enumerate() {
+        let cfg = dir.path().join(format!("node{i}.toml"));
+        std::fs::write(
+            &cfg,
+            channel_toml(
+                "imap",
+                p.port,
+                &dc.ca_path,
+                "mark-read",
+                &format!("mode = \"push\"\npoll_seconds = 5\n{}", timeout_line()),
+            ),
+        )
+        .unwrap();
+        let cfg = cfg.display().to_string();
+        nodes.push(Proc::spawn(
+            &["--config", &cfg, "--db", &db.url, "run"],
+            dir.path(),
+            &format!("node{i}"),
+            &[("INTAKE_LEASE_SECONDS", &ttl)],
+        ));
+        if i == 0 {
+            assert!(ledger_reaches(&store, 40, Duration::from_secs(60)).await);
+        }
+    }
+    // Node 0 works the channel (it started first); node 1 waits for the lease.
+    tokio::time::sleep(Duration::from_secs(TTL)).await;
+    let (holder, _) = store.lease_holder("helpdesk").await.unwrap().unwrap();
+    let pid = |node: &str| node.split(':').nth(1).unwrap().parse::<u32>().unwrap();
+    assert_eq!(pid(&holder), nodes[0].child.id(), "node 0 holds the lease");
+    // The server hangs for node 0 (it sits in IDLE); new mail arrives.
+    proxies[0].stall();
+    let stalled = Instant::now();
+    dc.deliver_many(USER, later.to_vec()).unwrap();
+    // Follow the lease: when did node 0 renew last, when did node 1 take it?
+    let mut last_renewal = (stalled, store.lease_holder("helpdesk").await.unwrap());
+    let taken = loop {
+        let now = store.lease_holder("helpdesk").await.unwrap();
+        if let Some((h, _)) = &now
+            && pid(h) == nodes[1].child.id()
+        {
+            break Instant::now();
+        }
+        if now != last_renewal.1 && now.is_some() {
+            last_renewal = (Instant::now(), now);
+        }
+        assert!(
+            stalled.elapsed() < Duration::from_secs(120),
+            "node 1 did not take the channel over within 120 s of the hang (lease {:?}, last renewed {:?} after the hang)\nnode0: {}\nnode1: {}",
+            store.lease_holder("helpdesk").await.unwrap(),
+            last_renewal.0 - stalled,
+            nodes[0].stderr(),
+            nodes[1].stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        taken - last_renewal.0 <= Duration::from_secs(TTL + 3),
+        "taken over within the TTL ({TTL} s) of the last renewal: {:?}",
+        taken - last_renewal.0
+    );
+    assert!(
+        ledger_reaches(&store, 60, Duration::from_secs(60)).await,
+        "node 1 ingested the mail that arrived during the hang\n{}",
+        nodes[1].stderr()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_books(&store, &stats, "after a takeover").await;
+    let mut inbox = imap(&dc, "INBOX").await;
+    let seen_deadline = Instant::now() + Duration::from_secs(20);
+    while inbox.seen_uids().await.unwrap().len() < 60 && Instant::now() < seen_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(inbox.seen_uids().await.unwrap().len(), 60);
+    for n in &mut nodes {
+        n.stop();
+    }
 }
 
 /// A Graph fake with a mailbox of `messages` messages (`m0000`…), which answers the delta
