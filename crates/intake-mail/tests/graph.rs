@@ -26,6 +26,7 @@ fn settings(root: &str, mailbox: Option<&str>, page_size: u32) -> GraphSettings 
             timeout: Some(Duration::from_secs(10)),
             ..HttpOptions::default()
         },
+        max_message_bytes: None,
     }
 }
 

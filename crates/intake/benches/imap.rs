@@ -137,6 +137,8 @@ fn main() {
                 },
                 folder: "INBOX".into(),
                 proxy: None,
+                timeouts: Default::default(),
+                max_message_bytes: None,
             })
             .await
             .unwrap();

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 use intake_core::{ChannelRules, Outcome, PreparedKind, ProjectKey};
+use intake_mail::source::Oversized;
 use intake_mime::{Reader, RulesError, content_hash};
 use intake_store::{Applied, Incoming, Store, StoreError, now};
 use serde::Serialize;
@@ -334,15 +335,21 @@ pub async fn commit(
 }
 
 /// Prepare raw messages from a server source (identity given by the source) on `workers` threads.
+/// A message marked [`Oversized`] (the source left its body on the server) is quarantined from
+/// its headers with its declared size and the limit ([`Reader::prepare_oversized`]); the
+/// headers are what is stored as its raw message.
 pub async fn prepare_fetched(
     reader: Arc<Reader>,
-    fetched: Vec<(String, String, Vec<u8>)>,
+    fetched: Vec<(String, String, Vec<u8>, Option<Oversized>)>,
     workers: usize,
 ) -> Result<Vec<(String, Incoming)>, IngestError> {
     tokio::task::spawn_blocking(move || {
         let received_at = now();
-        par_map(&fetched, workers, |(origin, identity, raw)| {
-            let prepared = reader.prepare(raw);
+        par_map(&fetched, workers, |(origin, identity, raw, oversized)| {
+            let prepared = match oversized {
+                Some(o) => reader.prepare_oversized(raw, o.size, o.limit),
+                None => reader.prepare(raw),
+            };
             let keep = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| raw.clone());
             (
                 origin.clone(),

@@ -17,6 +17,14 @@
 //!   moved (the ledger identity `graph:<id>` stays the same across a move, facts §6).
 //! - Links (nextLink, deltaLink) are followed only on the configured Graph root's origin, so the
 //!   bearer token never goes to another host. The token is never logged or put into an error.
+//! - Bounds: HTTP connect and per-read deadlines ([`crate::http`]); a JSON answer is read up
+//!   to [`JSON_BODY_CAP`], a message's MIME up to the size limit plus [`MIME_SLACK`]. Graph v1.0
+//!   declares no message size, so the listing's `size` stays unknown and the limit is enforced
+//!   while downloading: a `$value` that passes it is abandoned, the message's
+//!   `internetMessageHeaders` become its header section and it is returned [`Oversized`]
+//!   (with the bytes counted so far as its size: at least that large).
+//! - A message gone since it was listed (404 `ErrorItemNotFound`) is left out of a fetch; any
+//!   other failure is an error (never silently left out).
 
 use std::fmt;
 use std::time::Duration;
@@ -27,7 +35,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
+use super::{Fetched, Listed, Listing, MailSource, Oversized, PostAction, SourceError, Start};
 use crate::http::{HttpError, HttpOptions};
 
 /// Well-known mail folder names (facts §6.1): locale-independent, unlike display names.
@@ -64,6 +72,11 @@ const IMMUTABLE_ID: &str = "IdType=\"ImmutableId\"";
 
 const DELTA_SELECT: &str = "$select=id,isRead,receivedDateTime";
 
+/// The largest JSON answer read (a delta page of 1,000 entries with `$select` is far smaller).
+pub const JSON_BODY_CAP: u64 = 16 * 1024 * 1024;
+/// What a MIME download may exceed the size limit by before it is abandoned.
+pub const MIME_SLACK: u64 = 1024 * 1024;
+
 /// Where and how to read mail.
 #[derive(Debug, Clone)]
 pub struct GraphSettings {
@@ -76,6 +89,9 @@ pub struct GraphSettings {
     /// Messages per delta page (`Prefer: odata.maxpagesize`), 1–1000; 0 means the default.
     pub page_size: u32,
     pub http: HttpOptions,
+    /// The channel's `max_message_bytes`: a MIME download past it (plus [`MIME_SLACK`]) is
+    /// abandoned and the message returned [`Oversized`]; `None`: no bound.
+    pub max_message_bytes: Option<u64>,
 }
 
 /// Where a delta sequence goes next.
@@ -194,6 +210,11 @@ pub enum GraphError {
     /// A success answer Intake cannot use (bad JSON, a link to another host, no link at all).
     #[error("unexpected Graph answer: {0}")]
     Protocol(String),
+    /// An answer larger than its bound; `seen` bytes (or the declared length) so far.
+    #[error(
+        "Graph's answer to {what} is larger than {cap} bytes ({seen} bytes seen); not read further"
+    )]
+    TooLarge { what: String, cap: u64, seen: u64 },
 }
 
 impl GraphError {
@@ -210,9 +231,11 @@ impl GraphError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Api { diagnosis, .. } => diagnosis.kind,
-            Self::Throttled { .. } | Self::Status { .. } | Self::Http(_) | Self::Protocol(_) => {
-                ErrorKind::Transient
-            }
+            Self::Throttled { .. }
+            | Self::Status { .. }
+            | Self::Http(_)
+            | Self::Protocol(_)
+            | Self::TooLarge { .. } => ErrorKind::Transient,
             Self::Config { .. } => ErrorKind::Configuration,
             // Not an error to act on by hand: the caller restarts the sync.
             Self::Resync { .. } => ErrorKind::Transient,
@@ -353,6 +376,7 @@ pub struct GraphSource {
     shared: bool,
     folder: String,
     page_size: u32,
+    max_message_bytes: Option<u64>,
     /// The `@odata.nextLink` of a round in progress ([`MailSource::list`]).
     next_link: Option<String>,
     /// Whether the round in progress applies the first-sync filter.
@@ -501,6 +525,7 @@ impl GraphSource {
             shared,
             folder,
             page_size,
+            max_message_bytes: settings.max_message_bytes,
             next_link: None,
             filtering: false,
             read: Default::default(),
@@ -619,9 +644,42 @@ impl GraphSource {
     }
 
     /// The message's full MIME content (`GET …/messages/{id}/$value`), bytes as received.
+    /// Bounded by the size limit plus [`MIME_SLACK`] ([`GraphError::TooLarge`] past it).
     pub async fn fetch_mime(&mut self, id: &str) -> Result<Vec<u8>, GraphError> {
         let url = self.url(&["messages", id, "$value"]);
-        self.send(Method::GET, url, None, None, false).await
+        let cap = self
+            .max_message_bytes
+            .map_or(u64::MAX, |l| l.saturating_add(MIME_SLACK));
+        self.send_capped(Method::GET, url, None, None, false, cap)
+            .await
+    }
+
+    /// The message's header section rebuilt from `internetMessageHeaders` (`Name: value`
+    /// lines and the empty line after them), for a message too large to download.
+    pub async fn fetch_headers(&mut self, id: &str) -> Result<Vec<u8>, GraphError> {
+        #[derive(Deserialize)]
+        struct Header {
+            name: String,
+            value: String,
+        }
+        #[derive(Deserialize)]
+        struct Headers {
+            #[serde(default, rename = "internetMessageHeaders")]
+            headers: Vec<Header>,
+        }
+        let mut url = self.url(&["messages", id]);
+        url.set_query(Some("$select=internetMessageHeaders"));
+        let body = self.send(Method::GET, url, None, None, false).await?;
+        let h: Headers = serde_json::from_slice(&body).map_err(|e| {
+            GraphError::Protocol(format!("message headers are not valid JSON: {e}"))
+        })?;
+        let mut out = Vec::new();
+        for Header { name, value } in h.headers {
+            let value = value.replace(['\r', '\n'], " ");
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(out)
     }
 
     /// Apply the post-action to a committed message. A message that is no longer there
@@ -668,6 +726,21 @@ impl GraphSource {
         prefer: Option<&str>,
         delta: bool,
     ) -> Result<Vec<u8>, GraphError> {
+        self.send_capped(method, url, json, prefer, delta, JSON_BODY_CAP)
+            .await
+    }
+
+    /// [`GraphSource::send`] reading at most `cap` bytes of a successful answer (an error
+    /// answer at most [`JSON_BODY_CAP`]).
+    async fn send_capped(
+        &self,
+        method: Method,
+        url: Url,
+        json: Option<serde_json::Value>,
+        prefer: Option<&str>,
+        delta: bool,
+        cap: u64,
+    ) -> Result<Vec<u8>, GraphError> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -691,7 +764,19 @@ impl GraphSource {
             let resp = req.send().await.map_err(transport)?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(transport)?.to_vec();
+            let cap = if status.is_success() {
+                cap
+            } else {
+                JSON_BODY_CAP
+            };
+            let body = crate::http::read_capped(resp, cap)
+                .await
+                .map_err(transport)?
+                .map_err(|seen| GraphError::TooLarge {
+                    what: format!("{} {}", method, url.path()),
+                    cap,
+                    seen,
+                })?;
             if status.is_success() {
                 return Ok(body);
             }
@@ -875,6 +960,22 @@ impl MailSource for GraphSource {
                 }),
                 // Deleted or moved away since it was listed: nothing to take.
                 Err(e) if e.is_not_found() => {}
+                // Larger than the limit: quarantined from its headers, body left on the server.
+                Err(GraphError::TooLarge { seen, .. }) if self.max_message_bytes.is_some() => {
+                    let limit = self.max_message_bytes.unwrap_or_default();
+                    match self.fetch_headers(&item.key).await {
+                        Ok(raw) => out.push(Fetched {
+                            identity: item.identity.clone(),
+                            raw,
+                            oversized: Some(Oversized {
+                                size: seen.max(limit + 1),
+                                limit,
+                            }),
+                        }),
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -956,6 +1057,7 @@ mod tests {
             folder: String::new(),
             page_size: 0,
             http: HttpOptions::default(),
+            max_message_bytes: None,
         };
         let t = || SecretString::from("t".to_string());
         assert!(GraphSource::new(s("http://graph.example"), t()).is_err());

@@ -57,12 +57,44 @@ pub enum Command {
 
 /// Logs go to stderr; level from `INTAKE_LOG` (default `warn`).
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(dependency_caps())
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .try_init();
+}
+
+/// Dependencies whose debug/trace output can carry secrets or whole messages, and the most
+/// verbose level let through for them whatever `INTAKE_LOG` says (defect 6: no level may write
+/// a password, token or client secret). async-imap traces every protocol line, `LOGIN`
+/// passwords and `AUTHENTICATE` blobs included; hyper/h2/reqwest trace request heads
+/// (`Authorization: Bearer …`) and bodies (token requests carry client secrets and refresh
+/// tokens); rustls, oauth2 and sqlx are capped for the same reason (handshake and statement
+/// details). Documented in docs/configuration.md.
+pub const DEPENDENCY_LOG_CAPS: &[(&str, tracing::Level)] = &[
+    ("async_imap", tracing::Level::INFO),
+    ("imap_proto", tracing::Level::INFO),
+    ("hyper", tracing::Level::INFO),
+    ("hyper_util", tracing::Level::INFO),
+    ("h2", tracing::Level::INFO),
+    ("reqwest", tracing::Level::INFO),
+    ("rustls", tracing::Level::INFO),
+    ("tokio_rustls", tracing::Level::INFO),
+    ("oauth2", tracing::Level::INFO),
+    ("sqlx", tracing::Level::INFO),
+];
+
+/// A filter passing everything except what [`DEPENDENCY_LOG_CAPS`] caps.
+fn dependency_caps() -> tracing_subscriber::filter::Targets {
+    DEPENDENCY_LOG_CAPS.iter().fold(
+        tracing_subscriber::filter::Targets::new()
+            .with_default(tracing_subscriber::filter::LevelFilter::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    )
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -14,7 +14,7 @@ use crate::settings::{ChannelSettings, Settings};
 
 /// How long channels may take to finish their batch in hand after SIGTERM/Ctrl-C before they
 /// are dropped.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Bound on each database call while shutting down (lease release, closing the pool).
 const SHUTDOWN_STEP: Duration = Duration::from_secs(1);

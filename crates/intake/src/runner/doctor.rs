@@ -20,15 +20,15 @@ pub async fn check(settings: &Settings, store: &Store, c: &ChannelSettings) -> R
         r
     };
     match &c.source {
-        SourceSettings::Imap(s) => match open::imap_settings(settings, store, s).await {
+        SourceSettings::Imap(s) => match open::imap_settings(settings, store, c, s).await {
             Ok(s) => check::check_imap(&s).await,
             Err(e) => failed(&e),
         },
-        SourceSettings::Pop3(s) => match open::pop3_settings(settings, store, s).await {
+        SourceSettings::Pop3(s) => match open::pop3_settings(settings, store, c, s).await {
             Ok(s) => check::check_pop3(&s).await,
             Err(e) => failed(&e),
         },
-        SourceSettings::Graph(g) => match open::open_graph(settings, store, g, c.batch).await {
+        SourceSettings::Graph(g) => match open::open_graph(settings, store, c, g).await {
             Ok(Source::Graph(mut src, _)) => check::check_graph(&mut src, &g.folder).await,
             Ok(_) => failed(&"not a Graph source"),
             Err(e) => failed(&e),

@@ -381,7 +381,7 @@ pub async fn drain<S: MailSource>(
                 .into_iter()
                 .map(|f| {
                     let key = keys.get(f.identity.as_str()).copied().unwrap_or("");
-                    (format!("{origin}/{key}"), f.identity, f.raw)
+                    (format!("{origin}/{key}"), f.identity, f.raw, f.oversized)
                 })
                 .collect();
             pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await

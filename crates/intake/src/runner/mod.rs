@@ -189,12 +189,19 @@ pub async fn run_forever(
             work,
         )
         .await;
-        let (result, release) = match held {
-            lease::Held::Done(r) => (r, true),
-            lease::Held::Lost(r) => (r, false),
+        let (result, release, stalled) = match held {
+            lease::Held::Done(r) => (r, true, false),
+            lease::Held::Lost(r) => (r, false, false),
             lease::Held::Stalled { stage, after } => {
-                (Err(RunError::Stalled { stage, after }), false)
+                (Err(RunError::Stalled { stage, after }), false, true)
             }
+        };
+        // After a stall this node waits until its unrenewed lease has lapsed and a little
+        // more, so another node (polling every third of the TTL) gets the channel first.
+        let pause = if stalled {
+            backoff.max(ttl + ttl / 3)
+        } else {
+            backoff
         };
         if let Err(e) = &result {
             let msg = format!("{e:#}");
@@ -205,7 +212,7 @@ pub async fn run_forever(
                     "error",
                     "channel_failed",
                     &msg,
-                    serde_json::json!({"retry_in_seconds": backoff.as_secs(), "node": node()}),
+                    serde_json::json!({"retry_in_seconds": pause.as_secs(), "node": node()}),
                 )
                 .await;
         }
@@ -215,7 +222,7 @@ pub async fn run_forever(
         if result.is_err() {
             let mut rx = shutdown.clone();
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(pause) => {}
                 _ = rx.changed() => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(60));

@@ -167,12 +167,25 @@ pub async fn server_login(
     Ok((auth, ca_pem, proxy))
 }
 
+/// The channel's network deadlines (`timeout_seconds` sets them all; else intake-mail's
+/// defaults) and its message size limit (checked before download).
+fn limits(c: &ChannelSettings) -> (intake_mail::transport::Timeouts, Option<u64>) {
+    (
+        c.timeout
+            .map(intake_mail::transport::Timeouts::uniform)
+            .unwrap_or_default(),
+        Some(c.rules.max_message_bytes),
+    )
+}
+
 /// IMAP connection settings of a channel.
 pub async fn imap_settings(
     settings: &Settings,
     store: &Store,
+    c: &ChannelSettings,
     s: &Server,
 ) -> Result<ImapSettings, RunError> {
+    let (timeouts, max_message_bytes) = limits(c);
     let (auth, ca_pem, proxy) = server_login(settings, store, s, TokenProtocol::Imap).await?;
     Ok(ImapSettings {
         host: s.host.clone(),
@@ -182,6 +195,8 @@ pub async fn imap_settings(
         auth,
         folder: s.folder.clone(),
         proxy,
+        timeouts,
+        max_message_bytes,
     })
 }
 
@@ -189,8 +204,10 @@ pub async fn imap_settings(
 pub async fn pop3_settings(
     settings: &Settings,
     store: &Store,
+    c: &ChannelSettings,
     s: &Server,
 ) -> Result<Pop3Settings, RunError> {
+    let (timeouts, max_message_bytes) = limits(c);
     // The token is requested for the IMAP resource, as before: Microsoft and Google issue one
     // scope for both protocols.
     let (auth, ca_pem, proxy) = server_login(settings, store, s, TokenProtocol::Imap).await?;
@@ -202,6 +219,8 @@ pub async fn pop3_settings(
         auth,
         sasl_form: SaslForm::Auto,
         proxy,
+        timeouts,
+        max_message_bytes,
     })
 }
 
@@ -210,9 +229,11 @@ pub async fn pop3_settings(
 pub async fn open_graph(
     settings: &Settings,
     store: &Store,
+    c: &ChannelSettings,
     g: &Graph,
-    batch: usize,
 ) -> Result<Source, RunError> {
+    let batch = c.batch;
+    let (timeouts, max_message_bytes) = limits(c);
     use intake_mail::source::graph::{GraphSettings, GraphSource};
     let client = OAuthClient::new(settings.integration(&g.integration)?)?;
     let tokens = tokens(settings, store)?;
@@ -228,8 +249,10 @@ pub async fn open_graph(
             http: intake_mail::http::HttpOptions {
                 proxy: g.proxy.clone(),
                 no_proxy: g.no_proxy.clone(),
+                timeouts,
                 ..Default::default()
             },
+            max_message_bytes,
         },
         token,
     )
@@ -259,13 +282,13 @@ pub async fn open(
     };
     Ok(match &c.source {
         SourceSettings::Imap(s) => {
-            let s = imap_settings(settings, store, s).await?;
+            let s = imap_settings(settings, store, c, s).await?;
             Source::Imap(Box::new(ImapSource::connect(&s).await.map_err(connect)?))
         }
         SourceSettings::Pop3(s) => Source::Pop3(Box::new(Pop3Mailbox::new(
-            pop3_settings(settings, store, s).await?,
+            pop3_settings(settings, store, c, s).await?,
         ))),
-        SourceSettings::Graph(g) => open_graph(settings, store, g, c.batch).await?,
+        SourceSettings::Graph(g) => open_graph(settings, store, c, g).await?,
         SourceSettings::Maildir(path) => Source::Maildir(Box::new(
             crate::source::folder::MaildirSource::new(path.clone()).map_err(connect)?,
         )),

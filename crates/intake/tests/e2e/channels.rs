@@ -105,6 +105,8 @@ async fn imap(dc: &Dovecot) -> ImapSource {
         },
         folder: "INBOX".into(),
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     })
     .await
     .unwrap_or_else(|e| panic!("IMAP login: {e}\n{}", dc.log()))

@@ -31,6 +31,8 @@ fn settings(dc: &Dovecot, auth: ImapAuth) -> ImapSettings {
         auth,
         folder: "INBOX".into(),
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     }
 }
 
@@ -622,6 +624,8 @@ async fn pop3_channel_ingests_once_and_deletes_only_after_commit() {
         },
         sasl_form: Default::default(),
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     };
     let mut deleted = intake_mail::source::pop3::Pop3Source::connect(&pop(USER))
         .await
@@ -691,6 +695,8 @@ async fn imap_starttls_and_pop3_through_the_proxy() {
             url: proxy.url.clone(),
             no_proxy: vec![],
         }),
+        timeouts: Default::default(),
+        max_message_bytes: None,
     };
     let mut p = intake_mail::source::pop3::Pop3Source::connect(&pop)
         .await
@@ -906,5 +912,130 @@ async fn idle_wakes_for_mail_reported_during_a_drain_and_respects_its_deadline()
         t.elapsed() >= Duration::from_secs(2) && t.elapsed() < Duration::from_secs(10),
         "{:?}",
         t.elapsed()
+    );
+}
+
+/// Defect 6: `intake run --once` with `INTAKE_LOG=trace` against Dovecot, once with a password
+/// login and once with an XOAUTH2 token from the test identity provider (whose client secret is
+/// configured): stderr has trace output (the run's own `UID FETCH` trace line) but neither the
+/// password, nor the token (plain or inside the base64 SASL blob), nor the client secret —
+/// async-imap's protocol trace, which carries all of them, is capped whatever INTAKE_LOG says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_never_contain_the_password_token_or_client_secret() {
+    use base64::Engine as _;
+
+    const PW: &str = "pw-Trace-7f3a91c2";
+    let run = |cfg: &std::path::Path, db: &str, env: &[(&str, &str)]| {
+        let mut c = intake();
+        c.args([
+            "--config",
+            &cfg.display().to_string(),
+            "--db",
+            db,
+            "run",
+            "--once",
+            "--json",
+        ])
+        .env("INTAKE_LOG", "trace")
+        .env("INTAKE_LEASE_SECONDS", "2")
+        .env("INTAKE_SECRET_KEY", KEY);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["created"], 1, "{v}");
+        err
+    };
+    let traced = |log: &str| {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("TRACE") && l.contains("UID FETCH")),
+            "the run logged at trace level (else this test could not fail)"
+        );
+    };
+
+    // Password login.
+    let Some(dc) = Dovecot::start_or_skip(
+        "trace_logs_password",
+        &DovecotOptions::with_users(&[(USER, PW)]),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("t1@x", "Traced", "")).unwrap();
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"pw\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"implicit\"\nca_file = \"file:{}\"\nmailbox = \"{USER}\"\nauth = \"password:env:IMAP_PW\"\n",
+            dc.imaps_port,
+            dc.ca_path.display()
+        ),
+    )
+    .unwrap();
+    let log = run(&cfg, &db.url, &[("IMAP_PW", PW)]);
+    traced(&log);
+    assert!(!log.contains(PW), "the password is in the trace log");
+    assert!(!log.contains("LOGIN"), "the LOGIN line is not traced");
+
+    // XOAUTH2 with a real token; the integration's client secret is configured.
+    let Some(idp) = Idp::start_or_skip("trace_logs_oauth") else {
+        return;
+    };
+    let Some(dc) = Dovecot::start_or_skip(
+        "trace_logs_oauth",
+        &DovecotOptions::with_users(&[(USER, "unused")]).introspect(&idp),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("t2@x", "Traced OAuth", "")).unwrap();
+    let token = mail_access_token(&idp, USER).await.unwrap();
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    let t = TokenSet {
+        access_token: SecretString::from(token.clone()),
+        refresh_token: None,
+        expires_at: now() + 3000,
+        scopes: vec!["mail".into()],
+        id_token: None,
+    };
+    store
+        .save_token(&keys, "idp", USER, &t, &TokenIdentity::default())
+        .await
+        .unwrap();
+    let cfg = dir.path().join("oauth.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[integration]]\nname = \"idp\"\nprovider = \"custom\"\nclient_id = \"{}\"\nclient_secret = \"env:IDP_SECRET\"\ngrant = \"authorization_code\"\n\
+             authorize_url = \"{}\"\ntoken_url = \"{}\"\nscopes = [\"openid\", \"email\", \"mail\"]\n\n\
+             [[channel]]\nname = \"oauth\"\nproject = \"OPS\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
+             mailbox = \"{USER}\"\nauth = \"oauth:idp\"\nsasl = \"xoauth2\"\n",
+            idp.client_id,
+            idp.authorization_endpoint(),
+            idp.token_endpoint(),
+            dc.imaps_port,
+            dc.ca_path.display()
+        ),
+    )
+    .unwrap();
+    let log = run(&cfg, &db.url, &[("IDP_SECRET", idp.client_secret.as_str())]);
+    traced(&log);
+    let blob = base64::engine::general_purpose::STANDARD
+        .encode(format!("user={USER}\x01auth=Bearer {token}\x01\x01"));
+    assert!(
+        !log.contains(&token),
+        "the access token is in the trace log"
+    );
+    assert!(!log.contains(&blob), "the XOAUTH2 blob is in the trace log");
+    assert!(
+        !log.contains(&idp.client_secret),
+        "the client secret is in the trace log"
     );
 }
