@@ -835,6 +835,8 @@ mod tests {
     async fn refuse_closes_the_port_until_accept_and_keeps_open_connections() {
         let p = FaultProxy::start(echo().await).unwrap();
         let mut open = connect(&p).await;
+        // Accepted by the proxy (not still in the listen backlog, which a closed listener resets).
+        assert_eq!(roundtrip(&mut open, b"first").await.unwrap(), b"first");
         p.refuse();
         let deadline = Instant::now() + Duration::from_secs(5);
         let refused = loop {

@@ -122,6 +122,8 @@ async fn imap(dc: &Dovecot, folder: &str) -> ImapSource {
         auth: password(),
         folder: folder.into(),
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     })
     .await
     .unwrap()
@@ -136,6 +138,8 @@ async fn pop3_count(dc: &Dovecot) -> usize {
         auth: password(),
         sasl_form: Default::default(),
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     })
     .await
     .unwrap();
