@@ -549,3 +549,84 @@ fn graph_roots_of_government_clouds_come_from_the_preset() {
         assert_eq!(me.mailbox_url(), format!("{root}/v1.0/me"), "{cloud}");
     }
 }
+
+/// Defect 5 on Graph (which declares no size before download): a `$value` larger than the
+/// limit + 1 MiB is abandoned and the message returned oversized with its headers from
+/// `internetMessageHeaders`; a message gone (404) is left out; any other failure is an error.
+#[tokio::test]
+async fn an_oversized_message_comes_back_as_headers_and_a_vanished_one_is_left_out() {
+    use intake_mail::source::{Listed, MailSource};
+    let server = MockServer::start().await;
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/big/$value"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(big, "text/plain"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/big"))
+        .and(query_param("$select", "internetMessageHeaders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "internetMessageHeaders": [
+                {"name": "From", "value": "Jane <jane@contoso.example>"},
+                {"name": "Subject", "value": "huge\r\nInjected: no"},
+                {"name": "Message-ID", "value": "<big@contoso.example>"}
+            ]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/gone/$value"))
+        .respond_with(graph_error(
+            404,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+            "g1",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/small/$value"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            b"From: a@contoso.example\r\n\r\nhi\r\n".to_vec(),
+            "text/plain",
+        ))
+        .mount(&server)
+        .await;
+    let mut s = settings(&server.uri(), None, 2);
+    s.max_message_bytes = Some(1024 * 1024);
+    let mut g = GraphSource::new(s, SecretString::from(TOKEN.to_string())).unwrap();
+    let item = |id: &str| Listed {
+        key: id.into(),
+        identity: GraphSource::identity(id),
+        size: None,
+    };
+    let got = g
+        .fetch(&[item("small"), item("gone"), item("big")])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2, "the vanished message is left out");
+    assert_eq!(got[0].raw, b"From: a@contoso.example\r\n\r\nhi\r\n");
+    assert!(got[0].oversized.is_none());
+    assert_eq!(
+        got[1].raw,
+        b"From: Jane <jane@contoso.example>\r\nSubject: huge  Injected: no\r\n\
+Message-ID: <big@contoso.example>\r\n\r\n"
+    );
+    let o = got[1].oversized.unwrap();
+    assert_eq!(o.limit, 1024 * 1024);
+    assert!(o.size > o.limit, "{o:?}");
+
+    // Anything but 404 is an error, never a silent gap.
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/denied/$value"))
+        .respond_with(graph_error(
+            403,
+            "ErrorAccessDenied",
+            "Access is denied.",
+            "g2",
+        ))
+        .mount(&server)
+        .await;
+    assert!(g.fetch(&[item("denied")]).await.is_err());
+}

@@ -297,3 +297,34 @@ async fn silent_greeting_and_silent_search_time_out_naming_the_stage() {
         "{err:?}"
     );
 }
+
+/// A connection that dies during IDLE (the server goes silent and never answers DONE) is
+/// found: IDLE ends on its own deadline, and DONE's answer is bounded by the command deadline,
+/// so `wait_for_change` fails naming it instead of hanging.
+#[tokio::test]
+async fn a_connection_dead_during_idle_is_found_when_done_gets_no_answer() {
+    fn script(_tag: &str, cmd: &str) -> Reply {
+        if cmd.starts_with("IDLE") {
+            Reply::Stall("+ idling\r\n".into())
+        } else {
+            Reply::Stall(String::new())
+        }
+    }
+    let port = fake_imap(script).await;
+    let t = Timeouts::uniform(Duration::from_millis(400));
+    let mut src = ImapSource::connect(&fake_settings(port, t)).await.unwrap();
+    let start = Instant::now();
+    let err = src
+        .wait_for_change(Duration::from_millis(300), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SourceError::Timeout { operation, .. } if operation.starts_with("DONE")),
+        "{err:?}"
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_secs(5),
+        "IDLE deadline + DONE deadline: {took:?}"
+    );
+}

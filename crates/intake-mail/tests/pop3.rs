@@ -768,3 +768,28 @@ async fn an_endless_reply_line_is_refused() {
     assert!(matches!(&err, SourceError::TooLarge(_)), "{err:?}");
     assert!(err.to_string().contains("65536"), "{err}");
 }
+
+/// A server that sends more than a message's declared size (plus 1 MiB of slack) in answer to
+/// RETR is cut off with an error instead of filling memory.
+#[tokio::test]
+async fn a_retr_answer_beyond_the_declared_size_is_refused() {
+    fn script(_conn: usize, l: &str) -> Option<String> {
+        Some(match l {
+            "CAPA" => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".into(),
+            "USER help@example.test" | "PASS s3cret-pop" => "+OK\r\n".into(),
+            "RETR 1" => {
+                let line = format!("{}\r\n", "y".repeat(1000));
+                format!("+OK\r\nSubject: x\r\n\r\n{}.\r\n", line.repeat(1100))
+            }
+            _ => "-ERR no\r\n".into(),
+        })
+    }
+    let (port, _log) = fake_server("+OK ready\r\n", script).await;
+    let mut src = Pop3Source::connect(&fake_settings(port, password(), SaslForm::Auto))
+        .await
+        .unwrap();
+    // Declared 100 bytes, no limit: the budget is 100 bytes + 1 MiB; 1.1 MB arrive.
+    let err = src.fetch(1, "u1", Some(100), None).await.unwrap_err();
+    assert!(matches!(&err, SourceError::TooLarge(_)), "{err:?}");
+    assert!(err.to_string().contains("RETR 1"), "{err}");
+}

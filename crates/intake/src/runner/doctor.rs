@@ -1,6 +1,8 @@
 //! The runner's side of `intake doctor`: the staged connection check of one channel
 //! ([`intake_mail::check`]) with the same typed settings, secrets and tokens a run would use.
-//! It counts only: nothing is fetched, committed or acknowledged.
+//! It counts only: nothing is fetched, committed or acknowledged. The whole check is bounded
+//! like a `connect` stage (4 × `timeout_seconds`, 2 minutes when unset), so a server that
+//! stops answering fails the check instead of hanging it.
 
 use intake_mail::check::{self, Counts, Report};
 use intake_store::Store;
@@ -10,6 +12,25 @@ use crate::settings::{ChannelSettings, Settings, SourceSettings};
 
 /// The staged connection check of one channel (`intake doctor`): counts only, changes nothing.
 pub async fn check(settings: &Settings, store: &Store, c: &ChannelSettings) -> Report {
+    let unit = c.timeout.unwrap_or(std::time::Duration::from_secs(
+        crate::settings::DEFAULT_TIMEOUT_SECONDS,
+    ));
+    let bound = super::drain::Bounds::new(unit).stage;
+    match tokio::time::timeout(bound, staged(settings, store, c)).await {
+        Ok(report) => report,
+        Err(_) => Report::default().fail(
+            "timeout",
+            c.origin(),
+            format!(
+                "the check did not finish within {}s: the server stopped answering",
+                bound.as_secs()
+            ),
+            None,
+        ),
+    }
+}
+
+async fn staged(settings: &Settings, store: &Store, c: &ChannelSettings) -> Report {
     let failed = |e: &dyn std::fmt::Display| {
         Report::default().fail("config", c.name.clone(), format!("{e:#}"), None)
     };

@@ -48,6 +48,10 @@ pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// channel's `timeout_seconds` (one operation's timeout) before it fails naming the stage.
 pub const STAGE_FACTOR: u32 = 4;
 
+/// A fetch may take longer by its batch's declared bytes at this rate, so a slow link that
+/// keeps delivering a large batch is not cut (each read's own timeout still catches a stall).
+pub const FETCH_FLOOR_BYTES_PER_SECOND: u64 = 128 * 1024;
+
 /// A database stage (commit, checkpoint) may take at least this long.
 pub const MIN_COMMIT_BOUND: Duration = Duration::from_secs(120);
 
@@ -196,6 +200,12 @@ pub struct Bounds {
 }
 
 impl Bounds {
+    /// A fetch of `bytes` (declared): the network bound plus the bytes at
+    /// [`FETCH_FLOOR_BYTES_PER_SECOND`].
+    pub fn fetch(&self, bytes: u64) -> Duration {
+        self.stage + Duration::from_secs(bytes / FETCH_FLOOR_BYTES_PER_SECOND)
+    }
+
     pub fn new(timeout: Duration) -> Self {
         let stage = timeout * STAGE_FACTOR;
         Self {
@@ -368,7 +378,9 @@ pub async fn drain<S: MailSource>(
             if todo.is_empty() {
                 return Ok(Vec::new());
             }
-            ctx.bounded(Stage::Fetch, b.stage, src.fetch(&todo)).await
+            let bytes = todo.iter().filter_map(|l| l.size).sum();
+            ctx.bounded(Stage::Fetch, b.fetch(bytes), src.fetch(&todo))
+                .await
         };
         // Raw messages of a batch with their origin (for the mail log), then prepared on the
         // worker threads.

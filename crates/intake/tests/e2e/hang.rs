@@ -88,6 +88,16 @@ fn run_once_against_a_hung_server_fails_in_time_naming_the_stage() {
 /// minutes away) still ends within 10 s of SIGTERM, successfully, and releases its lease.
 #[test]
 fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
+    stops_within_10_seconds("-TERM");
+}
+
+/// The same for Ctrl-C (SIGINT).
+#[test]
+fn ctrl_c_ends_intake_run_within_10_seconds_while_a_server_hangs() {
+    stops_within_10_seconds("-INT");
+}
+
+fn stops_within_10_seconds(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (port, accepted) = hung_server();
     let db = TestDb::sqlite();
@@ -114,7 +124,7 @@ fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
     let signalled = Instant::now();
     assert!(
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
@@ -125,7 +135,7 @@ fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
         }
         assert!(
             signalled.elapsed() < Duration::from_secs(15),
-            "intake run did not stop on SIGTERM"
+            "intake run did not stop on {signal}"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -146,4 +156,29 @@ fn sigterm_ends_intake_run_within_10_seconds_while_a_server_hangs() {
             "the lease was released at exit"
         );
     });
+}
+
+/// `intake doctor` against a server that never answers fails the check in time instead of
+/// hanging, and says the channel failed.
+#[test]
+fn doctor_against_a_hung_server_fails_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, accepted) = hung_server();
+    let db = TestDb::sqlite();
+    let cfg = config(dir.path(), port, 1);
+    let started = Instant::now();
+    let out = intake()
+        .args(["--config", &cfg, "--db", &db.url, "doctor", "--json"])
+        .env("HUNG_PW", "s3cret")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(accepted.load(Ordering::SeqCst) >= 1, "doctor connected");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["channel"], "hung");
+    assert_eq!(v[0]["ok"], false, "{v}");
+    let last = v[0]["stages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ok"], false, "{v}");
 }
