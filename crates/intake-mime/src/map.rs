@@ -135,7 +135,9 @@ impl Reader {
 
     /// [`Reader::prepare`] for a caller that already computed [`content_hash`] of `raw`.
     pub fn prepare_hashed(&self, raw: &[u8], hash: String) -> Prepared {
-        match catch_unwind(AssertUnwindSafe(|| self.prepare_inner(raw, hash.clone()))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            crate::sanitize::prepared(self.prepare_inner(raw, hash.clone()))
+        })) {
             Ok(p) => p,
             Err(_) => Prepared {
                 envelope: Envelope {
@@ -178,10 +180,10 @@ impl Reader {
             envelope.sent_at = sent_at;
             envelope.sender = sender;
         }
-        Prepared {
+        crate::sanitize::prepared(Prepared {
             envelope,
             kind: PreparedKind::Quarantined(QuarantineReason::TooLarge { size, limit }),
-        }
+        })
     }
 
     pub(crate) fn prepare_inner(&self, raw: &[u8], hash: String) -> Prepared {

@@ -18,11 +18,18 @@
 //! - Links (nextLink, deltaLink) are followed only on the configured Graph root's origin, so the
 //!   bearer token never goes to another host. The token is never logged or put into an error.
 //! - Bounds: HTTP connect and per-read deadlines ([`crate::http`]); a JSON answer is read up
-//!   to [`JSON_BODY_CAP`], a message's MIME up to the size limit plus [`MIME_SLACK`]. Graph v1.0
-//!   declares no message size, so the listing's `size` stays unknown and the limit is enforced
-//!   while downloading: a `$value` that passes it is abandoned, the message's
-//!   `internetMessageHeaders` become its header section and it is returned [`Oversized`]
-//!   (with the bytes counted so far as its size: at least that large).
+//!   to [`JSON_BODY_CAP`], a message's MIME up to the size limit plus [`MIME_SLACK`].
+//! - Sizes before download: the v1.0 `message` resource has no size property, so the delta
+//!   request expands the MAPI property PidTagMessageSize ([`SIZE_PROPERTY`], `Integer 0x0E08`)
+//!   through `singleValueExtendedProperties` — on the delta request itself (the message-delta
+//!   documentation lists `$expand` among its query parameters, and Graph carries the query
+//!   into every nextLink/deltaLink), so sizes cost no extra round trip. A listed message
+//!   whose declared size passes the limit is never downloaded: its `internetMessageHeaders`
+//!   (`$select`) become its header section and it is returned [`Oversized`]. An entry without
+//!   the property (e.g. a deltaLink stored before this request carried `$expand`) keeps
+//!   `size: None`, and the limit is then enforced while downloading: a `$value` that passes
+//!   it is abandoned and the message quarantined the same way (with the bytes counted so far
+//!   as its size: at least that large).
 //! - A message gone since it was listed (404 `ErrorItemNotFound`) is left out of a fetch; any
 //!   other failure is an error (never silently left out).
 
@@ -70,7 +77,12 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Asks Graph for IDs that survive a move (facts §6).
 const IMMUTABLE_ID: &str = "IdType=\"ImmutableId\"";
 
-const DELTA_SELECT: &str = "$select=id,isRead,receivedDateTime";
+/// The MAPI property PidTagMessageSize (ID 0x0E08, 32-bit integer): the message's size in
+/// bytes as the store counts it, which is what Exchange's own size limits use.
+pub const SIZE_PROPERTY: &str = "Integer 0x0E08";
+
+const DELTA_QUERY: &str = "$select=id,isRead,receivedDateTime\
+    &$expand=singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
 
 /// The largest JSON answer read (a delta page of 1,000 entries with `$select` is far smaller).
 pub const JSON_BODY_CAP: u64 = 16 * 1024 * 1024;
@@ -113,6 +125,9 @@ pub struct DeltaPage {
     /// Per entry of `ids`: (`isRead`, `receivedDateTime`) as Graph sent them, for the
     /// first-sync policy.
     pub meta: Vec<(Option<bool>, Option<String>)>,
+    /// Per entry of `ids`: the declared size (PidTagMessageSize, [`SIZE_PROPERTY`]) when Graph
+    /// returned it.
+    pub sizes: Vec<Option<u64>>,
     pub next: Next,
 }
 
@@ -365,6 +380,38 @@ struct DeltaItem {
     is_read: Option<bool>,
     #[serde(default, rename = "receivedDateTime")]
     received: Option<String>,
+    #[serde(default, rename = "singleValueExtendedProperties")]
+    extended: Vec<ExtendedProperty>,
+}
+
+#[derive(Deserialize)]
+struct ExtendedProperty {
+    id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl DeltaItem {
+    /// PidTagMessageSize when expanded. Graph echoes the id normalised (`Integer 0xe08`), so
+    /// the type and the tag are compared, not the text.
+    fn size(&self) -> Option<u64> {
+        self.extended
+            .iter()
+            .find(|p| is_size_property(&p.id))
+            .and_then(|p| p.value.as_deref()?.trim().parse::<u64>().ok())
+    }
+}
+
+fn is_size_property(id: &str) -> bool {
+    let mut parts = id.split_whitespace();
+    let (Some(kind), Some(tag), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let tag = tag
+        .strip_prefix("0x")
+        .or_else(|| tag.strip_prefix("0X"))
+        .and_then(|h| u32::from_str_radix(h, 16).ok());
+    kind.eq_ignore_ascii_case("Integer") && tag == Some(0x0E08)
 }
 
 /// An authenticated Graph client for one mailbox folder.
@@ -557,7 +604,7 @@ impl GraphSource {
 
     fn first_delta_url(&self) -> Url {
         let mut u = self.url(&["mailFolders", &self.folder, "messages", "delta"]);
-        u.set_query(Some(DELTA_SELECT));
+        u.set_query(Some(DELTA_QUERY));
         u
     }
 
@@ -596,12 +643,14 @@ impl GraphSource {
             .await?;
         let body: DeltaBody = serde_json::from_slice(&resp)
             .map_err(|e| GraphError::Protocol(format!("delta page is not valid JSON: {e}")))?;
-        let (ids, meta) = body
-            .value
-            .into_iter()
-            .filter(|m| m.removed.is_none())
-            .map(|m| (m.id, (m.is_read, m.received)))
-            .unzip();
+        let mut ids = Vec::new();
+        let mut meta = Vec::new();
+        let mut sizes = Vec::new();
+        for m in body.value.into_iter().filter(|m| m.removed.is_none()) {
+            sizes.push(m.size());
+            ids.push(m.id);
+            meta.push((m.is_read, m.received));
+        }
         let next = match (body.next_link, body.delta_link) {
             (Some(next), _) => Next::More(self.checked_link(next)?),
             (None, Some(delta)) => Next::Done(self.checked_link(delta)?),
@@ -611,7 +660,12 @@ impl GraphSource {
                 ));
             }
         };
-        Ok(DeltaPage { ids, meta, next })
+        Ok(DeltaPage {
+            ids,
+            meta,
+            sizes,
+            next,
+        })
     }
 
     fn checked_link(&self, link: String) -> Result<String, GraphError> {
@@ -920,11 +974,12 @@ impl MailSource for GraphSource {
                 page.ids
                     .iter()
                     .zip(&page.meta)
-                    .filter(|(_, m)| !self.filtering || Self::wanted(start, m))
-                    .map(|(id, _)| Listed {
+                    .zip(&page.sizes)
+                    .filter(|((_, m), _)| !self.filtering || Self::wanted(start, m))
+                    .map(|((id, _), size)| Listed {
                         key: id.clone(),
                         identity: Self::identity(id),
-                        size: None,
+                        size: *size,
                     })
                     .collect()
             };
@@ -952,6 +1007,21 @@ impl MailSource for GraphSource {
     async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
+            // Declared larger than the limit: quarantined from its headers, never downloaded.
+            if let (Some(size), Some(limit)) = (item.size, self.max_message_bytes)
+                && size > limit
+            {
+                match self.fetch_headers(&item.key).await {
+                    Ok(raw) => out.push(Fetched {
+                        identity: item.identity.clone(),
+                        raw,
+                        oversized: Some(Oversized { size, limit }),
+                    }),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
             match self.fetch_mime(&item.key).await {
                 Ok(raw) => out.push(Fetched {
                     identity: item.identity.clone(),
@@ -1014,6 +1084,38 @@ mod tests {
         assert_eq!(folder_name(id).unwrap(), id);
         let e = folder_name("Posteingang").unwrap_err();
         assert_eq!(e.root_cause(), Some(RootCause::Rc5));
+    }
+
+    #[test]
+    fn the_size_property_is_recognised_in_graphs_normalised_spelling() {
+        for id in [
+            "Integer 0x0E08",
+            "Integer 0xe08",
+            "integer 0X0e08",
+            " Integer  0xE08 ",
+        ] {
+            assert!(is_size_property(id), "{id}");
+        }
+        for id in [
+            "Long 0x0E08",
+            "Integer 0x0E07",
+            "Integer",
+            "Integer 0x0E08 x",
+            "String 0xe08",
+        ] {
+            assert!(!is_size_property(id), "{id}");
+        }
+        let item: DeltaItem = serde_json::from_value(serde_json::json!({
+            "id": "m1",
+            "singleValueExtendedProperties": [
+                {"id": "String 0x1000", "value": "99"},
+                {"id": "Integer 0xe08", "value": "123456"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(item.size(), Some(123_456));
+        let bare: DeltaItem = serde_json::from_value(serde_json::json!({"id": "m2"})).unwrap();
+        assert_eq!(bare.size(), None);
     }
 
     #[test]

@@ -37,13 +37,13 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use intake_core::{LoopGuard, ProjectKey};
+use intake_core::ProjectKey;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::{Row, Transaction};
 
 use super::{
-    Applied, AttachmentRow, Incoming, LedgerOutcome, NewComment, NewTicket, TicketRow, Writer,
-    apply_with,
+    Applied, AttachmentRow, BatchRules, Incoming, LedgerOutcome, NewComment, NewTicket, TicketRow,
+    Writer, apply_with,
 };
 use crate::StoreError;
 
@@ -88,14 +88,14 @@ impl PgWriter {
         &self,
         channel: &str,
         project: &ProjectKey,
-        guard: &LoopGuard,
+        rules: &BatchRules,
         batch: &[Incoming],
     ) -> Result<Vec<Applied>, StoreError> {
         let mut b = PgBatch {
             tx: self.pool.begin().await?,
             touched: Vec::new(),
         };
-        let out = apply_with(&mut b, channel, project, guard, batch).await?;
+        let out = apply_with(&mut b, channel, project, rules, batch).await?;
         b.flush().await?;
         b.tx.commit().await?;
         Ok(out)
@@ -488,6 +488,25 @@ impl Writer for PgBatch<'_> {
         .bind(ts)
         .bind(&address)
         .bind(&name)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_links(&mut self, links: &[(i64, i64)], ts: i64) -> Result<(), StoreError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let ticket: Vec<i64> = links.iter().map(|l| l.0).collect();
+        let related: Vec<i64> = links.iter().map(|l| l.1).collect();
+        sqlx::query(
+            "INSERT INTO ticket_links (ticket_id, related_id, relation, created_at)
+             SELECT v.ticket_id, v.related_id, 'follows', $1
+             FROM UNNEST($2::int8[], $3::int8[]) AS v(ticket_id, related_id)",
+        )
+        .bind(ts)
+        .bind(&ticket)
+        .bind(&related)
         .execute(&mut *self.tx)
         .await?;
         Ok(())

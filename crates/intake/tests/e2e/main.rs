@@ -9,6 +9,9 @@ mod cli;
 mod crash;
 /// `intake doctor`: staged check that only counts (RC15) and names the failing stage (RC7).
 mod doctor;
+/// Faults injected on real connections (cut, stall, drip, reset, refuse; IdP and Graph
+/// outages; a hung server): each message still ends with exactly one outcome.
+mod faults;
 /// A hung mail server: `run --once` fails in time naming the stage; SIGTERM ends `run` in 10 s.
 mod hang;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
