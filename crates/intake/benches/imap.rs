@@ -154,7 +154,7 @@ fn main() {
         }
 
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("m.db").display())).await.unwrap();
+        let store = Store::connect_with(&format!("sqlite://{}", dir.path().join("m.db").display()), intake_store::Durability::Process).await.unwrap();
         let opts = IngestOptions::new("maildir", "BENCH".parse().unwrap(), ChannelRules::default());
         let (t, cpu) = (Instant::now(), cpu_seconds());
         let s = pipeline::ingest_paths(&store, &[dc.maildir(USER)], &opts, None).await.unwrap();

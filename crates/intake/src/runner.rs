@@ -462,6 +462,11 @@ async fn drain<S: MailSource>(
     let channel = &ctx.opts.channel;
     let stopped = || stop.is_some_and(|r| *r.borrow());
     source.supports(&ctx.after)?;
+    // Durable before destructive: every post-action below follows a commit it depends on.
+    anyhow::ensure!(
+        store.durability() == intake_store::Durability::PowerLoss,
+        "channel {channel}: the store is not power-loss durable, so no post-action may follow its commits (open it with Store::connect)"
+    );
     loop {
         let checkpoint = store.checkpoint(channel).await?;
         let listing = source

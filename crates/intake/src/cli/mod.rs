@@ -94,6 +94,7 @@ pub struct RunArgs {
 
 async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<ExitCode> {
     let store = intake_store::Store::connect(db).await?;
+    let _housekeeping = crate::housekeeping::start(config, &store).await;
     let channels: Vec<_> = config
         .channels
         .iter()

@@ -9,6 +9,9 @@ mod cli;
 mod crash;
 /// `intake doctor`: staged check that only counts (RC15) and names the failing stage (RC7).
 mod doctor;
+/// Durable before destructive (the runner refuses post-actions after non-durable commits) and
+/// housekeeping at the start of `intake ingest` / `intake run`.
+mod durable;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
 mod idp;
 /// IMAP channels against a real Dovecot (scripts/testbed/dovecot.sh).
