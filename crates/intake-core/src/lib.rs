@@ -53,6 +53,6 @@ pub use model::{
 pub use preset::{
     Cloud, Endpoints, Grant, Protocol, Provider, google_endpoints, microsoft_endpoints, scopes,
 };
-pub use rules::{ChannelRules, LoopGuard, ReplyToPolicy};
+pub use rules::{ChannelRules, LoopGuard, ReplyPolicy, ReplyToPolicy};
 pub use secret::{SecretRef, SecretRefError};
 pub use token::{TokenIdentity, TokenSet};

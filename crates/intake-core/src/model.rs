@@ -128,8 +128,18 @@ pub enum QuarantineReason {
     Empty,
     NotMail(String),
     NoSender,
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
     Unreadable(String),
+    /// The reporter's address is longer than an address can be (RFC 5321: 320 bytes).
+    AddressTooLong {
+        len: usize,
+        limit: usize,
+    },
+    /// The database refused to store the message; the database's own words.
+    Refused(String),
 }
 
 impl fmt::Display for QuarantineReason {
@@ -145,6 +155,11 @@ impl fmt::Display for QuarantineReason {
                 )
             }
             Self::Unreadable(v) => write!(f, "unreadable message ({v})"),
+            Self::AddressTooLong { len, limit } => write!(
+                f,
+                "sender address of {len} bytes exceeds the limit of {limit} bytes"
+            ),
+            Self::Refused(v) => write!(f, "the database refused to store this message: {v}"),
         }
     }
 }

@@ -142,7 +142,12 @@ pub fn diagnose_login(server: &str, oauth: bool) -> Option<Cause> {
 }
 
 /// DNS and TCP stages, starting a report; returns it so far, or the failed one.
-async fn reach(host: &str, port: u16, proxy: Option<&ProxySettings>) -> Result<Report, Report> {
+async fn reach(
+    host: &str,
+    port: u16,
+    proxy: Option<&ProxySettings>,
+    limit: std::time::Duration,
+) -> Result<Report, Report> {
     let mut r = Report::new();
     let target = format!("{host}:{port}");
     let via = match net::route(host, proxy) {
@@ -158,9 +163,17 @@ async fn reach(host: &str, port: u16, proxy: Option<&ProxySettings>) -> Result<R
     };
     // Through a proxy, the proxy resolves the mail host; we resolve the proxy.
     let lookup = via.clone().unwrap_or_else(|| target.clone());
-    let resolved = tokio::net::lookup_host(lookup.as_str())
-        .await
-        .map(|addrs| addrs.map(|a| a.ip().to_string()).collect::<Vec<_>>());
+    let resolved = match tokio::time::timeout(limit, tokio::net::lookup_host(lookup.as_str())).await
+    {
+        Ok(r) => r.map(|addrs| addrs.map(|a| a.ip().to_string()).collect::<Vec<_>>()),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer from DNS within {}",
+                crate::transport::secs(limit)
+            ),
+        )),
+    };
     match resolved {
         Ok(addrs) => {
             r.pass("dns", lookup.clone(), addrs.join(", "));
@@ -177,7 +190,14 @@ async fn reach(host: &str, port: u16, proxy: Option<&ProxySettings>) -> Result<R
             ));
         }
     }
-    match net::connect(host, port, proxy).await {
+    let connected = match tokio::time::timeout(limit, net::connect(host, port, proxy)).await {
+        Ok(r) => r,
+        Err(_) => Err(net::NetError::Connect {
+            addr: target.clone(),
+            message: format!("connect timed out after {}", crate::transport::secs(limit)),
+        }),
+    };
+    match connected {
         Ok(_) => {
             let label = proxy.and_then(|p| net::proxy_label(&p.url).ok());
             let how = match (&via, label) {
@@ -213,6 +233,14 @@ async fn reach(host: &str, port: u16, proxy: Option<&ProxySettings>) -> Result<R
 
 fn login_failure(r: Report, target: String, e: &SourceError, oauth: bool) -> Report {
     match e {
+        SourceError::Timeout { operation, .. } => {
+            let stage = match operation.as_str() {
+                "connect" => "tcp",
+                o if o.starts_with("SELECT") => "folder",
+                _ => "login",
+            };
+            r.fail(stage, target, e.to_string(), None)
+        }
         SourceError::Tls { .. } => r.fail(
             "login",
             target,
@@ -246,7 +274,7 @@ fn login_failure(r: Report, target: String, e: &SourceError, oauth: bool) -> Rep
 
 /// Check an IMAP channel.
 pub async fn check_imap(s: &ImapSettings) -> Report {
-    let r = match reach(&s.host, s.port, s.proxy.as_ref()).await {
+    let r = match reach(&s.host, s.port, s.proxy.as_ref(), s.timeouts.connect).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -276,7 +304,7 @@ pub async fn check_imap(s: &ImapSettings) -> Report {
 
 /// Check a POP3 channel.
 pub async fn check_pop3(s: &Pop3Settings) -> Report {
-    let r = match reach(&s.host, s.port, s.proxy.as_ref()).await {
+    let r = match reach(&s.host, s.port, s.proxy.as_ref(), s.timeouts.connect).await {
         Ok(r) => r,
         Err(r) => return r,
     };

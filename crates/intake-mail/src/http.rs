@@ -4,10 +4,20 @@
 //! its no-proxy list), and an optional extra trusted CA.
 //!
 //! [`send`] adapts reqwest 0.13 to the `oauth2` crate (whose own adapter targets reqwest 0.12).
+//!
+//! Bounds: connecting has [`Timeouts::connect`], every read of a response (head or body chunk)
+//! [`Timeouts::command`] (reqwest's per-read timeout, so a large download that keeps flowing
+//! is never cut); an optional total [`HttpOptions::timeout`] on top. Bodies are read with
+//! [`read_capped`]: token answers at most [`TOKEN_BODY_CAP`].
 
 use std::time::Duration;
 
 use reqwest::{NoProxy, Proxy};
+
+use crate::transport::Timeouts;
+
+/// The largest token-endpoint answer read (a token response is a few KiB).
+pub const TOKEN_BODY_CAP: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -19,6 +29,30 @@ pub enum HttpError {
     Build(String),
     #[error("HTTP request to {url} failed: {message}")]
     Request { url: String, message: String },
+    #[error("the answer from {url} is larger than {cap} bytes; not read further")]
+    TooLarge { url: String, cap: u64 },
+}
+
+/// Read a response body of at most `cap` bytes: `Err(n)` with the bytes counted when it is
+/// larger (the declared `Content-Length` or what arrived before the cap), without reading on.
+pub async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: u64,
+) -> Result<Result<Vec<u8>, u64>, reqwest::Error> {
+    if let Some(len) = resp.content_length()
+        && len > cap
+    {
+        return Ok(Err(len));
+    }
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        let total = out.len() as u64 + chunk.len() as u64;
+        if total > cap {
+            return Ok(Err(total));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Ok(out))
 }
 
 /// Options for [`client`].
@@ -28,7 +62,10 @@ pub struct HttpOptions {
     pub no_proxy: Vec<String>,
     /// PEM bytes of extra trusted CA certificates.
     pub ca_pem: Option<Vec<u8>>,
+    /// A bound on the whole request (none by default: [`Timeouts`] bound each step).
     pub timeout: Option<Duration>,
+    /// Connect (`connect`) and per-read (`command`) deadlines.
+    pub timeouts: Timeouts,
 }
 
 /// `proxy = "env"` asks for the environment's proxy — and only then is the environment read
@@ -83,8 +120,12 @@ pub fn client(o: &HttpOptions) -> Result<reqwest::Client, HttpError> {
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .timeout(o.timeout.unwrap_or(Duration::from_secs(30)))
+        .connect_timeout(o.timeouts.connect)
+        .read_timeout(o.timeouts.command)
         .user_agent(concat!("intake/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = o.timeout {
+        b = b.timeout(t);
+    }
     if let Some(p) = &o.proxy {
         let proxy = Proxy::all(p)
             .map_err(|e| HttpError::Proxy(p.clone(), e.to_string()))?
@@ -123,7 +164,13 @@ pub async fn send(
     for (k, v) in resp.headers() {
         builder = builder.header(k, v);
     }
-    let body = resp.bytes().await.map_err(err)?.to_vec();
+    let body = read_capped(resp, TOKEN_BODY_CAP)
+        .await
+        .map_err(err)?
+        .map_err(|_| HttpError::TooLarge {
+            url: url.clone(),
+            cap: TOKEN_BODY_CAP,
+        })?;
     builder.body(body).map_err(|e| HttpError::Request {
         url: url.clone(),
         message: e.to_string(),

@@ -7,7 +7,8 @@
 //!   certificate assertion), refresh; token-endpoint errors decoded into root causes;
 //! - [`oauth::claims`]: who a token belongs to, read from its claims (diagnosis only);
 //! - [`sasl`]: XOAUTH2 / OAUTHBEARER, keeping the server's error challenge;
-//! - [`source`]: mail servers behind one shape (IMAP so far), [`tls`] for their connections.
+//! - [`source`]: mail servers behind one shape (IMAP, POP3, Graph); [`transport`] opens their
+//!   connections (proxy, TLS, a deadline on every read and write), [`tls`] configures TLS.
 //!
 //! Storage (encrypted tokens, pending flows, refresh leases) is the store's; the `intake` crate
 //! wires both together.
@@ -20,6 +21,7 @@ pub mod sasl;
 pub mod secret;
 pub mod source;
 pub mod tls;
+pub mod transport;
 
 /// Install the process-wide crypto providers (rustls and jsonwebtoken both use aws-lc-rs).
 /// Idempotent; called by every constructor that needs them.

@@ -26,6 +26,7 @@ fn settings(root: &str, mailbox: Option<&str>, page_size: u32) -> GraphSettings 
             timeout: Some(Duration::from_secs(10)),
             ..HttpOptions::default()
         },
+        max_message_bytes: None,
     }
 }
 
@@ -547,4 +548,204 @@ fn graph_roots_of_government_clouds_come_from_the_preset() {
         .unwrap();
         assert_eq!(me.mailbox_url(), format!("{root}/v1.0/me"), "{cloud}");
     }
+}
+
+/// Defect 5 on Graph when no size was declared (e.g. a deltaLink stored before the listing
+/// expanded PidTagMessageSize): a `$value` larger than the limit + 1 MiB is abandoned and the message returned oversized with its headers from
+/// `internetMessageHeaders`; a message gone (404) is left out; any other failure is an error.
+#[tokio::test]
+async fn an_oversized_message_comes_back_as_headers_and_a_vanished_one_is_left_out() {
+    use intake_mail::source::{Listed, MailSource};
+    let server = MockServer::start().await;
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/big/$value"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(big, "text/plain"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/big"))
+        .and(query_param("$select", "internetMessageHeaders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "internetMessageHeaders": [
+                {"name": "From", "value": "Jane <jane@contoso.example>"},
+                {"name": "Subject", "value": "huge\r\nInjected: no"},
+                {"name": "Message-ID", "value": "<big@contoso.example>"}
+            ]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/gone/$value"))
+        .respond_with(graph_error(
+            404,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+            "g1",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/small/$value"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            b"From: a@contoso.example\r\n\r\nhi\r\n".to_vec(),
+            "text/plain",
+        ))
+        .mount(&server)
+        .await;
+    let mut s = settings(&server.uri(), None, 2);
+    s.max_message_bytes = Some(1024 * 1024);
+    let mut g = GraphSource::new(s, SecretString::from(TOKEN.to_string())).unwrap();
+    let item = |id: &str| Listed {
+        key: id.into(),
+        identity: GraphSource::identity(id),
+        size: None,
+    };
+    let got = g
+        .fetch(&[item("small"), item("gone"), item("big")])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2, "the vanished message is left out");
+    assert_eq!(got[0].raw, b"From: a@contoso.example\r\n\r\nhi\r\n");
+    assert!(got[0].oversized.is_none());
+    assert_eq!(
+        got[1].raw,
+        b"From: Jane <jane@contoso.example>\r\nSubject: huge  Injected: no\r\n\
+Message-ID: <big@contoso.example>\r\n\r\n"
+    );
+    let o = got[1].oversized.unwrap();
+    assert_eq!(o.limit, 1024 * 1024);
+    assert!(o.size > o.limit, "{o:?}");
+
+    // Anything but 404 is an error, never a silent gap.
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/denied/$value"))
+        .respond_with(graph_error(
+            403,
+            "ErrorAccessDenied",
+            "Access is denied.",
+            "g2",
+        ))
+        .mount(&server)
+        .await;
+    assert!(g.fetch(&[item("denied")]).await.is_err());
+}
+
+fn sized(id: &str, size: u64) -> serde_json::Value {
+    let mut m = msg(id);
+    m["singleValueExtendedProperties"] =
+        json!([{ "id": "Integer 0xe08", "value": size.to_string() }]);
+    m
+}
+
+/// Defect 5 on Graph with sizes before download: the delta request expands PidTagMessageSize
+/// (`Integer 0x0E08`), the listing carries each message's size, and a message declared larger
+/// than the limit is quarantined from its `internetMessageHeaders` without its MIME `$value`
+/// ever being requested; a message within the limit is downloaded as usual.
+#[tokio::test]
+async fn a_message_declared_oversized_is_quarantined_from_headers_without_downloading() {
+    use intake_mail::source::{MailSource, Start};
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    let limit: u64 = 1024 * 1024;
+    Mock::given(method("GET"))
+        .and(path(DELTA))
+        .and(query_param("$select", "id,isRead,receivedDateTime"))
+        .and(query_param(
+            "$expand",
+            "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')",
+        ))
+        .respond_with(page(
+            vec![
+                sized("small", 31),
+                sized("big", 40 * 1024 * 1024),
+                msg("nosize"),
+            ],
+            "@odata.deltaLink",
+            format!("{uri}{DELTA}?$deltatoken=d1"),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The oversized message's body must never be requested.
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/big/$value"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(vec![b'x'; 64], "text/plain"))
+        .expect(0)
+        .named("MIME $value of the oversized message")
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/messages/big"))
+        .and(query_param("$select", "internetMessageHeaders"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "internetMessageHeaders": [
+                {"name": "From", "value": "Jane <jane@contoso.example>"},
+                {"name": "Subject", "value": "the quarterly video"},
+                {"name": "Message-ID", "value": "<big@contoso.example>"}
+            ]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    for id in ["small", "nosize"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1.0/me/messages/{id}/$value")))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(
+                b"From: a@contoso.example\r\n\r\nhi\r\n".to_vec(),
+                "text/plain",
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let mut s = settings(&uri, None, 50);
+    s.max_message_bytes = Some(limit);
+    let mut g = GraphSource::new(s, SecretString::from(TOKEN.to_string())).unwrap();
+
+    let listing = g.list(None, Start::All, 50).await.unwrap();
+    let sizes: Vec<_> = listing
+        .items
+        .iter()
+        .map(|l| (l.key.as_str(), l.size))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("small", Some(31)),
+            ("big", Some(40 * 1024 * 1024)),
+            ("nosize", None)
+        ]
+    );
+    assert_eq!(
+        listing.checkpoint,
+        Some(format!("{uri}{DELTA}?$deltatoken=d1"))
+    );
+
+    let got = g.fetch(&listing.items).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got[0].oversized.is_none() && got[2].oversized.is_none());
+    assert_eq!(got[0].raw, b"From: a@contoso.example\r\n\r\nhi\r\n");
+    assert_eq!(
+        got[1].raw,
+        b"From: Jane <jane@contoso.example>\r\nSubject: the quarterly video\r\n\
+Message-ID: <big@contoso.example>\r\n\r\n"
+    );
+    let o = got[1].oversized.expect("declared oversized");
+    assert_eq!((o.size, o.limit), (40 * 1024 * 1024, limit));
+
+    let requested: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert!(
+        !requested
+            .iter()
+            .any(|p| p == "/v1.0/me/messages/big/$value"),
+        "the oversized message's MIME was requested: {requested:?}"
+    );
+    server.verify().await;
 }

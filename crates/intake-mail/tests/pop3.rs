@@ -55,6 +55,8 @@ fn settings(dc: &Dovecot, tls: Tls, auth: Pop3Auth, sasl_form: SaslForm) -> Pop3
         auth,
         sasl_form,
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     }
 }
 
@@ -337,7 +339,7 @@ async fn uidl_is_stable_across_connections() {
         first,
         "same UIDs in a new session"
     );
-    let f = src.fetch(2, &first[1].1).await.unwrap();
+    let f = src.fetch(2, &first[1].1, None, None).await.unwrap();
     assert_eq!(f.identity, format!("pop3:{}", first[1].1));
     src.dele(1).await.unwrap();
     src.quit().await.unwrap();
@@ -515,6 +517,8 @@ fn fake_settings(port: u16, auth: Pop3Auth, form: SaslForm) -> Pop3Settings {
         auth,
         sasl_form: form,
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     }
 }
 
@@ -681,4 +685,111 @@ async fn auto_retries_two_lines_on_the_same_connection_and_answers_the_challenge
     assert!(log[0][1].starts_with("AUTH OAUTHBEARER "), "{log:?}");
     assert_eq!(log[0][2], "AUTH OAUTHBEARER", "{log:?}");
     assert_eq!(log[0][4], "AQ==", "{log:?}");
+}
+
+/// Defect 5 on POP3: the listing carries each message's `LIST` size; a message over the limit
+/// is fetched with `TOP n 0` (its header section only) and marked oversized; the other whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_sizes_and_an_oversized_message_is_fetched_with_top() {
+    use intake_mail::source::pop3::Pop3Mailbox;
+    use intake_mail::source::{MailSource, Start};
+    let Some(dc) = dovecot("pop3_oversized_top") else {
+        return;
+    };
+    let small = mail("small@x", "small", "short\r\n");
+    let big = mail(
+        "big@x",
+        "big",
+        &"0123456789abcdef0123456789abcdef\r\n".repeat(10_000),
+    );
+    dc.deliver(USER, &small).unwrap();
+    dc.deliver(USER, &big).unwrap();
+    let limit = 100_000;
+    let mut mb = Pop3Mailbox::new(Pop3Settings {
+        max_message_bytes: Some(limit),
+        ..settings(&dc, Tls::None, password(), SaslForm::Auto)
+    });
+    let listing = mb.list(None, Start::All, 100).await.unwrap();
+    let sizes: Vec<u64> = listing.items.iter().map(|i| i.size.unwrap()).collect();
+    assert_eq!(sizes, vec![small.len() as u64, big.len() as u64]);
+    let got = mb.fetch(&listing.items).await.unwrap();
+    assert_eq!(got[0].raw, small);
+    assert_eq!(got[0].oversized, None);
+    let head_len = big.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got[1].raw, big[..head_len], "TOP n 0: the header section");
+    let o = got[1].oversized.unwrap();
+    assert_eq!((o.size, o.limit), (big.len() as u64, limit));
+}
+
+/// A POP3 server that stops answering (here: after the greeting and CAPA, at USER) fails with
+/// a timeout naming the command and the server, after the configured deadline.
+#[tokio::test]
+async fn a_silent_pop3_server_times_out_naming_the_command() {
+    fn script(_conn: usize, l: &str) -> Option<String> {
+        if l == "CAPA" {
+            Some("+OK\r\nUSER\r\nUIDL\r\n.\r\n".into())
+        } else {
+            // Say nothing, keep the connection: the client must give up by itself.
+            Some(String::new())
+        }
+    }
+    let (port, _log) = fake_server("+OK ready\r\n", script).await;
+    let s = Pop3Settings {
+        timeouts: intake_mail::transport::Timeouts::uniform(Duration::from_millis(400)),
+        ..fake_settings(port, password(), SaslForm::Auto)
+    };
+    let start = std::time::Instant::now();
+    let err = Pop3Source::connect(&s).await.unwrap_err();
+    assert!(
+        matches!(&err, SourceError::Timeout { operation, .. } if operation == "USER"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("USER on 127.0.0.1:{port} timed out after 0.4 s")
+    );
+    assert!(!err.to_string().contains(PASSWORD));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+/// A reply line longer than 64 KiB is refused instead of buffered without bound.
+#[tokio::test]
+async fn an_endless_reply_line_is_refused() {
+    fn script(_conn: usize, l: &str) -> Option<String> {
+        match l {
+            "CAPA" => Some(format!("+OK {}\r\n", "x".repeat(100_000))),
+            _ => None,
+        }
+    }
+    let (port, _log) = fake_server("+OK ready\r\n", script).await;
+    let err = Pop3Source::connect(&fake_settings(port, password(), SaslForm::Auto))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, SourceError::TooLarge(_)), "{err:?}");
+    assert!(err.to_string().contains("65536"), "{err}");
+}
+
+/// A server that sends more than a message's declared size (plus 1 MiB of slack) in answer to
+/// RETR is cut off with an error instead of filling memory.
+#[tokio::test]
+async fn a_retr_answer_beyond_the_declared_size_is_refused() {
+    fn script(_conn: usize, l: &str) -> Option<String> {
+        Some(match l {
+            "CAPA" => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".into(),
+            "USER help@example.test" | "PASS s3cret-pop" => "+OK\r\n".into(),
+            "RETR 1" => {
+                let line = format!("{}\r\n", "y".repeat(1000));
+                format!("+OK\r\nSubject: x\r\n\r\n{}.\r\n", line.repeat(1100))
+            }
+            _ => "-ERR no\r\n".into(),
+        })
+    }
+    let (port, _log) = fake_server("+OK ready\r\n", script).await;
+    let mut src = Pop3Source::connect(&fake_settings(port, password(), SaslForm::Auto))
+        .await
+        .unwrap();
+    // Declared 100 bytes, no limit: the budget is 100 bytes + 1 MiB; 1.1 MB arrive.
+    let err = src.fetch(1, "u1", Some(100), None).await.unwrap_err();
+    assert!(matches!(&err, SourceError::TooLarge(_)), "{err:?}");
+    assert!(err.to_string().contains("RETR 1"), "{err}");
 }

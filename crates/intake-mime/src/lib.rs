@@ -18,6 +18,7 @@ pub mod body;
 pub mod loops;
 pub mod map;
 pub mod repair;
+pub mod sanitize;
 pub mod thread;
 
 use intake_core::{ChannelRules, Prepared};
@@ -27,7 +28,7 @@ pub use map::{Reader, RulesError, content_hash};
 /// Hidden entry point without the panic guard, for property tests and the fuzz target.
 #[doc(hidden)]
 pub fn prepare_unguarded(reader: &Reader, raw: &[u8]) -> Prepared {
-    reader.prepare_inner(raw, content_hash(raw))
+    sanitize::prepared(reader.prepare_inner(raw, content_hash(raw)))
 }
 
 /// Convenience for one-off use: default-compiled rules.

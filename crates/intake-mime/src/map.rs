@@ -135,7 +135,9 @@ impl Reader {
 
     /// [`Reader::prepare`] for a caller that already computed [`content_hash`] of `raw`.
     pub fn prepare_hashed(&self, raw: &[u8], hash: String) -> Prepared {
-        match catch_unwind(AssertUnwindSafe(|| self.prepare_inner(raw, hash.clone()))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            crate::sanitize::prepared(self.prepare_inner(raw, hash.clone()))
+        })) {
             Ok(p) => p,
             Err(_) => Prepared {
                 envelope: Envelope {
@@ -148,6 +150,40 @@ impl Reader {
                 )),
             },
         }
+    }
+
+    /// A message left on the server because its declared `size` is over `limit` (the source
+    /// fetched only its header section, `headers`): quarantined as
+    /// [`QuarantineReason::TooLarge`], with the Message-ID, sender and date read from the
+    /// headers where possible. The content hash is that of `headers` (what is stored as the
+    /// raw message); the envelope's size is the declared one. Never panics.
+    pub fn prepare_oversized(&self, headers: &[u8], size: u64, limit: u64) -> Prepared {
+        let mut envelope = Envelope {
+            content_hash: content_hash(headers),
+            size,
+            ..Envelope::default()
+        };
+        let read = catch_unwind(AssertUnwindSafe(|| {
+            MessageParser::default().parse(headers).map(|m| {
+                (
+                    m.message_id().and_then(thread::normalize_id),
+                    m.date()
+                        .filter(|d| d.is_valid())
+                        .map(|d| d.to_timestamp())
+                        .filter(|t| (315_532_800..4_102_444_800).contains(t)),
+                    addresses(m.from()).next(),
+                )
+            })
+        }));
+        if let Ok(Some((message_id, sent_at, sender))) = read {
+            envelope.message_id = message_id;
+            envelope.sent_at = sent_at;
+            envelope.sender = sender;
+        }
+        crate::sanitize::prepared(Prepared {
+            envelope,
+            kind: PreparedKind::Quarantined(QuarantineReason::TooLarge { size, limit }),
+        })
     }
 
     pub(crate) fn prepare_inner(&self, raw: &[u8], hash: String) -> Prepared {

@@ -34,10 +34,12 @@ use intake_core::ProjectKey;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
-pub use apply::{Applied, Incoming, LoopGuardState};
+pub use apply::{Applied, BatchRules, Incoming, LoopGuardState};
 pub use crypto::{CryptoError, Keyring, Sealed};
 pub use lease::node_id;
-pub use query::{AttachmentInfo, CommentInfo, LedgerRow, Table, TicketDetail, TicketSummary};
+pub use query::{
+    AttachmentInfo, CommentInfo, LedgerRow, RelatedTicket, Table, TicketDetail, TicketSummary,
+};
 pub use tokens::{PendingFlow, StoredToken, TokenStatus};
 
 /// Errors from the store. Messages never contain stored secrets or message bodies.

@@ -36,6 +36,18 @@ pub struct TicketDetail {
     pub updated_at: i64,
     pub comments: Vec<CommentInfo>,
     pub attachments: Vec<AttachmentInfo>,
+    /// Tickets linked to this one: a reply the channel's `reply_policy` did not let comment
+    /// became a new ticket that `follows` the one it answered; the answered ticket lists it as
+    /// `followed_by`.
+    pub related: Vec<RelatedTicket>,
+}
+
+/// One link of [`TicketDetail::related`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RelatedTicket {
+    pub key: String,
+    /// `follows` (this ticket answered `key`) or `followed_by` (`key` answered this ticket).
+    pub relation: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -160,6 +172,25 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+        let related = sqlx::query(
+            "SELECT t.key, l.relation AS relation, l.id FROM ticket_links l
+                 JOIN tickets t ON t.id = l.related_id WHERE l.ticket_id = $1
+             UNION ALL
+             SELECT t.key, 'followed_by' AS relation, l.id FROM ticket_links l
+                 JOIN tickets t ON t.id = l.ticket_id WHERE l.related_id = $1
+             ORDER BY 3",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RelatedTicket {
+                key: r.try_get("key")?,
+                relation: r.try_get("relation")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(TicketDetail {
             key: t.try_get("key")?,
             summary: t.try_get("summary")?,
@@ -172,6 +203,7 @@ impl Store {
             updated_at: t.try_get("updated_at")?,
             comments,
             attachments,
+            related,
         }))
     }
 

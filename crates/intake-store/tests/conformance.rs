@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use intake_core::{ChannelRules, LoopGuard, Outcome, ProjectKey};
+use intake_core::{ChannelRules, LoopGuard, Outcome, ProjectKey, ReplyPolicy};
 use intake_mime::Reader;
-use intake_store::{Applied, Backend, Incoming, Store, Table, migration_names, node_id, now};
+use intake_store::{
+    Applied, Backend, BatchRules, Incoming, Store, Table, migration_names, node_id, now,
+};
 use intake_testkit::TestDb;
 use tokio::sync::Barrier;
 
@@ -47,7 +49,12 @@ async fn story(db: &TestDb) {
         ..Default::default()
     };
     let reader = Reader::new(&rules).unwrap();
-    let guard = LoopGuard::default();
+    // Bob (same domain as the reporter, not on the ticket) comments: `reply_policy = "domain"`.
+    // The default policy is covered by tests/isolation.rs.
+    let guard = BatchRules {
+        loop_guard: LoopGuard::default(),
+        reply_policy: ReplyPolicy::Domain,
+    };
 
     let first = mail(
         "a1@customer.example",

@@ -8,10 +8,14 @@
 //! [`idp::Idp`] runs a real OAuth 2.0 / OpenID Connect server (panva's oidc-provider) on a free
 //! loopback port, installed by `bash scripts/testbed/idp.sh install`.
 //!
+//! [`fault::FaultProxy`] is a TCP proxy on loopback that cuts, stalls, drips, resets and
+//! refuses connections on command (the fault-injection tests and the soak benchmark).
+//!
 //! [`dovecot::Dovecot`] runs a real Dovecot 2.3 (IMAP, POP3, LMTP; passwords and OAuth bearer
 //! tokens from the IdP) on free loopback ports, installed by `bash scripts/testbed/dovecot.sh install`.
 
 pub mod dovecot;
+pub mod fault;
 pub mod idp;
 pub mod proxy;
 

@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
-use intake::config::{ChannelConfig, Config};
 use intake::mailgen::{GenOptions, generate};
 use intake::pipeline::{self, IngestOptions};
+use intake::settings::Settings;
 use intake_core::ChannelRules;
 use intake_store::Store;
 use intake_testkit::dovecot::{Dovecot, DovecotOptions};
@@ -137,6 +137,8 @@ fn main() {
                 },
                 folder: "INBOX".into(),
                 proxy: None,
+                timeouts: Default::default(),
+                max_message_bytes: None,
             })
             .await
             .unwrap();
@@ -164,22 +166,21 @@ fn main() {
         println!("(b) intake ingest of the Maildir: {maildir:.2} s ({:.0} msg/s, {maildir_cpu:.2} CPU-s in Intake) {s:?}", n as f64 / maildir);
 
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display())).await.unwrap();
+        let password_file = dir.path().join("pw");
+        std::fs::write(&password_file, "s3cret").unwrap();
         let toml = format!(
             "[[channel]]\nname = \"bench\"\nproject = \"BENCH\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
-             mailbox = \"{USER}\"\nauth = \"password:env:BENCH_PW\"\nstart = \"all\"\nbatch = 500\n",
+             mailbox = \"{USER}\"\nauth = \"password:file:{}\"\nstart = \"all\"\nbatch = 500\n",
             dc.imaps_port,
-            dc.ca_path.display()
+            dc.ca_path.display(),
+            password_file.display()
         );
         let cfg_path = dir.path().join("intake.toml");
         std::fs::write(&cfg_path, toml).unwrap();
-        let config = Config::load(Some(&cfg_path)).unwrap();
-        let channel: ChannelConfig = config.channels[0].clone();
-        let password_file = dir.path().join("pw");
-        std::fs::write(&password_file, "s3cret").unwrap();
-        let mut channel = channel;
-        channel.auth = Some(format!("password:file:{}", password_file.display()));
+        let settings = Settings::load(Some(&cfg_path)).unwrap();
+        let channel = settings.channels[0].clone();
         let (t, cpu) = (Instant::now(), cpu_seconds());
-        let s = intake::runner::run_once(&config, &store, &channel).await.unwrap().unwrap();
+        let s = intake::runner::run_once(&settings, &store, &channel).await.unwrap().unwrap();
         store.close().await;
         let imap = t.elapsed().as_secs_f64();
         let imap_cpu = cpu_seconds() - cpu;

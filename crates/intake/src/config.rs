@@ -29,6 +29,10 @@ pub enum ConfigError {
     Invalid(#[from] Box<figment::Error>),
     #[error("no [[integration]] named {0:?} in the configuration")]
     NoIntegration(String),
+    /// Bad values found while resolving the configuration into typed settings, each naming
+    /// its table and key.
+    #[error("invalid configuration:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Settings(Vec<crate::settings::Problem>),
     #[error("integration {name:?} cannot be used:\n{}", findings.iter().map(|f| format!("  - {f}")).collect::<Vec<_>>().join("\n"))]
     Integration {
         name: String,
@@ -59,8 +63,8 @@ pub struct Config {
     /// Seconds a node's lease on a channel lives without renewal (default 30): after a node
     /// dies, another takes its channels over within this time (`INTAKE_LEASE_SECONDS`).
     pub lease_seconds: Option<u64>,
-    /// Days the mail log keeps its events (default 90, at least 1); older ones are deleted by
-    /// the housekeeping of `intake run` and `intake ingest` (`INTAKE_MAIL_LOG_RETENTION_DAYS`).
+    /// Days the mail log keeps its events (default 90, at least 1); housekeeping deletes older
+    /// events.
     pub mail_log_retention_days: Option<u32>,
 }
 
@@ -121,6 +125,9 @@ pub struct ChannelConfig {
     /// Poll interval for `mode = "poll"`, and the IDLE re-issue interval cap (default 60 / 300).
     #[serde(default)]
     pub poll_seconds: Option<u64>,
+    /// Seconds one network operation may wait for the server (default 30).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
     /// Extra trusted CA for the server's certificate (`file:…`).
     #[serde(default)]
     pub ca_file: Option<String>,
@@ -145,23 +152,9 @@ impl Config {
             None if Path::new("intake.toml").exists() => fig = fig.merge(Toml::file("intake.toml")),
             None => {}
         }
-        fig = fig.merge(Env::prefixed("INTAKE_").only(&[
-            "database_url",
-            "project",
-            "lease_seconds",
-            "mail_log_retention_days",
-        ]));
-        let config: Self = fig
-            .extract()
-            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
-        if config.mail_log_retention_days == Some(0) {
-            return Err(ConfigError::Invalid(Box::new(figment::Error::from(
-                "mail_log_retention_days must be at least 1 (it is the number of days the mail \
-                 log keeps)"
-                    .to_string(),
-            ))));
-        }
-        Ok(config)
+        fig =
+            fig.merge(Env::prefixed("INTAKE_").only(&["database_url", "project", "lease_seconds"]));
+        fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 
     /// The database URL: the flag if given, else environment/file, else the default.
@@ -245,23 +238,6 @@ reply_to = "prefer"
         assert_eq!(r.addresses, vec!["help@example.com"]);
         assert_eq!(r.reply_to, intake_core::ReplyToPolicy::Prefer);
         assert_eq!(c.rules_for(None).unwrap().max_attachment_bytes, 1000);
-    }
-
-    #[test]
-    fn mail_log_retention_days_defaults_to_90_and_must_be_at_least_1() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("intake.toml");
-        std::fs::write(&p, "").unwrap();
-        let c = Config::load(Some(&p)).unwrap();
-        assert_eq!(crate::housekeeping::retention_days(&c), 90);
-        std::fs::write(&p, "mail_log_retention_days = 7\n").unwrap();
-        let c = Config::load(Some(&p)).unwrap();
-        assert_eq!(crate::housekeeping::retention_days(&c), 7);
-        std::fs::write(&p, "mail_log_retention_days = 0\n").unwrap();
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(err.contains("mail_log_retention_days"), "{err}");
-        std::fs::write(&p, "mail_log_retention_days = -3\n").unwrap();
-        assert!(Config::load(Some(&p)).is_err());
     }
 
     #[test]

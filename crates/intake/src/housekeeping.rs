@@ -16,8 +16,6 @@ use intake_store::{Store, StoreError};
 
 use crate::config::Config;
 
-/// Mail-log retention when `mail_log_retention_days` is not set.
-pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 /// Rows per delete statement.
 pub const CHUNK: u32 = 1_000;
 /// How often `intake run` repeats the pass.
@@ -30,11 +28,12 @@ pub struct Report {
     pub expired_flows: u64,
 }
 
-/// The mail-log retention in days from the configuration.
+/// The mail-log retention in days from the configuration (checked to be at least 1 at load,
+/// see `settings::resolve`).
 pub fn retention_days(config: &Config) -> u32 {
     config
         .mail_log_retention_days
-        .unwrap_or(DEFAULT_RETENTION_DAYS)
+        .unwrap_or(crate::settings::DEFAULT_MAIL_LOG_RETENTION_DAYS)
 }
 
 /// One pass at time `now` (Unix seconds).

@@ -1,10 +1,11 @@
 //! The `intake` application: configuration, mail sources, the ingest pipeline and the CLI
 //! commands behind the `intake` binary.
 //!
-//! - [`config`]: `intake.toml` + `INTAKE_*` environment;
+//! - [`config`]: `intake.toml` + `INTAKE_*` environment, as written;
+//! - [`settings`]: the whole configuration resolved into typed settings once, at load;
 //! - [`source`]: where raw messages come from (local `.eml`/Maildir/mbox today);
 //! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
-//! - [`runner`]: server channels (`intake run --once`; IMAP so far);
+//! - [`runner`]: channels (`intake run`): open, drain, leases, doctor;
 //! - [`housekeeping`]: mail-log retention and expired OAuth flows, at start and hourly;
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
@@ -16,4 +17,5 @@ pub mod mailgen;
 pub mod oauth;
 pub mod pipeline;
 pub mod runner;
+pub mod settings;
 pub mod source;

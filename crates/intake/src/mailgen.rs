@@ -170,6 +170,7 @@ fn base64(data: &[u8]) -> String {
 struct Sent {
     id: String,
     subject: String,
+    cust: u64,
 }
 
 /// Generate messages one by one, calling `f(index, bytes)` for each.
@@ -183,10 +184,13 @@ pub fn generate(
     for i in 0..opts.messages {
         let t = BASE_DATE + i as i64 * 30;
         let cust = rng.below(500);
-        let from = format!("Customer {cust} <user{cust}@customer{}.example>", cust % 37);
-        let id = format!("gen{}.{i}@customer{}.example", opts.seed, cust % 37);
         let reply_to = (!sent.is_empty() && rng.below(100) < opts.reply_percent)
             .then(|| &sent[sent.len() - 1 - rng.below(sent.len().min(200) as u64) as usize]);
+        // A reply comes from the customer who opened the ticket (the default `reply_policy`
+        // makes anyone else's reply a new ticket).
+        let cust = reply_to.map_or(cust, |o| o.cust);
+        let from = format!("Customer {cust} <user{cust}@customer{}.example>", cust % 37);
+        let id = format!("gen{}.{i}@customer{}.example", opts.seed, cust % 37);
         // Size: mostly 2-8 KB, a tail up to 50 KB.
         let size = if rng.below(10) < 8 {
             2_000 + rng.below(6_000)
@@ -251,6 +255,7 @@ pub fn generate(
             sent.push(Sent {
                 id: id.clone(),
                 subject,
+                cust,
             });
         }
         st.messages += 1;

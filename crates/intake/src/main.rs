@@ -18,7 +18,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(intake::cli::run(cli)) {
+    let result = rt.block_on(intake::cli::run(cli));
+    // Work still running (a blocking call stuck on a hung server) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

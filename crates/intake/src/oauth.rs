@@ -213,6 +213,7 @@ impl TokenService {
             if stored.expires_at - now() > REFRESH_AHEAD_SECONDS {
                 return Ok(stored.tokens.access_token);
             }
+            tracing::debug!(integration = %i.name, mailbox, "access token due; taking the refresh lease");
             if self
                 .store
                 .try_begin_refresh(&i.name, mailbox, &self.owner, LEASE_SECONDS, now())

@@ -16,7 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
-use intake_core::{ChannelRules, Outcome, PreparedKind, ProjectKey};
+use intake_core::{ChannelRules, Outcome, ProjectKey};
+use intake_mail::source::Oversized;
 use intake_mime::{Reader, RulesError, content_hash};
 use intake_store::{Applied, Incoming, Store, StoreError, now};
 use serde::Serialize;
@@ -191,23 +192,44 @@ fn prepare_batch(
         .collect();
     // Counted per message: the same content read twice in one batch is two duplicates.
     let skipped = (read - todo.len()) as u64;
-    let items = par_map(&todo, workers, |(m, h)| {
-        let prepared = reader.prepare_hashed(&m.bytes, h.clone());
-        let raw = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| m.bytes.clone());
-        (
-            m.origin.clone(),
-            Incoming {
-                identity: format!("sha256:{h}"),
-                prepared,
-                raw,
-                received_at,
-            },
-        )
+    let prepared = par_map(&todo, workers, |(m, h)| {
+        reader.prepare_hashed(&m.bytes, h.clone())
     });
+    // The raw bytes travel with the message (moved, not copied) until its batch commits: a
+    // message the database refuses is quarantined there with them (Store::apply_batch). See
+    // `keep_raw` for the size bound.
+    let items = todo
+        .into_iter()
+        .zip(prepared)
+        .map(|((m, h), prepared)| {
+            let raw = keep_raw(&prepared, m.bytes);
+            (
+                m.origin,
+                Incoming {
+                    identity: format!("sha256:{h}"),
+                    prepared,
+                    raw,
+                    received_at,
+                },
+            )
+        })
+        .collect();
     PreparedBatch {
         items,
         known: skipped,
     }
+}
+
+/// Raw messages up to this size travel with their prepared draft to the commit, so that a
+/// message the database refuses can be quarantined with its raw bytes. Larger ones are kept only
+/// when already quarantined: holding every large message's bytes until its commit as well as its
+/// draft would double the memory of a batch of large mail (defect 5's peak-RSS bound).
+pub const KEEP_RAW_UP_TO: usize = 4 << 20;
+
+/// The raw bytes to pass along with a prepared message (see [`KEEP_RAW_UP_TO`]).
+fn keep_raw(p: &intake_core::Prepared, raw: Vec<u8>) -> Option<Vec<u8>> {
+    let quarantined = matches!(p.kind, intake_core::PreparedKind::Quarantined(_));
+    (quarantined || raw.len() <= KEEP_RAW_UP_TO).then_some(raw)
 }
 
 /// Ingest the given sources into the store. `progress` is advanced per committed batch.
@@ -300,12 +322,7 @@ pub async fn commit(
     let (origins, incoming): (Vec<String>, Vec<Incoming>) = sorted.into_iter().unzip();
     let t = std::time::Instant::now();
     let applied = store
-        .apply_batch(
-            &opts.channel,
-            &opts.project,
-            &opts.rules.loop_guard,
-            &incoming,
-        )
+        .apply_batch(&opts.channel, &opts.project, &opts.rules, &incoming)
         .await?;
     let apply_ms = t.elapsed().as_millis() as u64;
     tracing::debug!(messages = incoming.len(), apply_ms, "batch committed");
@@ -334,26 +351,41 @@ pub async fn commit(
 }
 
 /// Prepare raw messages from a server source (identity given by the source) on `workers` threads.
+/// A message marked [`Oversized`] (the source left its body on the server) is quarantined from
+/// its headers with its declared size and the limit ([`Reader::prepare_oversized`]); the
+/// headers are what is stored as its raw message.
 pub async fn prepare_fetched(
     reader: Arc<Reader>,
-    fetched: Vec<(String, String, Vec<u8>)>,
+    fetched: Vec<(String, String, Vec<u8>, Option<Oversized>)>,
     workers: usize,
 ) -> Result<Vec<(String, Incoming)>, IngestError> {
     tokio::task::spawn_blocking(move || {
         let received_at = now();
-        par_map(&fetched, workers, |(origin, identity, raw)| {
-            let prepared = reader.prepare(raw);
-            let keep = matches!(prepared.kind, PreparedKind::Quarantined(_)).then(|| raw.clone());
-            (
-                origin.clone(),
-                Incoming {
-                    identity: identity.clone(),
-                    prepared,
-                    raw: keep,
-                    received_at,
-                },
-            )
-        })
+        let prepared = par_map(
+            &fetched,
+            workers,
+            |(_, _, raw, oversized)| match oversized {
+                Some(o) => reader.prepare_oversized(raw, o.size, o.limit),
+                None => reader.prepare(raw),
+            },
+        );
+        // Raw bytes kept (moved): see `keep_raw`.
+        fetched
+            .into_iter()
+            .zip(prepared)
+            .map(|((origin, identity, raw, _), prepared)| {
+                let raw = keep_raw(&prepared, raw);
+                (
+                    origin,
+                    Incoming {
+                        identity,
+                        prepared,
+                        raw,
+                        received_at,
+                    },
+                )
+            })
+            .collect()
     })
     .await
     .map_err(|e| IngestError::Stage(e.to_string()))

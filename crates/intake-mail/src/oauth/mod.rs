@@ -238,6 +238,7 @@ impl OAuthClient {
             no_proxy: integration.no_proxy.clone(),
             ca_pem,
             timeout: None,
+            timeouts: Default::default(),
         })?;
         let device = match &e.device_authorization_url {
             Some(u) => Some(

@@ -17,6 +17,21 @@
 //!   moved (the ledger identity `graph:<id>` stays the same across a move, facts §6).
 //! - Links (nextLink, deltaLink) are followed only on the configured Graph root's origin, so the
 //!   bearer token never goes to another host. The token is never logged or put into an error.
+//! - Bounds: HTTP connect and per-read deadlines ([`crate::http`]); a JSON answer is read up
+//!   to [`JSON_BODY_CAP`], a message's MIME up to the size limit plus [`MIME_SLACK`].
+//! - Sizes before download: the v1.0 `message` resource has no size property, so the delta
+//!   request expands the MAPI property PidTagMessageSize ([`SIZE_PROPERTY`], `Integer 0x0E08`)
+//!   through `singleValueExtendedProperties` — on the delta request itself (the message-delta
+//!   documentation lists `$expand` among its query parameters, and Graph carries the query
+//!   into every nextLink/deltaLink), so sizes cost no extra round trip. A listed message
+//!   whose declared size passes the limit is never downloaded: its `internetMessageHeaders`
+//!   (`$select`) become its header section and it is returned [`Oversized`]. An entry without
+//!   the property (e.g. a deltaLink stored before this request carried `$expand`) keeps
+//!   `size: None`, and the limit is then enforced while downloading: a `$value` that passes
+//!   it is abandoned and the message quarantined the same way (with the bytes counted so far
+//!   as its size: at least that large).
+//! - A message gone since it was listed (404 `ErrorItemNotFound`) is left out of a fetch; any
+//!   other failure is an error (never silently left out).
 
 use std::fmt;
 use std::time::Duration;
@@ -27,7 +42,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
+use super::{Fetched, Listed, Listing, MailSource, Oversized, PostAction, SourceError, Start};
 use crate::http::{HttpError, HttpOptions};
 
 /// Well-known mail folder names (facts §6.1): locale-independent, unlike display names.
@@ -62,7 +77,17 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Asks Graph for IDs that survive a move (facts §6).
 const IMMUTABLE_ID: &str = "IdType=\"ImmutableId\"";
 
-const DELTA_SELECT: &str = "$select=id,isRead,receivedDateTime";
+/// The MAPI property PidTagMessageSize (ID 0x0E08, 32-bit integer): the message's size in
+/// bytes as the store counts it, which is what Exchange's own size limits use.
+pub const SIZE_PROPERTY: &str = "Integer 0x0E08";
+
+const DELTA_QUERY: &str = "$select=id,isRead,receivedDateTime\
+    &$expand=singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
+
+/// The largest JSON answer read (a delta page of 1,000 entries with `$select` is far smaller).
+pub const JSON_BODY_CAP: u64 = 16 * 1024 * 1024;
+/// What a MIME download may exceed the size limit by before it is abandoned.
+pub const MIME_SLACK: u64 = 1024 * 1024;
 
 /// Where and how to read mail.
 #[derive(Debug, Clone)]
@@ -76,6 +101,9 @@ pub struct GraphSettings {
     /// Messages per delta page (`Prefer: odata.maxpagesize`), 1–1000; 0 means the default.
     pub page_size: u32,
     pub http: HttpOptions,
+    /// The channel's `max_message_bytes`: a MIME download past it (plus [`MIME_SLACK`]) is
+    /// abandoned and the message returned [`Oversized`]; `None`: no bound.
+    pub max_message_bytes: Option<u64>,
 }
 
 /// Where a delta sequence goes next.
@@ -97,6 +125,9 @@ pub struct DeltaPage {
     /// Per entry of `ids`: (`isRead`, `receivedDateTime`) as Graph sent them, for the
     /// first-sync policy.
     pub meta: Vec<(Option<bool>, Option<String>)>,
+    /// Per entry of `ids`: the declared size (PidTagMessageSize, [`SIZE_PROPERTY`]) when Graph
+    /// returned it.
+    pub sizes: Vec<Option<u64>>,
     pub next: Next,
 }
 
@@ -194,6 +225,11 @@ pub enum GraphError {
     /// A success answer Intake cannot use (bad JSON, a link to another host, no link at all).
     #[error("unexpected Graph answer: {0}")]
     Protocol(String),
+    /// An answer larger than its bound; `seen` bytes (or the declared length) so far.
+    #[error(
+        "Graph's answer to {what} is larger than {cap} bytes ({seen} bytes seen); not read further"
+    )]
+    TooLarge { what: String, cap: u64, seen: u64 },
 }
 
 impl GraphError {
@@ -210,9 +246,11 @@ impl GraphError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Api { diagnosis, .. } => diagnosis.kind,
-            Self::Throttled { .. } | Self::Status { .. } | Self::Http(_) | Self::Protocol(_) => {
-                ErrorKind::Transient
-            }
+            Self::Throttled { .. }
+            | Self::Status { .. }
+            | Self::Http(_)
+            | Self::Protocol(_)
+            | Self::TooLarge { .. } => ErrorKind::Transient,
             Self::Config { .. } => ErrorKind::Configuration,
             // Not an error to act on by hand: the caller restarts the sync.
             Self::Resync { .. } => ErrorKind::Transient,
@@ -342,6 +380,38 @@ struct DeltaItem {
     is_read: Option<bool>,
     #[serde(default, rename = "receivedDateTime")]
     received: Option<String>,
+    #[serde(default, rename = "singleValueExtendedProperties")]
+    extended: Vec<ExtendedProperty>,
+}
+
+#[derive(Deserialize)]
+struct ExtendedProperty {
+    id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl DeltaItem {
+    /// PidTagMessageSize when expanded. Graph echoes the id normalised (`Integer 0xe08`), so
+    /// the type and the tag are compared, not the text.
+    fn size(&self) -> Option<u64> {
+        self.extended
+            .iter()
+            .find(|p| is_size_property(&p.id))
+            .and_then(|p| p.value.as_deref()?.trim().parse::<u64>().ok())
+    }
+}
+
+fn is_size_property(id: &str) -> bool {
+    let mut parts = id.split_whitespace();
+    let (Some(kind), Some(tag), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let tag = tag
+        .strip_prefix("0x")
+        .or_else(|| tag.strip_prefix("0X"))
+        .and_then(|h| u32::from_str_radix(h, 16).ok());
+    kind.eq_ignore_ascii_case("Integer") && tag == Some(0x0E08)
 }
 
 /// An authenticated Graph client for one mailbox folder.
@@ -353,6 +423,7 @@ pub struct GraphSource {
     shared: bool,
     folder: String,
     page_size: u32,
+    max_message_bytes: Option<u64>,
     /// The `@odata.nextLink` of a round in progress ([`MailSource::list`]).
     next_link: Option<String>,
     /// Whether the round in progress applies the first-sync filter.
@@ -501,6 +572,7 @@ impl GraphSource {
             shared,
             folder,
             page_size,
+            max_message_bytes: settings.max_message_bytes,
             next_link: None,
             filtering: false,
             read: Default::default(),
@@ -532,7 +604,7 @@ impl GraphSource {
 
     fn first_delta_url(&self) -> Url {
         let mut u = self.url(&["mailFolders", &self.folder, "messages", "delta"]);
-        u.set_query(Some(DELTA_SELECT));
+        u.set_query(Some(DELTA_QUERY));
         u
     }
 
@@ -571,12 +643,14 @@ impl GraphSource {
             .await?;
         let body: DeltaBody = serde_json::from_slice(&resp)
             .map_err(|e| GraphError::Protocol(format!("delta page is not valid JSON: {e}")))?;
-        let (ids, meta) = body
-            .value
-            .into_iter()
-            .filter(|m| m.removed.is_none())
-            .map(|m| (m.id, (m.is_read, m.received)))
-            .unzip();
+        let mut ids = Vec::new();
+        let mut meta = Vec::new();
+        let mut sizes = Vec::new();
+        for m in body.value.into_iter().filter(|m| m.removed.is_none()) {
+            sizes.push(m.size());
+            ids.push(m.id);
+            meta.push((m.is_read, m.received));
+        }
         let next = match (body.next_link, body.delta_link) {
             (Some(next), _) => Next::More(self.checked_link(next)?),
             (None, Some(delta)) => Next::Done(self.checked_link(delta)?),
@@ -586,7 +660,12 @@ impl GraphSource {
                 ));
             }
         };
-        Ok(DeltaPage { ids, meta, next })
+        Ok(DeltaPage {
+            ids,
+            meta,
+            sizes,
+            next,
+        })
     }
 
     fn checked_link(&self, link: String) -> Result<String, GraphError> {
@@ -619,9 +698,42 @@ impl GraphSource {
     }
 
     /// The message's full MIME content (`GET …/messages/{id}/$value`), bytes as received.
+    /// Bounded by the size limit plus [`MIME_SLACK`] ([`GraphError::TooLarge`] past it).
     pub async fn fetch_mime(&mut self, id: &str) -> Result<Vec<u8>, GraphError> {
         let url = self.url(&["messages", id, "$value"]);
-        self.send(Method::GET, url, None, None, false).await
+        let cap = self
+            .max_message_bytes
+            .map_or(u64::MAX, |l| l.saturating_add(MIME_SLACK));
+        self.send_capped(Method::GET, url, None, None, false, cap)
+            .await
+    }
+
+    /// The message's header section rebuilt from `internetMessageHeaders` (`Name: value`
+    /// lines and the empty line after them), for a message too large to download.
+    pub async fn fetch_headers(&mut self, id: &str) -> Result<Vec<u8>, GraphError> {
+        #[derive(Deserialize)]
+        struct Header {
+            name: String,
+            value: String,
+        }
+        #[derive(Deserialize)]
+        struct Headers {
+            #[serde(default, rename = "internetMessageHeaders")]
+            headers: Vec<Header>,
+        }
+        let mut url = self.url(&["messages", id]);
+        url.set_query(Some("$select=internetMessageHeaders"));
+        let body = self.send(Method::GET, url, None, None, false).await?;
+        let h: Headers = serde_json::from_slice(&body).map_err(|e| {
+            GraphError::Protocol(format!("message headers are not valid JSON: {e}"))
+        })?;
+        let mut out = Vec::new();
+        for Header { name, value } in h.headers {
+            let value = value.replace(['\r', '\n'], " ");
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(out)
     }
 
     /// Apply the post-action to a committed message. A message that is no longer there
@@ -668,6 +780,21 @@ impl GraphSource {
         prefer: Option<&str>,
         delta: bool,
     ) -> Result<Vec<u8>, GraphError> {
+        self.send_capped(method, url, json, prefer, delta, JSON_BODY_CAP)
+            .await
+    }
+
+    /// [`GraphSource::send`] reading at most `cap` bytes of a successful answer (an error
+    /// answer at most [`JSON_BODY_CAP`]).
+    async fn send_capped(
+        &self,
+        method: Method,
+        url: Url,
+        json: Option<serde_json::Value>,
+        prefer: Option<&str>,
+        delta: bool,
+        cap: u64,
+    ) -> Result<Vec<u8>, GraphError> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -691,7 +818,19 @@ impl GraphSource {
             let resp = req.send().await.map_err(transport)?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(transport)?.to_vec();
+            let cap = if status.is_success() {
+                cap
+            } else {
+                JSON_BODY_CAP
+            };
+            let body = crate::http::read_capped(resp, cap)
+                .await
+                .map_err(transport)?
+                .map_err(|seen| GraphError::TooLarge {
+                    what: format!("{} {}", method, url.path()),
+                    cap,
+                    seen,
+                })?;
             if status.is_success() {
                 return Ok(body);
             }
@@ -835,11 +974,12 @@ impl MailSource for GraphSource {
                 page.ids
                     .iter()
                     .zip(&page.meta)
-                    .filter(|(_, m)| !self.filtering || Self::wanted(start, m))
-                    .map(|(id, _)| Listed {
+                    .zip(&page.sizes)
+                    .filter(|((_, m), _)| !self.filtering || Self::wanted(start, m))
+                    .map(|((id, _), size)| Listed {
                         key: id.clone(),
                         identity: Self::identity(id),
-                        size: None,
+                        size: *size,
                     })
                     .collect()
             };
@@ -867,6 +1007,21 @@ impl MailSource for GraphSource {
     async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
+            // Declared larger than the limit: quarantined from its headers, never downloaded.
+            if let (Some(size), Some(limit)) = (item.size, self.max_message_bytes)
+                && size > limit
+            {
+                match self.fetch_headers(&item.key).await {
+                    Ok(raw) => out.push(Fetched {
+                        identity: item.identity.clone(),
+                        raw,
+                        oversized: Some(Oversized { size, limit }),
+                    }),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
             match self.fetch_mime(&item.key).await {
                 Ok(raw) => out.push(Fetched {
                     identity: item.identity.clone(),
@@ -875,6 +1030,22 @@ impl MailSource for GraphSource {
                 }),
                 // Deleted or moved away since it was listed: nothing to take.
                 Err(e) if e.is_not_found() => {}
+                // Larger than the limit: quarantined from its headers, body left on the server.
+                Err(GraphError::TooLarge { seen, .. }) if self.max_message_bytes.is_some() => {
+                    let limit = self.max_message_bytes.unwrap_or_default();
+                    match self.fetch_headers(&item.key).await {
+                        Ok(raw) => out.push(Fetched {
+                            identity: item.identity.clone(),
+                            raw,
+                            oversized: Some(Oversized {
+                                size: seen.max(limit + 1),
+                                limit,
+                            }),
+                        }),
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -913,6 +1084,38 @@ mod tests {
         assert_eq!(folder_name(id).unwrap(), id);
         let e = folder_name("Posteingang").unwrap_err();
         assert_eq!(e.root_cause(), Some(RootCause::Rc5));
+    }
+
+    #[test]
+    fn the_size_property_is_recognised_in_graphs_normalised_spelling() {
+        for id in [
+            "Integer 0x0E08",
+            "Integer 0xe08",
+            "integer 0X0e08",
+            " Integer  0xE08 ",
+        ] {
+            assert!(is_size_property(id), "{id}");
+        }
+        for id in [
+            "Long 0x0E08",
+            "Integer 0x0E07",
+            "Integer",
+            "Integer 0x0E08 x",
+            "String 0xe08",
+        ] {
+            assert!(!is_size_property(id), "{id}");
+        }
+        let item: DeltaItem = serde_json::from_value(serde_json::json!({
+            "id": "m1",
+            "singleValueExtendedProperties": [
+                {"id": "String 0x1000", "value": "99"},
+                {"id": "Integer 0xe08", "value": "123456"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(item.size(), Some(123_456));
+        let bare: DeltaItem = serde_json::from_value(serde_json::json!({"id": "m2"})).unwrap();
+        assert_eq!(bare.size(), None);
     }
 
     #[test]
@@ -956,6 +1159,7 @@ mod tests {
             folder: String::new(),
             page_size: 0,
             http: HttpOptions::default(),
+            max_message_bytes: None,
         };
         let t = || SecretString::from("t".to_string());
         assert!(GraphSource::new(s("http://graph.example"), t()).is_err());

@@ -5,6 +5,18 @@
 //!
 //! The folder is always the protocol name (`INBOX` is case-insensitive and never localized,
 //! RC5), never a display name.
+//!
+//! Every network operation has a deadline ([`crate::transport`]): connect, TLS, greeting and
+//! login as a whole; every other command per read (a FETCH that keeps delivering bytes is never
+//! cut, one that stalls is after [`Timeouts::command`]); IDLE to its own re-issue deadline.
+//! A stall is [`SourceError::Timeout`] naming the command and the server.
+//!
+//! Fetching keeps the [`MailSource::fetch`] contract: a UID asked for that the server did not
+//! return with its body is looked up (`UID SEARCH UID …`, only when something is missing); gone
+//! means expunged since the listing (left out), still there is an error naming the UID. The
+//! listing carries each message's `RFC822.SIZE` (one `UID FETCH … (RFC822.SIZE)` per listing);
+//! a message over [`ImapSettings::max_message_bytes`] is fetched as `BODY.PEEK[HEADER]` only and
+//! marked [`Oversized`].
 
 use std::fmt::Debug;
 
@@ -12,10 +24,10 @@ use async_imap::{Client, Session};
 use futures_util::TryStreamExt;
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
-use super::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
+use super::{Fetched, Listed, Listing, MailSource, Oversized, PostAction, SourceError, Start};
 use crate::sasl::OAuthSasl;
+use crate::transport::{self, Deadline, Endpoint, Timeouts, stalled, timeout_error, within};
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +51,11 @@ pub struct ImapSettings {
     pub folder: String,
     /// HTTP CONNECT proxy for this connection (RC16); environment variables are never used.
     pub proxy: Option<crate::net::ProxySettings>,
+    /// Deadlines for connect, TLS and every command's answer.
+    pub timeouts: Timeouts,
+    /// A message whose `RFC822.SIZE` is over this is fetched headers-only and marked
+    /// [`Oversized`] (the channel's `max_message_bytes`); `None`: no check before download.
+    pub max_message_bytes: Option<u64>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + Debug {}
@@ -57,6 +74,12 @@ pub struct ImapSource {
     first_until: Option<u32>,
     /// The server reported a change since the last listing (see [`ImapSource::absorb`]).
     news: bool,
+    /// `host:port`, for timeout errors.
+    addr: String,
+    timeouts: Timeouts,
+    /// Moves the connection's read deadline (raised during IDLE).
+    deadline: Deadline,
+    max_message_bytes: Option<u64>,
 }
 
 impl Debug for ImapSource {
@@ -75,102 +98,150 @@ fn server_text(e: &async_imap::error::Error) -> String {
     }
 }
 
-async fn tls_wrap(s: &ImapSettings, tcp: TcpStream, addr: &str) -> Result<Stream, SourceError> {
-    let connector = crate::tls::connector(s.ca_pem.as_deref()).map_err(|e| SourceError::Tls {
-        addr: addr.to_string(),
-        message: e.to_string(),
-    })?;
-    let name =
-        rustls_pki_types::ServerName::try_from(s.host.clone()).map_err(|e| SourceError::Tls {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        })?;
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| SourceError::Tls {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        })?;
-    Ok(Box::new(tls))
+/// An error from async-imap for `command`: a stalled connection is [`SourceError::Timeout`],
+/// a `NO`/`BAD` is [`SourceError::Refused`] with the server's words, anything else
+/// [`SourceError::Protocol`].
+fn imap_error(addr: &str, command: &str, e: async_imap::error::Error) -> SourceError {
+    if let Some(after) = stalled(&e) {
+        return timeout_error(command, addr, after);
+    }
+    match e {
+        async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_) => {
+            SourceError::Refused {
+                command: command.into(),
+                server: server_text(&e),
+            }
+        }
+        other => SourceError::Protocol(format!("{command}: {other}")),
+    }
+}
+
+/// Like [`imap_error`], but every non-timeout error is [`SourceError::Refused`] (the shape the
+/// post-actions and SELECT always had).
+fn refused(addr: &str, command: &str, e: async_imap::error::Error) -> SourceError {
+    if let Some(after) = stalled(&e) {
+        return timeout_error(command, addr, after);
+    }
+    SourceError::Refused {
+        command: command.into(),
+        server: server_text(&e),
+    }
+}
+
+/// Read the server's greeting within the command deadline.
+async fn greeting<T: AsyncRead + AsyncWrite + Unpin + Debug + Send>(
+    c: &mut Client<T>,
+    addr: &str,
+    t: &Timeouts,
+) -> Result<(), SourceError> {
+    within("greeting", addr, t.command, async {
+        match c.read_response().await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(SourceError::Protocol(
+                "the server closed the connection before its greeting".into(),
+            )),
+            Err(e) => Err(match stalled(&e) {
+                Some(after) => timeout_error("greeting", addr, after),
+                None => SourceError::Protocol(e.to_string()),
+            }),
+        }
+    })
+    .await
 }
 
 impl ImapSource {
     /// Connect, log in and select the folder.
     pub async fn connect(s: &ImapSettings) -> Result<Self, SourceError> {
-        let addr = format!("{}:{}", s.host, s.port);
-        let tcp = crate::net::connect(&s.host, s.port, s.proxy.as_ref())
-            .await
-            .map_err(|e| SourceError::Connect {
-                addr: addr.clone(),
-                message: e.to_string(),
-            })?;
-        let proto = |e: std::io::Error| SourceError::Protocol(e.to_string());
+        let ep = Endpoint {
+            host: &s.host,
+            port: s.port,
+            proxy: s.proxy.as_ref(),
+            ca_pem: s.ca_pem.as_deref(),
+            timeouts: s.timeouts,
+        };
+        let addr = ep.addr();
+        let t = s.timeouts;
+        let tcp = transport::connect(&ep).await?;
+        let deadline = tcp.deadline();
         let client: Client<Stream> = match s.tls {
             Tls::Implicit => {
-                let mut c = Client::new(tls_wrap(s, tcp, &addr).await?);
-                c.read_response().await.map_err(proto)?; // greeting
+                let mut c = Client::new(Box::new(transport::tls(&ep, tcp).await?) as Stream);
+                greeting(&mut c, &addr, &t).await?;
                 c
             }
             Tls::None => {
                 let mut c = Client::new(Box::new(tcp) as Stream);
-                c.read_response().await.map_err(proto)?;
+                greeting(&mut c, &addr, &t).await?;
                 c
             }
             Tls::StartTls => {
                 let mut plain = Client::new(tcp);
-                plain.read_response().await.map_err(proto)?;
-                plain
-                    .run_command_and_check_ok("STARTTLS", None)
-                    .await
-                    .map_err(|e| SourceError::Refused {
-                        command: "STARTTLS".into(),
-                        server: server_text(&e),
-                    })?;
-                Client::new(tls_wrap(s, plain.into_inner(), &addr).await?)
+                greeting(&mut plain, &addr, &t).await?;
+                within("STARTTLS", &addr, t.command, async {
+                    plain
+                        .run_command_and_check_ok("STARTTLS", None)
+                        .await
+                        .map_err(|e| refused(&addr, "STARTTLS", e))
+                })
+                .await?;
+                Client::new(Box::new(transport::tls(&ep, plain.into_inner()).await?) as Stream)
             }
         };
-        let session = match &s.auth {
-            ImapAuth::Password { user, password } => client
-                .login(user, password.expose_secret())
-                .await
-                .map_err(|(e, _)| SourceError::Auth {
-                    mechanism: "LOGIN".into(),
-                    server: server_text(&e),
-                    challenge: None,
-                })?,
-            ImapAuth::OAuth {
-                mechanism,
-                user,
-                token,
-            } => {
-                let mut sasl =
-                    OAuthSasl::new(*mechanism, user, &s.host, s.port, token.expose_secret());
-                match client.authenticate(mechanism.name(), &mut sasl).await {
-                    Ok(session) => session,
-                    Err((e, _)) => {
-                        return Err(SourceError::Auth {
-                            mechanism: mechanism.name().into(),
+        let login = async {
+            match &s.auth {
+                ImapAuth::Password { user, password } => client
+                    .login(user, password.expose_secret())
+                    .await
+                    .map_err(|(e, _)| match stalled(&e) {
+                        Some(after) => timeout_error("LOGIN", &addr, after),
+                        None => SourceError::Auth {
+                            mechanism: "LOGIN".into(),
                             server: server_text(&e),
-                            challenge: sasl.server_error.clone(),
-                        });
+                            challenge: None,
+                        },
+                    }),
+                ImapAuth::OAuth {
+                    mechanism,
+                    user,
+                    token,
+                } => {
+                    let mut sasl =
+                        OAuthSasl::new(*mechanism, user, &s.host, s.port, token.expose_secret());
+                    let name = mechanism.name();
+                    match client.authenticate(name, &mut sasl).await {
+                        Ok(session) => Ok(session),
+                        Err((e, _)) => Err(match stalled(&e) {
+                            Some(after) => {
+                                timeout_error(format!("AUTHENTICATE {name}"), &addr, after)
+                            }
+                            None => SourceError::Auth {
+                                mechanism: name.into(),
+                                server: server_text(&e),
+                                challenge: sasl.server_error.clone(),
+                            },
+                        }),
                     }
                 }
             }
         };
-        let mut session = session;
+        let operation = match &s.auth {
+            ImapAuth::Password { .. } => "LOGIN".to_string(),
+            ImapAuth::OAuth { mechanism, .. } => format!("AUTHENTICATE {}", mechanism.name()),
+        };
+        let mut session = within(&operation, &addr, t.command, login).await?;
         let caps = session
             .capabilities()
             .await
-            .map_err(|e| SourceError::Protocol(e.to_string()))?;
+            .map_err(|e| imap_error(&addr, "CAPABILITY", e))?;
         let can_move = caps.has_str("MOVE");
-        let mailbox = session
-            .select(mutf7(&s.folder))
-            .await
-            .map_err(|e| SourceError::Refused {
-                command: format!("SELECT {}", s.folder),
-                server: server_text(&e),
-            })?;
+        let select = format!("SELECT {}", s.folder);
+        let mailbox = within(&select, &addr, t.command, async {
+            session
+                .select(mutf7(&s.folder))
+                .await
+                .map_err(|e| refused(&addr, &select, e))
+        })
+        .await?;
         Ok(Self {
             session: Some(session),
             folder: s.folder.clone(),
@@ -178,6 +249,10 @@ impl ImapSource {
             can_move,
             first_until: None,
             news: false,
+            addr,
+            timeouts: t,
+            deadline,
+            max_message_bytes: s.max_message_bytes,
         })
     }
 
@@ -223,11 +298,13 @@ impl ImapSource {
             .session
             .take()
             .ok_or_else(|| SourceError::Protocol("no session".into()))?;
+        let addr = self.addr.clone();
+        let command = self.timeouts.command;
         let mut idle = session.idle();
-        idle.init().await.map_err(|e| SourceError::Refused {
-            command: "IDLE".into(),
-            server: server_text(&e),
-        })?;
+        idle.init().await.map_err(|e| refused(&addr, "IDLE", e))?;
+        // While idling, silence is expected up to our own deadline; a dead connection shows
+        // at the latest when DONE gets no answer (TCP keep-alive usually finds it sooner).
+        self.deadline.set(timeout + command);
         let changed = {
             let (wait, interrupt) = idle.wait_with_timeout(timeout);
             tokio::pin!(stop);
@@ -238,28 +315,32 @@ impl ImapSource {
                 () = &mut stop => { drop(interrupt); Ok(async_imap::extensions::idle::IdleResponse::ManualInterrupt) }
                 () = tokio::time::sleep(timeout) => { drop(interrupt); Ok(async_imap::extensions::idle::IdleResponse::Timeout) }
             };
+            self.deadline.set(command);
             matches!(
-                r.map_err(|e| SourceError::Protocol(e.to_string()))?,
+                r.map_err(|e| imap_error(&addr, "IDLE", e))?,
                 async_imap::extensions::idle::IdleResponse::NewData(_)
             )
         };
         let session = idle
             .done()
             .await
-            .map_err(|e| SourceError::Protocol(e.to_string()))?;
+            .map_err(|e| imap_error(&addr, "DONE (end of IDLE)", e))?;
         self.session = Some(session);
         Ok(changed)
     }
 
     /// Create `folder` if it does not exist (an existing one is not an error).
     pub async fn ensure_folder(&mut self, folder: &str) -> Result<(), SourceError> {
+        let addr = self.addr.clone();
         match self.s()?.create(mutf7(folder)).await {
             Ok(()) => Ok(()),
-            Err(e) if server_text(&e).to_ascii_lowercase().contains("exists") => Ok(()),
-            Err(e) => Err(SourceError::Refused {
-                command: format!("CREATE {folder}"),
-                server: server_text(&e),
-            }),
+            Err(e)
+                if stalled(&e).is_none()
+                    && server_text(&e).to_ascii_lowercase().contains("exists") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(refused(&addr, &format!("CREATE {folder}"), e)),
         }
     }
 
@@ -278,14 +359,12 @@ impl ImapSource {
             Some((validity, uid)) if validity == self.uid_validity => uid,
             _ => 0,
         };
+        let addr = self.addr.clone();
         let found = self
             .s()?
             .uid_search(format!("UID {}:*", after + 1))
             .await
-            .map_err(|e| SourceError::Refused {
-                command: "UID SEARCH".into(),
-                server: server_text(&e),
-            })?;
+            .map_err(|e| refused(&addr, "UID SEARCH", e))?;
         // `n:*` also matches the highest UID when it is below n: filter.
         let mut uids: Vec<u32> = found.into_iter().filter(|u| *u > after).collect();
         uids.sort_unstable();
@@ -293,40 +372,156 @@ impl ImapSource {
         Ok(uids)
     }
 
-    /// Fetch raw messages with BODY.PEEK[] (the \Seen flag is not touched).
+    /// Fetch raw messages with BODY.PEEK[] (the \Seen flag is not touched), without a size
+    /// check. See [`ImapSource::fetch_sized`].
     pub async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<(u32, Fetched)>, SourceError> {
-        if uids.is_empty() {
+        let items: Vec<(u32, Option<u64>)> = uids.iter().map(|u| (*u, None)).collect();
+        self.fetch_sized(&items).await
+    }
+
+    /// Fetch messages given with their declared sizes: `BODY.PEEK[]` for those within
+    /// `max_message_bytes` (or of unknown size), `BODY.PEEK[HEADER]` for the others, marked
+    /// [`Oversized`]. A UID the server returned no body for is looked up: expunged since the
+    /// listing → left out; still there → an error naming it (never silently dropped).
+    /// Ascending by UID.
+    pub async fn fetch_sized(
+        &mut self,
+        items: &[(u32, Option<u64>)],
+    ) -> Result<Vec<(u32, Fetched)>, SourceError> {
+        if items.is_empty() {
             return Ok(Vec::new());
+        }
+        let limit = self.max_message_bytes;
+        let over = |size: Option<u64>| match (size, limit) {
+            (Some(n), Some(l)) => n > l,
+            _ => false,
+        };
+        let whole: Vec<u32> = items
+            .iter()
+            .filter(|(_, n)| !over(*n))
+            .map(|(u, _)| *u)
+            .collect();
+        let heads: std::collections::HashMap<u32, u64> = items
+            .iter()
+            .filter_map(|(u, n)| n.filter(|_| over(*n)).map(|n| (*u, n)))
+            .collect();
+        let mut out = self.fetch_section(&whole, false).await?;
+        if !heads.is_empty() {
+            let keys: Vec<u32> = heads.keys().copied().collect();
+            let limit = limit.unwrap_or(0);
+            for (uid, f) in self.fetch_section(&keys, true).await? {
+                let size = heads.get(&uid).copied().unwrap_or_default();
+                out.insert(
+                    uid,
+                    Fetched {
+                        oversized: Some(Oversized { size, limit }),
+                        ..f
+                    },
+                );
+            }
+        }
+        let missing: Vec<u32> = items
+            .iter()
+            .map(|(u, _)| *u)
+            .filter(|u| !out.contains_key(u))
+            .collect();
+        if !missing.is_empty() {
+            let set = uid_set(&missing);
+            let still = self.search(&format!("UID {set}")).await?;
+            let still: Vec<u32> = still.into_iter().filter(|u| missing.contains(u)).collect();
+            if !still.is_empty() {
+                return Err(SourceError::Protocol(format!(
+                    "the server answered UID FETCH without the message for UID {} of {} \
+                     (still in the folder); nothing of this batch is acknowledged, it is \
+                     fetched again next round",
+                    uid_set(&still),
+                    self.folder
+                )));
+            }
+            tracing::debug!(
+                uids = %set,
+                "messages expunged since they were listed; left out"
+            );
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// One `UID FETCH` of the whole message (`BODY.PEEK[]`) or its header section
+    /// (`BODY.PEEK[HEADER]`): what came back, by UID (answers for UIDs not asked for, such as
+    /// unsolicited flag updates, are ignored).
+    async fn fetch_section(
+        &mut self,
+        uids: &[u32],
+        header: bool,
+    ) -> Result<std::collections::BTreeMap<u32, Fetched>, SourceError> {
+        let mut out = std::collections::BTreeMap::new();
+        if uids.is_empty() {
+            return Ok(out);
         }
         let set = uid_set(uids);
         let validity = self.uid_validity;
-        let mut out = Vec::with_capacity(uids.len());
+        let addr = self.addr.clone();
+        let query = if header {
+            "(UID BODY.PEEK[HEADER])"
+        } else {
+            "(UID BODY.PEEK[])"
+        };
+        let asked: std::collections::HashSet<u32> = uids.iter().copied().collect();
+        tracing::trace!(uids = %set, query, "UID FETCH");
         let mut stream = self
             .s()?
-            .uid_fetch(&set, "(UID BODY.PEEK[])")
+            .uid_fetch(&set, query)
             .await
-            .map_err(|e| SourceError::Refused {
-                command: "UID FETCH".into(),
-                server: server_text(&e),
-            })?;
+            .map_err(|e| refused(&addr, "UID FETCH", e))?;
         while let Some(f) = stream
             .try_next()
             .await
-            .map_err(|e| SourceError::Protocol(e.to_string()))?
+            .map_err(|e| imap_error(&addr, "UID FETCH", e))?
         {
-            if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                out.push((
+            let Some(uid) = f.uid.filter(|u| asked.contains(u)) else {
+                continue;
+            };
+            let data = if header { f.header() } else { f.body() };
+            if let Some(raw) = data
+                && !out.contains_key(&uid)
+            {
+                out.insert(
                     uid,
                     Fetched {
                         identity: format!("imap:{validity}:{uid}"),
-                        raw: body.to_vec(),
+                        raw: raw.to_vec(),
                         oversized: None,
                     },
-                ));
+                );
             }
         }
-        drop(stream);
-        out.sort_by_key(|(uid, _)| *uid);
+        Ok(out)
+    }
+
+    /// `RFC822.SIZE` of each UID (one `UID FETCH`); UIDs expunged meanwhile are absent.
+    pub async fn sizes(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<std::collections::HashMap<u32, u64>, SourceError> {
+        let mut out = std::collections::HashMap::with_capacity(uids.len());
+        if uids.is_empty() {
+            return Ok(out);
+        }
+        let addr = self.addr.clone();
+        let mut stream = self
+            .s()?
+            .uid_fetch(uid_set(uids), "(UID RFC822.SIZE)")
+            .await
+            .map_err(|e| refused(&addr, "UID FETCH (RFC822.SIZE)", e))?;
+        while let Some(f) = stream
+            .try_next()
+            .await
+            .map_err(|e| imap_error(&addr, "UID FETCH (RFC822.SIZE)", e))?
+        {
+            if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                out.insert(uid, u64::from(size));
+            }
+        }
         Ok(out)
     }
 
@@ -340,10 +535,8 @@ impl ImapSource {
             return Ok(());
         }
         let set = uid_set(uids);
-        let refused = |command: &str, e: async_imap::error::Error| SourceError::Refused {
-            command: command.into(),
-            server: server_text(&e),
-        };
+        let addr = self.addr.clone();
+        let refused = |command: &str, e| refused(&addr, command, e);
         match action {
             PostAction::MarkRead => {
                 let s = self
@@ -372,10 +565,8 @@ impl ImapSource {
     }
 
     async fn delete(&mut self, set: &str) -> Result<(), SourceError> {
-        let refused = |command: &str, e: async_imap::error::Error| SourceError::Refused {
-            command: command.into(),
-            server: server_text(&e),
-        };
+        let addr = self.addr.clone();
+        let refused = |command: &str, e| refused(&addr, command, e);
         let s = self
             .s()?
             .uid_store(set, "+FLAGS.SILENT (\\Deleted)")
@@ -398,14 +589,12 @@ impl ImapSource {
     /// fetched, however full the folder is (RC15's connection check).
     pub async fn counts(&mut self) -> Result<(u64, Option<u64>), SourceError> {
         let folder = mutf7(&self.folder);
+        let (addr, command) = (self.addr.clone(), format!("STATUS {}", self.folder));
         let m = self
             .s()?
             .status(&folder, "(MESSAGES UNSEEN)")
             .await
-            .map_err(|e| SourceError::Refused {
-                command: format!("STATUS {}", self.folder),
-                server: server_text(&e),
-            })?;
+            .map_err(|e| refused(&addr, &command, e))?;
         Ok((u64::from(m.exists), m.unseen.map(u64::from)))
     }
 
@@ -420,14 +609,12 @@ impl ImapSource {
     }
 
     async fn search(&mut self, query: &str) -> Result<Vec<u32>, SourceError> {
+        let addr = self.addr.clone();
         let mut v: Vec<u32> = self
             .s()?
             .uid_search(query)
             .await
-            .map_err(|e| SourceError::Refused {
-                command: format!("UID SEARCH {query}"),
-                server: server_text(&e),
-            })?
+            .map_err(|e| refused(&addr, &format!("UID SEARCH {query}"), e))?
             .into_iter()
             .collect();
         v.sort_unstable();
@@ -435,10 +622,15 @@ impl ImapSource {
     }
 
     pub async fn logout(mut self) -> Result<(), SourceError> {
-        self.s()?
-            .logout()
-            .await
-            .map_err(|e| SourceError::Protocol(e.to_string()))
+        let addr = self.addr.clone();
+        let t = self.timeouts.command;
+        within("LOGOUT", &addr, t, async {
+            self.s()?
+                .logout()
+                .await
+                .map_err(|e| imap_error(&addr, "LOGOUT", e))
+        })
+        .await
     }
 }
 
@@ -537,6 +729,8 @@ impl ImapSource {
         uids.truncate(limit.max(1));
         self.first_until = first_until;
         let last = uids.last().copied().unwrap_or(after);
+        // Declared sizes before any download: one command for the whole listing.
+        let sizes = self.sizes(&uids).await?;
         let checkpoint = match first_until {
             // The filtered part is done only when the listing reached past it.
             Some(max) if !more => Some(Checkpoint {
@@ -557,7 +751,7 @@ impl ImapSource {
                 .map(|u| Listed {
                     key: u.to_string(),
                     identity: format!("imap:{validity}:{u}"),
-                    size: None,
+                    size: sizes.get(&u).copied(),
                 })
                 .collect(),
             checkpoint: checkpoint.map(|c| c.to_string()),
@@ -585,7 +779,11 @@ impl MailSource for ImapSource {
     }
 
     async fn fetch(&mut self, items: &[Listed]) -> Result<Vec<Fetched>, SourceError> {
-        let fetched = ImapSource::fetch(self, &keys(items)).await?;
+        let sized: Vec<(u32, Option<u64>)> = items
+            .iter()
+            .filter_map(|i| Some((i.key.parse().ok()?, i.size)))
+            .collect();
+        let fetched = self.fetch_sized(&sized).await?;
         self.absorb();
         Ok(fetched.into_iter().map(|(_, f)| f).collect())
     }

@@ -232,6 +232,20 @@ pub enum SourceError {
     Refused { command: String, server: String },
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A network operation got no answer (or no further bytes) within its deadline
+    /// ([`crate::transport::Timeouts`]).
+    #[error("{operation} on {addr} timed out after {}", crate::transport::secs(*.after))]
+    Timeout {
+        /// What was waited for: `connect`, `TLS handshake`, `greeting`, `LOGIN`, `UID FETCH`…
+        operation: String,
+        /// `host:port` of the server (not the proxy).
+        addr: String,
+        after: Duration,
+    },
+    /// The server sent more than a bound allows (a POP3 line, a message over the size limit
+    /// plus slack, an HTTP body).
+    #[error("{0}")]
+    TooLarge(String),
     /// Microsoft Graph's own error, with its diagnosis.
     #[error(transparent)]
     Graph(Box<graph::GraphError>),

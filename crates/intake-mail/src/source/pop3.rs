@@ -27,21 +27,30 @@
 //!   [`Pop3Source::quit`] is the same as such a crash.
 //! - [`Pop3Source::stat`] only counts (`STAT`): the connection check, which must not fetch or
 //!   change anything (RC15).
-
-use std::fmt::Debug;
-use std::time::Duration;
+//! - Bounds: the connection is a [`crate::transport`] one (connect and TLS deadlines, every
+//!   read and write bounded by [`Timeouts::command`]; a stall is [`SourceError::Timeout`] naming
+//!   the command). A line is at most [`MAX_LINE`] bytes, except inside a message, which is
+//!   bounded as a whole by its declared size or the size limit plus [`SIZE_SLACK`]. The listing
+//!   carries each message's `LIST` size; a message over [`Pop3Settings::max_message_bytes`] is
+//!   fetched with `TOP n 0` (its header section only) and marked [`Oversized`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use std::fmt::Debug;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 pub use super::imap::Tls;
-use super::{Fetched, Listed, Listing, MailSource, PostAction, SourceError, Start};
+use super::{Fetched, Listed, Listing, MailSource, Oversized, PostAction, SourceError, Start};
 use crate::sasl::{self, Mechanism};
+use crate::transport::{self, Endpoint, Timeouts, stalled, timeout_error};
 
-/// How long one read or write may take before the connection counts as dead.
-const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest reply or listing line accepted (a message's own lines are bounded by the
+/// message's size budget instead).
+pub const MAX_LINE: usize = 64 * 1024;
+/// What a message may exceed its declared size or the limit by (dot-stuffing, line-ending
+/// differences) before the download is refused.
+pub const SIZE_SLACK: u64 = 1024 * 1024;
 /// RFC 5034 §4 / RFC 2449: a POP3 command line is at most 255 octets including CRLF.
 pub const MAX_COMMAND_OCTETS: usize = 255;
 /// Server replies quoted in errors are cut to this many characters.
@@ -76,6 +85,11 @@ pub struct Pop3Settings {
     pub sasl_form: SaslForm,
     /// HTTP CONNECT proxy for this connection (RC16); environment variables are never used.
     pub proxy: Option<crate::net::ProxySettings>,
+    /// Deadlines for connect, TLS and every command's answer.
+    pub timeouts: Timeouts,
+    /// A message whose `LIST` size is over this is fetched with `TOP n 0` and marked
+    /// [`Oversized`] (the channel's `max_message_bytes`); `None`: no check before download.
+    pub max_message_bytes: Option<u64>,
 }
 
 /// What the server's `CAPA` said (empty when it does not know `CAPA`).
@@ -164,6 +178,9 @@ type Stream = Box<dyn Io>;
 #[derive(Debug)]
 struct Conn<S> {
     io: BufReader<S>,
+    /// `host:port`, and the command whose answer is awaited, for timeout errors.
+    addr: String,
+    op: String,
 }
 
 fn quoted(line: &str) -> String {
@@ -180,32 +197,45 @@ fn closed() -> SourceError {
     SourceError::Protocol("the POP3 server closed the connection".into())
 }
 
-fn io_error(e: std::io::Error) -> SourceError {
-    SourceError::Protocol(format!("POP3 connection: {e}"))
-}
-
-fn timed_out() -> SourceError {
-    SourceError::Protocol(format!(
-        "the POP3 server did not answer within {IO_TIMEOUT:?}"
-    ))
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    fn new(s: S) -> Self {
+    fn new(s: S, addr: &str) -> Self {
         Self {
             io: BufReader::new(s),
+            addr: addr.to_string(),
+            op: "greeting".into(),
         }
     }
 
-    /// One raw line with its terminator (`\r\n` or a bare `\n`); EOF is an error.
+    /// An I/O error while waiting for the answer to the current command.
+    fn io_error(&self, e: std::io::Error) -> SourceError {
+        match stalled(&e) {
+            Some(after) => timeout_error(&self.op, &self.addr, after),
+            None => SourceError::Protocol(format!("POP3 connection ({}): {e}", self.op)),
+        }
+    }
+
+    /// One raw line with its terminator (`\r\n` or a bare `\n`), at most [`MAX_LINE`] bytes;
+    /// EOF is an error.
     async fn read_line(&mut self) -> Result<Vec<u8>, SourceError> {
+        self.read_line_within(MAX_LINE as u64).await
+    }
+
+    /// One raw line of at most `cap` bytes (the [`transport`] stream bounds the wait).
+    async fn read_line_within(&mut self, cap: u64) -> Result<Vec<u8>, SourceError> {
         let mut buf = Vec::new();
-        let n = tokio::time::timeout(IO_TIMEOUT, self.io.read_until(b'\n', &mut buf))
+        let n = (&mut self.io)
+            .take(cap)
+            .read_until(b'\n', &mut buf)
             .await
-            .map_err(|_| timed_out())?
-            .map_err(io_error)?;
+            .map_err(|e| self.io_error(e))?;
         if n == 0 {
             return Err(closed());
+        }
+        if !buf.ends_with(b"\n") {
+            return Err(SourceError::TooLarge(format!(
+                "the POP3 server sent a line of more than {cap} bytes in answer to {}",
+                self.op
+            )));
         }
         Ok(buf)
     }
@@ -224,14 +254,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
+        // The command's name (never its arguments: PASS and AUTH carry secrets).
+        let name = line.split(' ').next().unwrap_or_default();
+        if !name.is_empty() && name.len() < 16 && name.bytes().all(|b| b.is_ascii_alphabetic()) {
+            self.op = name.to_ascii_uppercase();
+        } else {
+            self.op = "AUTH continuation".into();
+        }
         let w = self.io.get_mut();
-        tokio::time::timeout(IO_TIMEOUT, async {
+        let r = async {
             w.write_all(&bytes).await?;
             w.flush().await
-        })
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(io_error)
+        }
+        .await;
+        r.map_err(|e| self.io_error(e))
     }
 
     /// Reads a status reply: `+OK …` is the text after `+OK`, `-ERR …` is
@@ -243,6 +279,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Sends a command and reads its status.
     async fn command(&mut self, line: &str, name: &str) -> Result<String, SourceError> {
+        // `name` is the secret-free label (`PASS`, never its argument).
+        tracing::trace!(command = name, "POP3 command");
         self.send(line).await?;
         self.expect_ok(name).await
     }
@@ -250,9 +288,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// The body of a multi-line reply up to the terminating `.` line, dot-unstuffed (a line
     /// starting with `.` loses that dot), line endings as sent.
     async fn read_multiline(&mut self) -> Result<Vec<u8>, SourceError> {
+        self.read_multiline_within(None).await
+    }
+
+    /// [`Conn::read_multiline`]; with a `budget`, the whole body (a message) may have that many
+    /// bytes and its lines any length within it; without, each line is at most [`MAX_LINE`].
+    async fn read_multiline_within(&mut self, budget: Option<u64>) -> Result<Vec<u8>, SourceError> {
         let mut out = Vec::new();
+        let mut left = budget;
         loop {
-            let line = self.read_line().await?;
+            let line = match left {
+                None => self.read_line().await?,
+                // At least room for the final `.` line.
+                Some(l) => self.read_line_within(l.max(3)).await.map_err(|e| match e {
+                    SourceError::TooLarge(_) => SourceError::TooLarge(format!(
+                        "the POP3 server sent more than {} bytes in answer to {}",
+                        budget.unwrap_or_default(),
+                        self.op
+                    )),
+                    e => e,
+                })?,
+            };
+            let end = line == b".\r\n" || line == b".\n";
+            if let Some(l) = left.as_mut() {
+                if !end && line.len() as u64 > *l {
+                    return Err(SourceError::TooLarge(format!(
+                        "the POP3 server sent more than {} bytes in answer to {}",
+                        budget.unwrap_or_default(),
+                        self.op
+                    )));
+                }
+                *l = l.saturating_sub(line.len() as u64);
+            }
             if line == b".\r\n" || line == b".\n" {
                 return Ok(out);
             }
@@ -317,28 +384,6 @@ impl Debug for Pop3Source {
             .field("form", &self.form)
             .finish_non_exhaustive()
     }
-}
-
-async fn tls_wrap<S>(
-    s: &Pop3Settings,
-    stream: S,
-    addr: &str,
-) -> Result<tokio_rustls::client::TlsStream<S>, SourceError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let tls_err = |message: String| SourceError::Tls {
-        addr: addr.to_string(),
-        message,
-    };
-    let connector =
-        crate::tls::connector(s.ca_pem.as_deref()).map_err(|e| tls_err(e.to_string()))?;
-    let name = rustls_pki_types::ServerName::try_from(s.host.clone())
-        .map_err(|e| tls_err(e.to_string()))?;
-    tokio::time::timeout(IO_TIMEOUT, connector.connect(name, stream))
-        .await
-        .map_err(|_| tls_err("the TLS handshake timed out".into()))?
-        .map_err(|e| tls_err(e.to_string()))
 }
 
 /// What a SASL attempt came to, before it becomes a [`SourceError`].
@@ -440,25 +485,20 @@ impl Pop3Source {
 
     /// TCP (+ TLS), greeting, `CAPA`, `STLS` + `CAPA` again: the AUTHORIZATION state.
     async fn open(s: &Pop3Settings) -> Result<Self, SourceError> {
-        let addr = format!("{}:{}", s.host, s.port);
-        let tcp = tokio::time::timeout(
-            IO_TIMEOUT,
-            crate::net::connect(&s.host, s.port, s.proxy.as_ref()),
-        )
-        .await
-        .map_err(|_| SourceError::Connect {
-            addr: addr.clone(),
-            message: "timed out".into(),
-        })?
-        .map_err(|e| SourceError::Connect {
-            addr: addr.clone(),
-            message: e.to_string(),
-        })?;
+        let ep = Endpoint {
+            host: &s.host,
+            port: s.port,
+            proxy: s.proxy.as_ref(),
+            ca_pem: s.ca_pem.as_deref(),
+            timeouts: s.timeouts,
+        };
+        let addr = ep.addr();
+        let tcp = transport::connect(&ep).await?;
         let mut conn: Conn<Stream> = match s.tls {
-            Tls::Implicit => Conn::new(Box::new(tls_wrap(s, tcp, &addr).await?)),
-            Tls::None => Conn::new(Box::new(tcp)),
+            Tls::Implicit => Conn::new(Box::new(transport::tls(&ep, tcp).await?), &addr),
+            Tls::None => Conn::new(Box::new(tcp), &addr),
             Tls::StartTls => {
-                let mut plain = Conn::new(tcp);
+                let mut plain = Conn::new(tcp, &addr);
                 let greeting = plain.expect_ok("connect").await?;
                 plain.capa().await?;
                 plain.command("STLS", "STLS").await?;
@@ -469,8 +509,8 @@ impl Pop3Source {
                         "the server sent data after +OK to STLS".into(),
                     ));
                 }
-                let tls = tls_wrap(s, plain.io.into_inner(), &addr).await?;
-                let mut conn = Conn::new(Box::new(tls) as Stream);
+                let tls = transport::tls(&ep, plain.io.into_inner()).await?;
+                let mut conn = Conn::new(Box::new(tls) as Stream, &addr);
                 let caps = conn.capa().await?;
                 return Ok(Self {
                     conn,
@@ -653,11 +693,82 @@ impl Pop3Source {
         self.conn.read_multiline().await
     }
 
-    /// [`Pop3Source::retr`] with the ledger identity `pop3:<uid>`.
-    pub async fn fetch(&mut self, msgno: u32, uid: &str) -> Result<Fetched, SourceError> {
+    /// `RETR` with the message bounded to `budget` bytes (refused as
+    /// [`SourceError::TooLarge`] past it).
+    pub async fn retr_within(
+        &mut self,
+        msgno: u32,
+        budget: Option<u64>,
+    ) -> Result<Vec<u8>, SourceError> {
+        self.conn
+            .command(&format!("RETR {msgno}"), &format!("RETR {msgno}"))
+            .await?;
+        self.conn.op = format!("RETR {msgno}");
+        self.conn.read_multiline_within(budget).await
+    }
+
+    /// The header section of a message (`TOP n 0`: the headers and the empty line after them).
+    pub async fn top_headers(&mut self, msgno: u32) -> Result<Vec<u8>, SourceError> {
+        self.conn
+            .command(&format!("TOP {msgno} 0"), &format!("TOP {msgno} 0"))
+            .await?;
+        self.conn.op = format!("TOP {msgno} 0");
+        // A header section larger than this is broken, not mail to keep.
+        self.conn
+            .read_multiline_within(Some(MAX_LINE as u64 * 16))
+            .await
+    }
+
+    /// `LIST`: the size in octets of every message, by number.
+    pub async fn list_sizes(&mut self) -> Result<std::collections::HashMap<u32, u64>, SourceError> {
+        self.conn.command("LIST", "LIST").await?;
+        let lines = self.conn.read_multiline_lines().await?;
+        lines
+            .iter()
+            .map(|l| {
+                let mut w = l.split_whitespace();
+                match (
+                    w.next().and_then(|n| n.parse().ok()),
+                    w.next().and_then(|n| n.parse().ok()),
+                ) {
+                    (Some(n), Some(size)) => Ok((n, size)),
+                    _ => Err(SourceError::Protocol(format!(
+                        "unexpected LIST line: {}",
+                        quoted(l)
+                    ))),
+                }
+            })
+            .collect()
+    }
+
+    /// One message with the ledger identity `pop3:<uid>`: whole when its declared `size` is
+    /// within `limit` (bounded by size or limit plus [`SIZE_SLACK`] all the same), else its
+    /// header section (`TOP n 0`) marked [`Oversized`].
+    pub async fn fetch(
+        &mut self,
+        msgno: u32,
+        uid: &str,
+        size: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<Fetched, SourceError> {
+        if let (Some(size), Some(limit)) = (size, limit)
+            && size > limit
+        {
+            return Ok(Fetched {
+                identity: identity(uid),
+                raw: self.top_headers(msgno).await?,
+                oversized: Some(Oversized { size, limit }),
+            });
+        }
+        let budget = match (size, limit) {
+            (Some(s), Some(l)) => Some(s.min(l) + SIZE_SLACK),
+            (None, Some(l)) => Some(l + SIZE_SLACK),
+            (Some(s), None) => Some(s + SIZE_SLACK),
+            (None, None) => None,
+        };
         Ok(Fetched {
             identity: identity(uid),
-            raw: self.retr(msgno).await?,
+            raw: self.retr_within(msgno, budget).await?,
             oversized: None,
         })
     }
@@ -744,6 +855,7 @@ impl MailSource for Pop3Mailbox {
             let _ = old.quit().await;
         }
         let list = self.conn().await?.uidl().await?;
+        let sizes = self.conn().await?.list_sizes().await?;
         let skip: std::collections::HashSet<&str> = match checkpoint {
             Some(cp) => cp
                 .strip_prefix(SKIP_PREFIX)
@@ -768,7 +880,7 @@ impl MailSource for Pop3Mailbox {
                 .map(|(n, u)| Listed {
                     key: format!("{n} {u}"),
                     identity: identity(u),
-                    size: None,
+                    size: sizes.get(n).copied(),
                 })
                 .collect(),
             checkpoint: (checkpoint != Some(new_cp.as_str())).then_some(new_cp),
@@ -781,7 +893,8 @@ impl MailSource for Pop3Mailbox {
         for item in items {
             let (n, uid) = Self::key(item)?;
             let uid = uid.to_string();
-            out.push(self.conn().await?.fetch(n, &uid).await?);
+            let limit = self.settings.max_message_bytes;
+            out.push(self.conn().await?.fetch(n, &uid, item.size, limit).await?);
         }
         Ok(out)
     }

@@ -385,6 +385,31 @@ impl Writer for Transaction<'_, Any> {
         Ok(())
     }
 
+    async fn insert_links(&mut self, links: &[(i64, i64)], ts: i64) -> Result<(), StoreError> {
+        for chunk in links.chunks(rows_per_statement(3)) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    format!(
+                        "(${}, ${}, 'follows', ${})",
+                        r * 3 + 1,
+                        r * 3 + 2,
+                        r * 3 + 3
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO ticket_links (ticket_id, related_id, relation, created_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(sql_for(self, sql));
+            for (ticket, related) in chunk {
+                q = q.bind(*ticket).bind(*related).bind(ts);
+            }
+            q.execute(&mut **self).await?;
+        }
+        Ok(())
+    }
+
     async fn record_outcomes(
         &mut self,
         outcomes: &[LedgerOutcome],

@@ -30,9 +30,12 @@ mod native;
 
 use std::collections::{HashMap, HashSet};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use intake_core::{
-    AttachmentDraft, IgnoreReason, LoopGuard, MailDraft, Outcome, Prepared, PreparedKind,
-    ProjectKey, TicketKey,
+    AttachmentDraft, ChannelRules, IgnoreReason, LoopGuard, MailDraft, Outcome, Prepared,
+    PreparedKind, ProjectKey, QuarantineReason, ReplyPolicy, TicketKey,
 };
 
 pub(crate) use native::NativeWriter;
@@ -50,6 +53,38 @@ pub struct Incoming {
     pub raw: Option<Vec<u8>>,
     /// When the source received the message (Unix seconds).
     pub received_at: i64,
+}
+
+/// The channel rules the store applies a batch under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchRules {
+    pub loop_guard: LoopGuard,
+    pub reply_policy: ReplyPolicy,
+}
+
+impl From<&LoopGuard> for BatchRules {
+    /// The loop guard with the default reply policy.
+    fn from(g: &LoopGuard) -> Self {
+        Self {
+            loop_guard: g.clone(),
+            reply_policy: ReplyPolicy::default(),
+        }
+    }
+}
+
+impl From<&ChannelRules> for BatchRules {
+    fn from(r: &ChannelRules) -> Self {
+        Self {
+            loop_guard: r.loop_guard.clone(),
+            reply_policy: r.reply_policy,
+        }
+    }
+}
+
+impl From<&BatchRules> for BatchRules {
+    fn from(r: &BatchRules) -> Self {
+        r.clone()
+    }
 }
 
 /// What applying one message did.
@@ -92,6 +127,8 @@ pub(crate) struct NewTicket<'b> {
     key: String,
     draft: &'b MailDraft,
     participants: Vec<String>,
+    /// The ticket this one answered without being allowed to comment on it (reply policy).
+    follows: Option<Target>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,9 +191,22 @@ impl<'b> Plan<'b> {
     }
 
     /// Decide what a readable message does; returns the outcome.
+    /// Whether the sender of `d` may comment on `t` under `policy`.
+    fn may_comment(&self, t: Target, d: &MailDraft, policy: ReplyPolicy) -> bool {
+        let (reporter, participants) = match t {
+            Target::Existing(i) => (&self.existing[i].reporter, &self.existing[i].participants),
+            Target::New(i) => (
+                &self.new_tickets[i].draft.reporter,
+                &self.new_tickets[i].participants,
+            ),
+        };
+        policy.allows(&d.reporter, reporter, participants)
+    }
+
     fn mail(
         &mut self,
         project: &ProjectKey,
+        policy: ReplyPolicy,
         next: &mut i64,
         ledger_id: i64,
         message_id: Option<&String>,
@@ -166,7 +216,11 @@ impl<'b> Plan<'b> {
         if d.reporter_name.is_some() {
             name.clone_from(&d.reporter_name);
         }
-        let (target, outcome) = match self.target(d) {
+        let (follows, target) = match self.target(d) {
+            Some(t) if !self.may_comment(t, d, policy) => (Some(t), None),
+            t => (None, t),
+        };
+        let (target, outcome) = match target {
             Some(t) => {
                 let (reporter, participants) = match t {
                     Target::Existing(i) => {
@@ -201,6 +255,7 @@ impl<'b> Plan<'b> {
                     key: key.to_string(),
                     draft: d,
                     participants: d.participants.clone(),
+                    follows,
                 });
                 (Target::New(i), Outcome::Created(key))
             }
@@ -210,6 +265,55 @@ impl<'b> Plan<'b> {
         }
         Ok(outcome)
     }
+}
+
+/// SQLite result codes (extended where it matters) that mean "this data cannot be stored".
+const SQLITE_TOOBIG: i32 = 18;
+const SQLITE_MISMATCH: i32 = 20;
+const SQLITE_CONSTRAINT_CHECK: i32 = 275;
+const SQLITE_CONSTRAINT_TRIGGER: i32 = 1811;
+
+impl StoreError {
+    /// When the database refused the data itself, its own words (with the SQLSTATE or SQLite
+    /// code); `None` for every other failure.
+    ///
+    /// Data errors are PostgreSQL's class 22 (data exception: a NUL in text, a bad encoding, a
+    /// value out of range), class 54 (program limit exceeded: an index row over the btree
+    /// maximum, a value too large) and 23514 (a check constraint), and SQLite's TOOBIG,
+    /// MISMATCH, CHECK and trigger-raised constraints. Uniqueness is not among them: the ledger's
+    /// own UNIQUE keys are claimed with `ON CONFLICT DO NOTHING` and never raise, and any other
+    /// uniqueness failure would be Intake's bug, not the message's. Connection, lock and
+    /// protocol errors are not either: they fail the batch, so nothing is acknowledged.
+    pub fn refused_data(&self) -> Option<String> {
+        let clean = |s: String| s.replace('\0', "");
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                let code = e.code()?;
+                let refused = if code.len() == 5 {
+                    // PostgreSQL SQLSTATE.
+                    code.starts_with("22") || code.starts_with("54") || code == "23514"
+                } else {
+                    // SQLite through sqlx: the extended result code as a number.
+                    code.parse::<i32>().is_ok_and(sqlite_refuses)
+                };
+                refused.then(|| clean(format!("{} (SQLSTATE {code})", e.message())))
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, msg)) => {
+                sqlite_refuses(e.extended_code).then(|| {
+                    let words = msg.clone().unwrap_or_else(|| e.to_string());
+                    clean(format!("{words} (SQLite code {})", e.extended_code))
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn sqlite_refuses(extended: i32) -> bool {
+    matches!(
+        extended,
+        SQLITE_TOOBIG | SQLITE_MISMATCH | SQLITE_CONSTRAINT_CHECK | SQLITE_CONSTRAINT_TRIGGER
+    )
 }
 
 fn parse_key(k: &str) -> Result<TicketKey, StoreError> {
@@ -323,6 +427,9 @@ pub(crate) trait Writer {
         customers: &HashMap<String, Option<String>>,
         ts: i64,
     ) -> Result<(), StoreError>;
+    /// Record that ticket `.0` follows up ticket `.1` (a reply the reply policy did not let
+    /// comment).
+    async fn insert_links(&mut self, links: &[(i64, i64)], ts: i64) -> Result<(), StoreError>;
     /// Write the outcomes onto their claimed ledger rows; every row must exist.
     async fn record_outcomes(
         &mut self,
@@ -332,22 +439,134 @@ pub(crate) trait Writer {
 }
 
 impl Store {
-    /// Apply a batch of messages for `channel` into `project`, all in one transaction.
-    /// Returns one [`Applied`] per input, in order.
+    /// Apply a batch of messages for `channel` into `project` under `rules` (a
+    /// [`BatchRules`], or a `&LoopGuard` / `&ChannelRules`), in one transaction. Returns one
+    /// [`Applied`] per input, in order.
+    ///
+    /// **Poison isolation.** When the database refuses the batch because of the data itself
+    /// ([`StoreError::refused_data`]: a value it cannot store, an index row over its limit, a
+    /// check it fails), the batch is bisected: each half is applied in a transaction of its own,
+    /// recursively, until the one message the database refuses is alone; that message is
+    /// recorded as quarantined, with the database's words as the reason and its raw bytes kept
+    /// (when the caller passed them), and everything else commits. Any other error (connection,
+    /// lock, a closed store) fails the call, and nothing of the failing transaction committed.
+    /// Halves that committed before a later half failed stay committed: re-applying the batch
+    /// sees them as duplicates, so each message still has exactly one outcome.
     pub async fn apply_batch(
         &self,
         channel: &str,
         project: &ProjectKey,
-        guard: &LoopGuard,
+        rules: impl Into<BatchRules>,
+        batch: &[Incoming],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let rules = rules.into();
+        self.apply_isolating(channel, project, &rules, batch).await
+    }
+
+    /// One transaction on whichever writer this store uses. Every writer is dispatched here and
+    /// only here, so [`Store::apply_batch`]'s poison isolation covers each of them.
+    async fn apply_once(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        rules: &BatchRules,
         batch: &[Incoming],
     ) -> Result<Vec<Applied>, StoreError> {
         if let Some(native) = &self.native {
-            return native.apply(channel, project, guard, batch);
+            return native.apply(channel, project, rules, batch);
         }
         let mut tx = self.pool().begin().await?;
-        let out = apply_with(&mut tx, channel, project, guard, batch).await?;
+        let out = apply_with(&mut tx, channel, project, rules, batch).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    fn apply_isolating<'a>(
+        &'a self,
+        channel: &'a str,
+        project: &'a ProjectKey,
+        rules: &'a BatchRules,
+        batch: &'a [Incoming],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Applied>, StoreError>> + Send + 'a>> {
+        Box::pin(async move {
+            let err = match self.apply_once(channel, project, rules, batch).await {
+                Ok(out) => return Ok(out),
+                Err(e) => e,
+            };
+            let Some(words) = err.refused_data() else {
+                return Err(err);
+            };
+            if batch.is_empty() {
+                return Err(err);
+            }
+            if let [one] = batch {
+                return self
+                    .quarantine_refused(channel, project, rules, one, &words)
+                    .await
+                    .map_err(|_| err);
+            }
+            tracing::warn!(
+                channel,
+                messages = batch.len(),
+                reason = %words,
+                "the database refused a batch; applying it in halves to isolate the message"
+            );
+            let mid = batch.len() / 2;
+            let mut out = self
+                .apply_isolating(channel, project, rules, &batch[..mid])
+                .await?;
+            out.extend(
+                self.apply_isolating(channel, project, rules, &batch[mid..])
+                    .await?,
+            );
+            Ok(out)
+        })
+    }
+
+    /// Record `inc` as quarantined because the database refused it. The envelope is kept when
+    /// the database takes it; if the envelope itself is what it refuses (an over-long sender or
+    /// Message-ID from a caller that did not sanitize), they are left out of the ledger row.
+    async fn quarantine_refused(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        rules: &BatchRules,
+        inc: &Incoming,
+        words: &str,
+    ) -> Result<Vec<Applied>, StoreError> {
+        tracing::warn!(
+            channel,
+            identity = %inc.identity,
+            reason = %words,
+            "the database refused a message; it is quarantined"
+        );
+        let mut q = Incoming {
+            identity: inc.identity.clone(),
+            prepared: Prepared {
+                envelope: inc.prepared.envelope.clone(),
+                kind: PreparedKind::Quarantined(QuarantineReason::Refused(match inc.raw {
+                    Some(_) => words.to_string(),
+                    None => format!(
+                        "{words}; the raw message ({} bytes) was not kept",
+                        inc.prepared.envelope.size
+                    ),
+                })),
+            },
+            raw: inc.raw.clone(),
+            received_at: inc.received_at,
+        };
+        match self
+            .apply_once(channel, project, rules, std::slice::from_ref(&q))
+            .await
+        {
+            Err(e) if e.refused_data().is_some() => {
+                q.prepared.envelope.message_id = None;
+                q.prepared.envelope.sender = None;
+                self.apply_once(channel, project, rules, std::slice::from_ref(&q))
+                    .await
+            }
+            r => r,
+        }
     }
 
     /// Whether the channel's ledger holds any message yet. A first import skips the
@@ -395,9 +614,10 @@ pub(crate) async fn apply_with<W: Writer>(
     w: &mut W,
     channel: &str,
     project: &ProjectKey,
-    guard: &LoopGuard,
+    rules: &BatchRules,
     batch: &[Incoming],
 ) -> Result<Vec<Applied>, StoreError> {
+    let guard = &rules.loop_guard;
     let ts = now();
     let claims = w.claim(channel, batch, ts).await?;
     let mut loops = load_loop_state(w, channel, guard, batch, &claims).await?;
@@ -406,7 +626,7 @@ pub(crate) async fn apply_with<W: Writer>(
     let first = w.lock_counter(project.as_str()).await?;
     let mut next = first.ok_or_else(|| StoreError::NoProject(project.to_string()))?;
     let mut plan = Plan::default();
-    lookup_targets(w, batch, &claims, &mut plan).await?;
+    lookup_targets(w, project, batch, &claims, &mut plan).await?;
 
     let mut out = Vec::with_capacity(batch.len());
     let mut outcomes: Vec<LedgerOutcome> = Vec::with_capacity(batch.len());
@@ -440,7 +660,14 @@ pub(crate) async fn apply_with<W: Writer>(
                         .to_string(),
                     )
                 } else {
-                    plan.mail(project, &mut next, ledger_id, env.message_id.as_ref(), d)?
+                    plan.mail(
+                        project,
+                        rules.reply_policy,
+                        &mut next,
+                        ledger_id,
+                        env.message_id.as_ref(),
+                        d,
+                    )?
                 }
             }
         };
@@ -463,6 +690,13 @@ pub(crate) async fn apply_with<W: Writer>(
         w.touch_ticket(e.id, &json_list(&e.participants), ts)
             .await?;
     }
+    let links: Vec<(i64, i64)> = plan
+        .new_tickets
+        .iter()
+        .zip(&ticket_ids)
+        .filter_map(|(n, id)| n.follows.map(|t| (*id, id_of(t))))
+        .collect();
+    w.insert_links(&links, ts).await?;
     let comments: Vec<(i64, &NewComment<'_>)> =
         plan.comments.iter().map(|c| (id_of(c.target), c)).collect();
     let comment_ids = w.insert_comments(&comments, ts).await?;
@@ -521,9 +755,12 @@ async fn load_loop_state<W: Writer>(
     Ok(state)
 }
 
-/// One lookup for every Message-ID referenced and every ticket key named in the batch.
+/// One lookup for every Message-ID referenced and every ticket key named in the batch, both
+/// scoped to `project`: a key of another project in a subject, or a Message-ID that is on
+/// another project's ticket, never makes a comment there.
 async fn lookup_targets<'b, W: Writer>(
     w: &mut W,
+    project: &ProjectKey,
     batch: &'b [Incoming],
     claims: &[Option<i64>],
     plan: &mut Plan<'b>,
@@ -539,14 +776,25 @@ async fn lookup_targets<'b, W: Writer>(
     let mut keys: Vec<String> = Vec::new();
     for d in drafts {
         refs.extend(d.references.iter().map(String::as_str));
-        keys.extend(d.subject_keys.iter().map(|k| k.to_string()));
+        keys.extend(
+            d.subject_keys
+                .iter()
+                .filter(|k| k.project == *project)
+                .map(|k| k.to_string()),
+        );
     }
+    let own = |key: &str| {
+        key.rsplit_once('-')
+            .is_some_and(|(p, _)| p == project.as_str())
+    };
     refs.sort_unstable();
     refs.dedup();
     if !refs.is_empty() {
         for (message_id, key) in w.threads(&refs).await? {
-            keys.push(key.clone());
-            plan.db_threads.insert(message_id, key);
+            if own(&key) {
+                keys.push(key.clone());
+                plan.db_threads.insert(message_id, key);
+            }
         }
     }
     keys.sort_unstable();
@@ -555,6 +803,9 @@ async fn lookup_targets<'b, W: Writer>(
         return Ok(());
     }
     for r in w.tickets(&keys).await? {
+        if !own(&r.key) {
+            continue;
+        }
         let participants = serde_json::from_str(&r.participants)
             .map_err(|e| StoreError::Corrupt(format!("participants of {}: {e}", r.key)))?;
         plan.existing_by_key

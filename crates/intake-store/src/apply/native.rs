@@ -31,12 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use intake_core::{LoopGuard, ProjectKey};
+use intake_core::ProjectKey;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Applied, AttachmentRow, Incoming, LedgerOutcome, NewComment, NewTicket, TicketRow, Writer,
-    apply_with,
+    Applied, AttachmentRow, BatchRules, Incoming, LedgerOutcome, NewComment, NewTicket, TicketRow,
+    Writer, apply_with,
 };
 use crate::StoreError;
 
@@ -117,7 +117,7 @@ impl NativeWriter {
         &self,
         channel: &str,
         project: &ProjectKey,
-        guard: &LoopGuard,
+        rules: &BatchRules,
         batch: &[Incoming],
     ) -> Result<Vec<Applied>, StoreError> {
         let run = || {
@@ -129,7 +129,7 @@ impl NativeWriter {
             // Every `Writer` method of a rusqlite transaction is synchronous, so this future
             // never waits on anything outside this thread.
             let out =
-                futures_executor::block_on(apply_with(&mut tx, channel, project, guard, batch))?;
+                futures_executor::block_on(apply_with(&mut tx, channel, project, rules, batch))?;
             tx.commit()?;
             drop(slot);
             self.request_checkpoint();
@@ -381,6 +381,17 @@ impl Writer for rusqlite::Transaction<'_> {
         )?;
         for (address, name) in customers {
             st.execute(params![address, name, ts])?;
+        }
+        Ok(())
+    }
+
+    async fn insert_links(&mut self, links: &[(i64, i64)], ts: i64) -> Result<(), StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO ticket_links (ticket_id, related_id, relation, created_at)
+             VALUES (?1, ?2, 'follows', ?3)",
+        )?;
+        for (ticket, related) in links {
+            st.execute(params![ticket, related, ts])?;
         }
         Ok(())
     }

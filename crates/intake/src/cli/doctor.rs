@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::settings::Settings;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -29,9 +29,9 @@ struct ChannelReport {
     report: intake_mail::check::Report,
 }
 
-pub async fn run(config: &Config, db: &str, a: DoctorArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     let store = intake_store::Store::connect(db).await?;
-    let channels: Vec<_> = config
+    let channels: Vec<_> = settings
         .channels
         .iter()
         .filter(|c| a.channel.as_ref().is_none_or(|n| *n == c.name))
@@ -42,10 +42,10 @@ pub async fn run(config: &Config, db: &str, a: DoctorArgs) -> anyhow::Result<Exi
     );
     let mut out = Vec::new();
     for c in channels {
-        let report = crate::runner::check(config, &store, c).await;
+        let report = crate::runner::check(settings, &store, c).await;
         out.push(ChannelReport {
             channel: c.name.clone(),
-            protocol: c.protocol.clone().unwrap_or_else(|| "imap".into()),
+            protocol: c.protocol().as_str().to_string(),
             report,
         });
     }

@@ -5,6 +5,7 @@ mod authorize;
 mod bench;
 mod doctor;
 mod ingest;
+mod run;
 mod tickets;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::settings::Settings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,7 +42,7 @@ pub enum Command {
     /// Show the mail log (newest first).
     Log(tickets::LogArgs),
     /// Run the server channels of the configuration (`--once`: drain each once and exit).
-    Run(RunArgs),
+    Run(run::RunArgs),
     /// Complete an OAuth grant from a terminal (device code, or --browser).
     Authorize(authorize::AuthorizeArgs),
     /// Check (and refresh when due) a stored OAuth token; prints metadata, never the token.
@@ -56,131 +57,60 @@ pub enum Command {
 
 /// Logs go to stderr; level from `INTAKE_LOG` (default `warn`).
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(dependency_caps())
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .try_init();
 }
 
+/// Dependencies whose debug/trace output can carry secrets or whole messages, and the most
+/// verbose level let through for them whatever `INTAKE_LOG` says (defect 6: no level may write
+/// a password, token or client secret). async-imap traces every protocol line, `LOGIN`
+/// passwords and `AUTHENTICATE` blobs included; hyper/h2/reqwest trace request heads
+/// (`Authorization: Bearer …`) and bodies (token requests carry client secrets and refresh
+/// tokens); rustls, oauth2 and sqlx are capped for the same reason (handshake and statement
+/// details). Documented in docs/configuration.md.
+pub const DEPENDENCY_LOG_CAPS: &[(&str, tracing::Level)] = &[
+    ("async_imap", tracing::Level::INFO),
+    ("imap_proto", tracing::Level::INFO),
+    ("hyper", tracing::Level::INFO),
+    ("hyper_util", tracing::Level::INFO),
+    ("h2", tracing::Level::INFO),
+    ("reqwest", tracing::Level::INFO),
+    ("rustls", tracing::Level::INFO),
+    ("tokio_rustls", tracing::Level::INFO),
+    ("oauth2", tracing::Level::INFO),
+    ("sqlx", tracing::Level::INFO),
+];
+
+/// A filter passing everything except what [`DEPENDENCY_LOG_CAPS`] caps.
+fn dependency_caps() -> tracing_subscriber::filter::Targets {
+    DEPENDENCY_LOG_CAPS.iter().fold(
+        tracing_subscriber::filter::Targets::new()
+            .with_default(tracing_subscriber::filter::LevelFilter::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    )
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(cli.config.as_deref())?;
+    // The whole configuration is resolved and checked here, for every command: a bad value
+    // fails at once, naming its key.
+    let settings = Settings::load(cli.config.as_deref())?;
+    let config = &*settings.config;
     let db = config.database_url(cli.db.as_deref());
     match cli.command {
-        Command::Ingest(a) => ingest::run(&config, &db, a).await,
+        Command::Ingest(a) => ingest::run(config, &db, a).await,
         Command::Tickets(c) => tickets::run(&db, c).await,
         Command::Log(a) => tickets::log(&db, a).await,
-        Command::Run(a) => run_channels(&config, &db, a).await,
-        Command::Authorize(a) => authorize::authorize(&config, &db, a).await,
-        Command::Token(a) => authorize::token(&config, &db, a).await,
-        Command::Doctor(a) => doctor::run(&config, &db, a).await,
+        Command::Run(a) => run::run(&settings, &db, a).await,
+        Command::Authorize(a) => authorize::authorize(config, &db, a).await,
+        Command::Token(a) => authorize::token(config, &db, a).await,
+        Command::Doctor(a) => doctor::run(&settings, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
     }
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// Only this channel.
-    #[arg(long)]
-    pub channel: Option<String>,
-    /// Drain each channel once and exit, printing the same summary as `ingest`.
-    #[arg(long)]
-    pub once: bool,
-    /// Print exactly one JSON object: {"created":N,"commented":N,"ignored":N,"quarantined":N,"duplicate":N}
-    #[arg(long)]
-    pub json: bool,
-}
-
-async fn run_channels(config: &Config, db: &str, a: RunArgs) -> anyhow::Result<ExitCode> {
-    let store = intake_store::Store::connect(db).await?;
-    let _housekeeping = crate::housekeeping::start(config, &store).await;
-    let channels: Vec<_> = config
-        .channels
-        .iter()
-        .filter(|c| a.channel.as_ref().is_none_or(|n| *n == c.name))
-        .collect();
-    anyhow::ensure!(
-        !channels.is_empty(),
-        "no channel to run in the configuration{}",
-        a.channel
-            .as_ref()
-            .map(|n| format!(" named {n:?}"))
-            .unwrap_or_default()
-    );
-    if !a.once {
-        return run_forever(config, store, channels).await;
-    }
-    let mut total = crate::pipeline::Summary::default();
-    let mut failed = 0;
-    for c in channels {
-        // One failing channel never stops the others (RC12).
-        match crate::runner::run_once(config, &store, c).await {
-            Ok(None) => eprintln!(
-                "channel {}: another node holds its lease and is processing it; skipped",
-                c.name
-            ),
-            Ok(Some(s)) => {
-                total.created += s.created;
-                total.commented += s.commented;
-                total.ignored += s.ignored;
-                total.quarantined += s.quarantined;
-                total.duplicate += s.duplicate;
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: channel {}: {e:#}", c.name);
-                let fields = serde_json::json!({"error": format!("{e:#}")});
-                let _ = store
-                    .log_event(
-                        Some(&c.name),
-                        "error",
-                        "channel_failed",
-                        &format!("{e:#}"),
-                        fields,
-                    )
-                    .await;
-            }
-        }
-    }
-    store.close().await;
-    if a.json {
-        println!("{}", serde_json::to_string(&total)?);
-    } else {
-        println!(
-            "created {}, commented {}, ignored {}, quarantined {}, duplicate {}",
-            total.created, total.commented, total.ignored, total.quarantined, total.duplicate
-        );
-    }
-    Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Every channel in its own task until SIGINT/SIGTERM; each finishes its current batch.
-async fn run_forever(
-    config: &Config,
-    store: intake_store::Store,
-    channels: Vec<&crate::config::ChannelConfig>,
-) -> anyhow::Result<ExitCode> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    // One shared configuration: a clone per task would cost channels² memory.
-    let shared = std::sync::Arc::new(config.clone());
-    for c in channels {
-        let (config, store, c, rx) = (shared.clone(), store.clone(), c.clone(), rx.clone());
-        tasks.spawn(async move { crate::runner::run_forever(&config, &store, &c, rx).await });
-    }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    eprintln!("stopping: finishing the current batches");
-    let _ = tx.send(true);
-    while tasks.join_next().await.is_some() {}
-    store.close().await;
-    Ok(ExitCode::SUCCESS)
 }

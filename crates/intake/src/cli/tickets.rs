@@ -73,6 +73,14 @@ pub async fn run(db: &str, c: TicketsCommand) -> anyhow::Result<ExitCode> {
                 if !t.participants.is_empty() {
                     println!("participants: {}", t.participants.join(", "));
                 }
+                for r in &t.related {
+                    let how = if r.relation == "follows" {
+                        "follows up"
+                    } else {
+                        "followed up by"
+                    };
+                    println!("related: {how} {}", r.key);
+                }
                 println!("\n{}\n", t.description);
                 for a in t.attachments.iter().filter(|a| a.comment_id.is_none()) {
                     println!(

@@ -105,6 +105,8 @@ async fn imap(dc: &Dovecot) -> ImapSource {
         },
         folder: "INBOX".into(),
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     })
     .await
     .unwrap_or_else(|e| panic!("IMAP login: {e}\n{}", dc.log()))
@@ -552,7 +554,7 @@ fn mbox_channel_refuses_delete_and_leaves_the_file_alone() {
         assert_eq!(o.status.code(), Some(1), "after = delete must fail on mbox");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
-            err.contains("channel local") && err.contains("an mbox channel keeps its file"),
+            err.contains("channel \"local\"") && err.contains("an mbox channel keeps its file"),
             "the reason is reported: {err}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "file unchanged");

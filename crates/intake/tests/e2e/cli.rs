@@ -254,3 +254,132 @@ fn mbox_from_lines_are_unescaped() {
     );
     assert!(d.contains("\nFrom our records"), "{d}");
 }
+
+/// The whole configuration is checked at load, for every command: a bad channel value fails
+/// `intake tickets list` (which never opens a channel) at once, naming the channel and the key,
+/// and every bad value is listed, not just the first.
+#[test]
+fn a_bad_channel_value_fails_every_command_at_load_naming_the_key() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[channel]]\nname = \"support\"\nproject = \"HELP\"\nhost = \"mail.example.com\"\nmailbox = \"help@example.com\"\nauth = \"password:env:PW\"\nmode = \"pol\"\ntls = \"startls\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    for args in [
+        vec!["tickets", "list"],
+        vec!["log"],
+        vec!["run", "--once"],
+        vec!["doctor"],
+    ] {
+        let out = intake()
+            .args(["--config", &cfg, "--db", &db.url])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("channel \"support\": mode = \"pol\": use push or poll")
+                && err.contains(
+                    "channel \"support\": tls = \"startls\": use implicit, starttls or none"
+                ),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing ran");
+    }
+}
+
+/// Issue 10, defect 7, through the CLI: a reply from a stranger becomes a new ticket that
+/// `intake tickets show` lists as related (text and JSON), the reporter's reply comments,
+/// `reply_policy = "anyone"` restores commenting, and a bad value is an error naming the key.
+#[test]
+fn a_strangers_reply_becomes_a_linked_ticket_and_reply_policy_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    let msg = |name: &str, from: &str, subject: &str, minute: u32, extra: &str| {
+        std::fs::write(
+            mail.join(name),
+            format!(
+                "From: {from}\r\nTo: help@example.com\r\nSubject: {subject}\r\n\
+                 Date: Mon, 02 Nov 2026 10:{minute:02}:00 +0000\r\nMessage-ID: <{name}@x>\r\n{extra}\r\nbody of {name}\r\n"
+            ),
+        )
+        .unwrap();
+    };
+    msg("p1.eml", "jane@customer.example", "Printer on fire", 0, "");
+    msg(
+        "p2.eml",
+        "eve@evil.example",
+        "Re: Printer on fire",
+        5,
+        "In-Reply-To: <p1.eml@x>\r\n",
+    );
+    msg(
+        "p3.eml",
+        "jane@customer.example",
+        "Re: [HELP-1] Printer on fire",
+        10,
+        "",
+    );
+    let path = mail.display().to_string();
+    let db = TestDb::sqlite();
+    let out = ok(intake()
+        .args(["ingest", "--db", &db.url, "--json", &path])
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["created"].as_u64(), v["commented"].as_u64()),
+        (Some(2), Some(1)),
+        "{out}"
+    );
+    let show = |key: &str, json: bool| {
+        let mut args = vec!["tickets", "show", key, "--db", &db.url];
+        if json {
+            args.push("--json");
+        }
+        ok(intake().args(&args).output().unwrap())
+    };
+    let h1: Value = serde_json::from_str(&show("HELP-1", true)).unwrap();
+    assert_eq!(h1["comments"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        h1["related"],
+        serde_json::json!([{"key": "HELP-2", "relation": "followed_by"}])
+    );
+    let text = show("HELP-2", false);
+    assert!(text.contains("related: follows up HELP-1"), "{text}");
+
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(&cfg, "[rules]\nreply_policy = \"anyone\"\n").unwrap();
+    let cfg = cfg.display().to_string();
+    let db2 = TestDb::sqlite();
+    let out = ok(intake()
+        .args([
+            "--config", &cfg, "ingest", "--db", &db2.url, "--json", &path,
+        ])
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["created"].as_u64(), v["commented"].as_u64()),
+        (Some(1), Some(2)),
+        "{out}"
+    );
+
+    std::fs::write(&cfg, "[rules]\nreply_policy = \"everyone\"\n").unwrap();
+    let out = intake()
+        .args(["--config", &cfg, "ingest", "--db", &db2.url, &path])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("reply_policy") && err.contains("everyone"),
+        "{err}"
+    );
+}

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use intake::config::Config;
+use intake::settings::Settings;
 use intake_store::{Durability, Keyring, PendingFlow, Store, Table};
 use intake_testkit::TestDb;
 
@@ -60,8 +60,8 @@ async fn post_actions_only_follow_power_loss_durable_commits() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("Maildir");
     maildir(&root, 3);
-    let config = Config::load(Some(&config(dir.path(), &root, ""))).unwrap();
-    let channel = config.channel("local").unwrap();
+    let settings = Settings::load(Some(&config(dir.path(), &root, ""))).unwrap();
+    let channel = settings.channel("local").unwrap();
     let db = TestDb::sqlite();
 
     // A store whose commits a power loss may undo (what `intake ingest` uses): the runner
@@ -69,7 +69,7 @@ async fn post_actions_only_follow_power_loss_durable_commits() {
     let fast = Store::connect_with(&db.url, Durability::Process)
         .await
         .unwrap();
-    let err = intake::runner::run_once(&config, &fast, channel)
+    let err = intake::runner::run_once(&settings, &fast, channel)
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("power-loss durable"), "{err:#}");
@@ -82,7 +82,7 @@ async fn post_actions_only_follow_power_loss_durable_commits() {
     let store = Store::connect(&db.url).await.unwrap();
     assert_eq!(store.durability(), Durability::PowerLoss);
     assert_eq!(store.batch_writer_synchronous().unwrap(), Some(2));
-    let summary = intake::runner::run_once(&config, &store, channel)
+    let summary = intake::runner::run_once(&settings, &store, channel)
         .await
         .unwrap()
         .expect("lease taken");

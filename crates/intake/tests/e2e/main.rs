@@ -12,6 +12,11 @@ mod doctor;
 /// Durable before destructive (the runner refuses post-actions after non-durable commits) and
 /// housekeeping at the start of `intake ingest` / `intake run`.
 mod durable;
+/// Faults injected on real connections (cut, stall, drip, reset, refuse; IdP and Graph
+/// outages; a hung server): each message still ends with exactly one outcome.
+mod faults;
+/// A hung mail server: `run --once` fails in time naming the stage; SIGTERM ends `run` in 10 s.
+mod hang;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
 mod idp;
 /// IMAP channels against a real Dovecot (scripts/testbed/dovecot.sh).

@@ -143,6 +143,8 @@ async fn two_nodes_on_postgres_one_works_the_mailbox_and_the_other_takes_over_af
         },
         folder: "INBOX".into(),
         proxy: None,
+        timeouts: Default::default(),
+        max_message_bytes: None,
     })
     .await
     .unwrap();

@@ -1,0 +1,596 @@
+//! The drain loop: the one place where messages are fetched, committed, **acknowledged**
+//! (post-action) and **passed by the checkpoint**, and where every stage is bounded in time.
+//!
+//! Per round: list after the stored checkpoint (first sync: the `start` policy); drop what the
+//! ledger already has from the fetch (but not from the acknowledgement); then per batch (at most
+//! `batch` messages and [`BATCH_BYTES`] by declared size): fetch (overlapping the previous
+//! batch's commit), prepare, commit (ledger + tickets in one transaction), **then** the
+//! post-action, **then** the checkpoint (the post-action and checkpoint of batch k run while
+//! batch k+1 commits and batch k+2 is fetched).
+//!
+//! Only identities whose outcome is in the ledger — committed by this batch, or known before it
+//! — are acknowledged or passed by a checkpoint. A listed message that the source neither
+//! returned nor failed on has vanished by the [`MailSource::fetch`] contract (a source must fail
+//! on a message that still exists but whose body did not come back): it is not acknowledged,
+//! no checkpoint of this round passes it (it is listed again next round if it still exists),
+//! and the round ends after this listing. A fetch that fails stops the batch before any
+//! post-action; the message is fetched again next round. A crash anywhere re-lists at most the
+//! uncommitted or unacknowledged batch; the ledger makes those duplicates, which are
+//! acknowledged then.
+//!
+//! Every stage runs under [`Ctx::bounded`]: a stage that overruns its bound fails with an
+//! error naming it (`fetch timed out after 120s …`), and declares its deadline to [`Progress`],
+//! which the lease keeper reads to stop renewing a channel that makes no progress.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use intake_mail::source::{Fetched, Listed, MailSource, PostAction, SourceError, Start};
+use intake_mime::Reader;
+use intake_store::{Store, StoreError};
+
+use super::RunError;
+use crate::pipeline::{self, IngestError, IngestOptions, Summary};
+use crate::settings::ChannelSettings;
+
+/// How many messages one listing hands out at most (RC15: bounded rounds).
+pub const LIST_LIMIT: usize = 10_000;
+
+/// A batch holds at most this many bytes by the messages' declared sizes (`Listed::size`;
+/// unknown sizes count as 0, already known messages are not fetched and count as 0), besides
+/// at most `batch` messages. A message larger than this is a batch of its own: a batch is never
+/// empty.
+pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A network stage (connect, list, fetch, acknowledge, finish) may take this many times the
+/// channel's `timeout_seconds` (one operation's timeout) before it fails naming the stage.
+pub const STAGE_FACTOR: u32 = 4;
+
+/// A fetch may take longer by its batch's declared bytes at this rate, so a slow link that
+/// keeps delivering a large batch is not cut (each read's own timeout still catches a stall).
+pub const FETCH_FLOOR_BYTES_PER_SECOND: u64 = 128 * 1024;
+
+/// A database stage (commit, checkpoint) may take at least this long.
+pub const MIN_COMMIT_BOUND: Duration = Duration::from_secs(120);
+
+/// The stages of a channel's work, as named in errors and `channel_stalled` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Open the source: token, connect, TLS, greeting, login, select.
+    Connect,
+    /// A fresh access token before a round (Graph).
+    Token,
+    /// Read the checkpoint, list new messages, look them up in the ledger.
+    List,
+    /// Download a batch.
+    Fetch,
+    /// Write a batch's outcomes (one transaction).
+    Commit,
+    /// The post-action on committed messages.
+    Acknowledge,
+    /// Store a checkpoint.
+    Checkpoint,
+    /// End a round (POP3 QUIT).
+    Finish,
+    /// Wait for new mail (IMAP IDLE or a poll interval).
+    Idle,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Token => "token",
+            Self::List => "list",
+            Self::Fetch => "fetch",
+            Self::Commit => "commit",
+            Self::Acknowledge => "acknowledge",
+            Self::Checkpoint => "checkpoint",
+            Self::Finish => "finish",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a channel is doing and by when it must be done, read by the lease keeper
+/// ([`super::lease::hold`]). Stages overlap (a batch commits while the next is fetched), so each
+/// running stage has its own deadline ([`Progress::begin`] returns a guard that ends it); between
+/// stages (preparing on the worker threads) the deadline is the last ended stage's bound again.
+#[derive(Debug)]
+pub struct Progress {
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Debug)]
+struct ProgressState {
+    next: u64,
+    /// Running stages: (id, stage, began, deadline).
+    running: Vec<(u64, Stage, Instant, Instant)>,
+    /// When nothing runs: the stage that ended last, when it ended, and the deadline for the
+    /// next stage to begin.
+    idle: (Stage, Instant, Instant),
+}
+
+/// A running stage; dropping it ends the stage.
+pub struct StageGuard<'a> {
+    progress: &'a Progress,
+    id: u64,
+    bound: Duration,
+}
+
+impl Drop for StageGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.progress.state.lock()
+            && let Some(i) = s.running.iter().position(|r| r.0 == self.id)
+        {
+            let (_, stage, _, _) = s.running.swap_remove(i);
+            let now = Instant::now();
+            s.idle = (stage, now, now + self.bound);
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    /// Starting (connecting), with the longest bound a stage has until the first stage begins.
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            state: Mutex::new(ProgressState {
+                next: 0,
+                running: Vec::new(),
+                idle: (Stage::Connect, now, now + MIN_COMMIT_BOUND),
+            }),
+        }
+    }
+
+    /// `stage` begins now and must end within `bound`; it ends when the guard is dropped.
+    pub fn begin(&self, stage: Stage, bound: Duration) -> StageGuard<'_> {
+        let now = Instant::now();
+        let mut id = 0;
+        if let Ok(mut s) = self.state.lock() {
+            id = s.next;
+            s.next += 1;
+            s.running.push((id, stage, now, now + bound));
+        }
+        StageGuard {
+            progress: self,
+            id,
+            bound,
+        }
+    }
+
+    /// A stage (and how long it has run) more than `margin` past its deadline — a running
+    /// stage, or, when none runs, the wait for the next one.
+    pub fn overdue(&self, margin: Duration) -> Option<(Stage, Duration)> {
+        let s = self.state.lock().ok()?;
+        let now = Instant::now();
+        let late = |deadline: Instant| now > deadline + margin;
+        if s.running.is_empty() {
+            let (stage, since, deadline) = s.idle;
+            return late(deadline).then(|| (stage, now - since));
+        }
+        s.running
+            .iter()
+            .find(|r| late(r.3))
+            .map(|&(_, stage, began, _)| (stage, now - began))
+    }
+}
+
+/// How long each kind of stage may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// A network stage: [`STAGE_FACTOR`] × `timeout`.
+    pub stage: Duration,
+    /// A database stage: the network bound, at least [`MIN_COMMIT_BOUND`].
+    pub commit: Duration,
+}
+
+impl Bounds {
+    /// A fetch of `bytes` (declared): the network bound plus the bytes at
+    /// [`FETCH_FLOOR_BYTES_PER_SECOND`].
+    pub fn fetch(&self, bytes: u64) -> Duration {
+        self.stage + Duration::from_secs(bytes / FETCH_FLOOR_BYTES_PER_SECOND)
+    }
+
+    pub fn new(timeout: Duration) -> Self {
+        let stage = timeout * STAGE_FACTOR;
+        Self {
+            stage,
+            commit: stage.max(MIN_COMMIT_BOUND),
+        }
+    }
+}
+
+/// An error of a stage, with the stage named where the error comes from a source.
+pub trait AtStage {
+    fn at(self, stage: Stage) -> RunError;
+}
+
+impl AtStage for SourceError {
+    fn at(self, stage: Stage) -> RunError {
+        RunError::Source { stage, error: self }
+    }
+}
+
+impl AtStage for RunError {
+    fn at(self, _: Stage) -> RunError {
+        self
+    }
+}
+
+impl AtStage for StoreError {
+    fn at(self, _: Stage) -> RunError {
+        self.into()
+    }
+}
+
+impl AtStage for IngestError {
+    fn at(self, _: Stage) -> RunError {
+        self.into()
+    }
+}
+
+/// Everything a channel's drain needs besides the connection.
+pub struct Ctx {
+    pub opts: IngestOptions,
+    pub reader: Arc<Reader>,
+    pub after: PostAction,
+    pub start: Start,
+    pub bounds: Bounds,
+    pub progress: Arc<Progress>,
+}
+
+impl Ctx {
+    /// The channel's run settings; creates its project if missing.
+    pub async fn new(
+        store: &Store,
+        c: &ChannelSettings,
+        progress: Arc<Progress>,
+    ) -> Result<Self, RunError> {
+        let mut opts = IngestOptions::new(&c.name, c.project.clone(), c.rules.clone());
+        opts.batch = c.batch;
+        let reader = Arc::new(Reader::new(&opts.rules)?);
+        store
+            .ensure_project(&opts.project, opts.project.as_str())
+            .await?;
+        Ok(Self {
+            opts,
+            reader,
+            after: c.after.clone(),
+            start: c.start,
+            bounds: Bounds::new(c.timeout.unwrap_or(Duration::from_secs(
+                crate::settings::DEFAULT_TIMEOUT_SECONDS,
+            ))),
+            progress,
+        })
+    }
+
+    /// Run one stage within `bound`: its deadline is declared to [`Progress`]; overrunning it
+    /// is [`RunError::Timeout`] naming the stage; a source's error names the stage too.
+    pub async fn bounded<T, E: AtStage>(
+        &self,
+        stage: Stage,
+        bound: Duration,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, RunError> {
+        let _running = self.progress.begin(stage, bound);
+        match tokio::time::timeout(bound, work).await {
+            Ok(r) => r.map_err(|e| e.at(stage)),
+            Err(_) => Err(RunError::Timeout {
+                stage,
+                after: bound,
+            }),
+        }
+    }
+}
+
+/// What may be done for a committed batch: the post-action on `ack`, and the checkpoint after
+/// `upto` (the last item before anything of the round that has no outcome).
+struct Settled<'a> {
+    ack: Vec<Listed>,
+    upto: Option<&'a Listed>,
+}
+
+/// Split a committed batch into what has an outcome (known before, or committed now) and what
+/// the source did not return; `gap` turns true at the first item without an outcome, and no
+/// checkpoint passes it.
+fn settle<'a>(
+    batch: &'a [Listed],
+    known: &HashSet<String>,
+    committed: &HashSet<String>,
+    gap: &mut bool,
+) -> (Settled<'a>, Vec<&'a Listed>) {
+    let mut settled = Settled {
+        ack: Vec::with_capacity(batch.len()),
+        upto: None,
+    };
+    let mut missing = Vec::new();
+    for l in batch {
+        if known.contains(&l.identity) || committed.contains(&l.identity) {
+            settled.ack.push(l.clone());
+            if !*gap {
+                settled.upto = Some(l);
+            }
+        } else {
+            *gap = true;
+            missing.push(l);
+        }
+    }
+    (settled, missing)
+}
+
+/// Take everything new: rounds of list → (fetch → commit → post-action → checkpoint) per batch,
+/// until the source has nothing more or `stop` says so (checked between batches: a batch is
+/// always finished).
+pub async fn drain<S: MailSource>(
+    store: &Store,
+    source: &mut S,
+    origin: &str,
+    ctx: &Ctx,
+    summary: &mut Summary,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<(), RunError> {
+    let channel = &ctx.opts.channel;
+    let b = ctx.bounds;
+    let stopped = || stop.is_some_and(|r| *r.borrow());
+    source.supports(&ctx.after).map_err(RunError::Unsupported)?;
+    // Durable before destructive: every post-action below follows a commit it depends on.
+    if store.durability() != intake_store::Durability::PowerLoss {
+        return Err(RunError::NotDurable);
+    }
+    loop {
+        let (listing, known) = ctx
+            .bounded(Stage::List, b.stage, async {
+                let checkpoint = store.checkpoint(channel).await?;
+                let listing = source
+                    .list(checkpoint.as_deref(), ctx.start, LIST_LIMIT)
+                    .await
+                    .map_err(|e| e.at(Stage::List))?;
+                let ids: Vec<String> = listing.items.iter().map(|i| i.identity.clone()).collect();
+                let known = store.known_identities(channel, &ids).await?;
+                Ok::<_, RunError>((listing, known))
+            })
+            .await?;
+        summary.duplicate += known.len() as u64;
+        let batches = ramped(&listing.items, ctx.opts.batch, BATCH_BYTES, |l| {
+            if known.contains(&l.identity) {
+                0
+            } else {
+                l.size.unwrap_or(0)
+            }
+        });
+        let fetch_new = async |src: &mut S, batch: &[Listed]| {
+            let todo: Vec<Listed> = batch
+                .iter()
+                .filter(|i| !known.contains(&i.identity))
+                .cloned()
+                .collect();
+            if todo.is_empty() {
+                return Ok(Vec::new());
+            }
+            let bytes = todo.iter().filter_map(|l| l.size).sum();
+            ctx.bounded(Stage::Fetch, b.fetch(bytes), src.fetch(&todo))
+                .await
+        };
+        // Raw messages of a batch with their origin (for the mail log), then prepared on the
+        // worker threads.
+        let prepare = async |batch: &[Listed], fetched: Vec<Fetched>| {
+            let keys: std::collections::HashMap<&str, &str> = batch
+                .iter()
+                .map(|l| (l.identity.as_str(), l.key.as_str()))
+                .collect();
+            let raw = fetched
+                .into_iter()
+                .map(|f| {
+                    let key = keys.get(f.identity.as_str()).copied().unwrap_or("");
+                    (format!("{origin}/{key}"), f.identity, f.raw, f.oversized)
+                })
+                .collect();
+            pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await
+        };
+        let acknowledge = async |src: &mut S, ack: &[Listed]| {
+            if ack.is_empty() {
+                return Ok(());
+            }
+            ctx.bounded(
+                Stage::Acknowledge,
+                b.stage,
+                src.acknowledge(ack, &ctx.after),
+            )
+            .await
+        };
+        // Four stages overlap: batch k commits (the single database writer) while batch k+1
+        // is prepared (the worker threads) and, on the connection, batch k+2 is fetched and
+        // batch k-1's post-action goes out.
+        let mut next = match batches.first() {
+            Some(b) => {
+                let fetched = fetch_new(source, b).await?;
+                Some(prepare(b, fetched).await?)
+            }
+            None => None,
+        };
+        let mut fetched_next = match batches.get(1) {
+            Some(b) => Some(fetch_new(source, b).await?),
+            None => None,
+        };
+        // Whether an item of this round has no outcome (the source did not return it): no
+        // checkpoint of this round may pass it.
+        let mut gap = false;
+        // The batch committed last, still to be acknowledged and checkpointed: that happens
+        // while the next batch commits (it is committed already), off the critical path.
+        let mut unsettled: Option<Settled> = None;
+        let mut interrupted = false;
+        for (i, batch) in batches.iter().enumerate() {
+            if stopped() {
+                interrupted = true;
+                break;
+            }
+            let prepared = next.take().unwrap_or_default();
+            let committed: HashSet<String> = prepared
+                .iter()
+                .map(|(_, inc)| inc.identity.clone())
+                .collect();
+            let commit = ctx.bounded(Stage::Commit, b.commit, async {
+                pipeline::commit(store, &ctx.opts, prepared, summary)
+                    .await
+                    .map(|_| ())
+            });
+            let raw_next = fetched_next.take();
+            let prev = unsettled.take();
+            let side = async {
+                let prepare_next = async {
+                    match (batches.get(i + 1), raw_next) {
+                        (Some(b), Some(f)) => prepare(b, f).await.map(Some),
+                        _ => Ok(None),
+                    }
+                };
+                let connection = async {
+                    let fetched = match batches.get(i + 2) {
+                        Some(b) => Some(fetch_new(source, b).await?),
+                        None => None,
+                    };
+                    if let Some(p) = &prev {
+                        acknowledge(source, &p.ack).await?;
+                    }
+                    Ok::<_, RunError>(fetched)
+                };
+                let (prepared, fetched) = tokio::join!(prepare_next, connection);
+                Ok::<_, RunError>((prepared?, fetched?))
+            };
+            let (committed_ok, side) = tokio::join!(commit, side);
+            committed_ok?;
+            (next, fetched_next) = side?;
+            // The previous batch is acknowledged now; its checkpoint is written here, after
+            // this batch's commit, so it never waits for the database writer.
+            if let Some(p) = prev {
+                save_checkpoint(ctx, store, source, channel, p.upto).await?;
+            }
+            let (settled, missing) = settle(batch, &known, &committed, &mut gap);
+            if !missing.is_empty() {
+                log_missing(store, channel, &missing).await;
+            }
+            unsettled = Some(settled);
+        }
+        if let Some(p) = unsettled {
+            acknowledge(source, &p.ack).await?;
+            save_checkpoint(ctx, store, source, channel, p.upto).await?;
+        }
+        if interrupted {
+            return Ok(());
+        }
+        if !gap && let Some(cp) = &listing.checkpoint {
+            ctx.bounded(
+                Stage::Checkpoint,
+                b.commit,
+                store.set_checkpoint(channel, cp),
+            )
+            .await?;
+        }
+        // After a gap the round ends here, so a message that keeps coming back without a body
+        // is retried at the next round, not in a tight loop.
+        if !listing.more || gap {
+            ctx.bounded(Stage::Finish, b.stage, source.finish()).await?;
+            return Ok(());
+        }
+        if stopped() {
+            return Ok(());
+        }
+    }
+}
+
+/// A mail-log event for listed messages the source returned neither nor failed on.
+async fn log_missing(store: &Store, channel: &str, missing: &[&Listed]) {
+    let keys: Vec<&str> = missing.iter().map(|l| l.key.as_str()).collect();
+    let msg = format!(
+        "{} listed message(s) were not returned by the server (gone meanwhile?): not acknowledged; the checkpoint stays before them and they are listed again next round",
+        missing.len()
+    );
+    tracing::warn!(channel, ?keys, "{msg}");
+    let _ = store
+        .log_event(
+            Some(channel),
+            "warn",
+            "message_not_returned",
+            &msg,
+            serde_json::json!({"keys": keys}),
+        )
+        .await;
+}
+
+/// `items` in batches of at most `batch` messages, the first and the last a fifth of that (the
+/// stages of the drain overlap sooner at the start and the final post-action is short at the
+/// end), each cut further so it holds at most `budget` bytes by `size` (a single larger item
+/// is a batch of its own; never an empty batch).
+pub fn ramped(
+    items: &[Listed],
+    batch: usize,
+    budget: u64,
+    size: impl Fn(&Listed) -> u64,
+) -> Vec<&[Listed]> {
+    let batch = batch.max(1);
+    let edge = (batch / 5).max(1);
+    let by_count: Vec<&[Listed]> = if items.len() <= batch {
+        items.chunks(batch).collect()
+    } else {
+        let (first, rest) = items.split_at(edge);
+        let (middle, last) = rest.split_at(rest.len().saturating_sub(edge));
+        std::iter::once(first)
+            .chain(middle.chunks(batch))
+            .chain(std::iter::once(last).filter(|l| !l.is_empty()))
+            .collect()
+    };
+    let mut out = Vec::with_capacity(by_count.len());
+    for chunk in by_count {
+        let (mut start, mut bytes) = (0, 0u64);
+        for (j, l) in chunk.iter().enumerate() {
+            let s = size(l);
+            if j > start && bytes.saturating_add(s) > budget {
+                out.push(&chunk[start..j]);
+                (start, bytes) = (j, 0);
+            }
+            bytes = bytes.saturating_add(s);
+        }
+        if start < chunk.len() {
+            out.push(&chunk[start..]);
+        }
+    }
+    out
+}
+
+/// The checkpoint after a committed and acknowledged batch, where the source has one per
+/// message (IMAP), up to `upto` (the last item of the round with an outcome before any gap).
+async fn save_checkpoint<S: MailSource>(
+    ctx: &Ctx,
+    store: &Store,
+    source: &mut S,
+    channel: &str,
+    upto: Option<&Listed>,
+) -> Result<(), RunError> {
+    // `&mut`: a shared reference held across the await would need the source to be `Sync`.
+    if let Some(cp) = upto.and_then(|l| source.checkpoint_after(l)) {
+        ctx.bounded(
+            Stage::Checkpoint,
+            ctx.bounds.commit,
+            store.set_checkpoint(channel, &cp),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
