@@ -4,7 +4,8 @@
 //! a panic anywhere in parsing or mapping fails the test instead of being caught and turned into a
 //! quarantine. Inputs are (a) arbitrary byte vectors up to 4 KB and (b) corpus messages mutated
 //! the ways real damage happens: truncated, bytes flipped, a hostile header line spliced in.
-//! Every result must carry a 64-hex-digit content hash and the input's size.
+//! Every result must carry a 64-hex-digit content hash and the input's size, and be storable:
+//! no NUL in any text field, every field within its cap (`intake_mime::sanitize`).
 
 use std::fs;
 use std::path::Path;
@@ -84,6 +85,9 @@ const HOSTILE_HEADERS: &[&str] = &[
     "--boundary",
     "--",
     "=?UTF-8?B?",
+    "Subject: =?utf-8?b?AGEAYgA=?=",
+    "Content-Disposition: attachment; filename=\"=?utf-8?b?YQBi?=\"",
+    "From: =?utf-8?q?N=00ame?= <nul@x.example>",
 ];
 
 #[derive(Debug, Clone)]
@@ -147,7 +151,60 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
         h
     );
     prop_assert_eq!(p.envelope.size, bytes.len() as u64);
+    storable(&p)
+}
+
+/// Every stored text field is free of NUL and within its cap.
+fn storable(p: &intake_core::Prepared) -> Result<(), TestCaseError> {
+    use intake_mime::sanitize::Caps;
+    let ok = |s: &str, cap: usize| !s.contains('\0') && s.len() <= cap;
+    let e = &p.envelope;
+    prop_assert!(e.message_id.as_deref().is_none_or(|m| ok(m, Caps::ID)));
+    prop_assert!(e.sender.as_deref().is_none_or(|m| ok(m, Caps::ADDRESS)));
+    match &p.kind {
+        intake_core::PreparedKind::Mail(d) => {
+            prop_assert!(ok(&d.summary, Caps::SUMMARY), "{:?}", d.summary);
+            prop_assert!(ok(&d.description, Caps::BODY) && ok(&d.reply_text, Caps::BODY));
+            prop_assert!(ok(&d.reporter, Caps::ADDRESS));
+            prop_assert!(d.reporter_name.as_deref().is_none_or(|n| ok(n, Caps::NAME)));
+            prop_assert!(d.participants.iter().all(|a| ok(a, Caps::ADDRESS)));
+            prop_assert!(d.references.iter().all(|r| ok(r, Caps::ID)));
+            for a in &d.attachments {
+                prop_assert!(ok(&a.filename, Caps::FILENAME), "{:?}", a.filename);
+                prop_assert!(ok(&a.content_type, Caps::CONTENT_TYPE));
+                prop_assert!(a.content_id.as_deref().is_none_or(|c| ok(c, Caps::ID)));
+            }
+        }
+        intake_core::PreparedKind::Ignored(r) => {
+            prop_assert!(!r.to_string().contains('\0'))
+        }
+        intake_core::PreparedKind::Quarantined(r) => {
+            prop_assert!(!r.to_string().contains('\0'))
+        }
+    }
     Ok(())
+}
+
+#[test]
+fn nul_in_a_decoded_subject_name_filename_and_body_is_removed() {
+    let raw = b"From: =?utf-8?q?Ja=00ne?= <jane@x.example>\r\nSubject: =?utf-8?b?UHJpbnRlcgAgb24gZmlyZQ==?=\r\n\
+                Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\
+                Content-Transfer-Encoding: quoted-printable\r\n\r\nsmoke=00 everywhere\r\n--B\r\n\
+                Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"=?utf-8?b?cmVwAG9ydC5wZGY=?=\"\r\n\r\n\
+                data\r\n--B--\r\n";
+    let p = READER.prepare(raw);
+    let intake_core::PreparedKind::Mail(d) = &p.kind else {
+        panic!("{:?}", p.kind);
+    };
+    assert_eq!(d.summary, "Printer on fire");
+    assert_eq!(d.description, "smoke everywhere");
+    assert_eq!(d.reporter_name.as_deref(), Some("Jane"));
+    assert!(
+        !d.attachments[0].filename.contains('\0'),
+        "{:?}",
+        d.attachments[0].filename
+    );
+    storable(&p).unwrap();
 }
 
 proptest! {

@@ -260,6 +260,24 @@ async fn refused_message_is_isolated(db: &TestDb) {
         .await
         .unwrap();
     assert!(again.iter().all(|a| *a == Applied::Duplicate), "{again:?}");
+
+    // A caller that did not pass the raw bytes (the pipeline keeps them up to 4 MiB): the
+    // quarantine says so.
+    let mut big = incoming(
+        &reader,
+        &mail("big@x", "big@customer.example", "big REFUSE-ME", "", "x"),
+    );
+    big.raw = None;
+    let got = store
+        .apply_batch("mail", &help, &no_guard(), &[big])
+        .await
+        .unwrap();
+    let o = outcome(&got[0]);
+    assert!(
+        o.contains(words) && o.contains("bytes) was not kept"),
+        "{}: {o}",
+        db.kind
+    );
     store.close().await;
 }
 

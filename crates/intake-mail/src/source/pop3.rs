@@ -279,6 +279,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Sends a command and reads its status.
     async fn command(&mut self, line: &str, name: &str) -> Result<String, SourceError> {
+        // `name` is the secret-free label (`PASS`, never its argument).
+        tracing::trace!(command = name, "POP3 command");
         self.send(line).await?;
         self.expect_ok(name).await
     }

@@ -463,7 +463,8 @@ impl Store {
         self.apply_isolating(channel, project, &rules, batch).await
     }
 
-    /// One transaction on whichever writer this store uses.
+    /// One transaction on whichever writer this store uses. Every writer is dispatched here and
+    /// only here, so [`Store::apply_batch`]'s poison isolation covers each of them.
     async fn apply_once(
         &self,
         channel: &str,

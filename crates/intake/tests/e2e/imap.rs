@@ -1040,6 +1040,278 @@ async fn trace_logs_never_contain_the_password_token_or_client_secret() {
     );
 }
 
+/// An access and a refresh token for `login` from `idp` (authorization code flow with PKCE and
+/// `offline_access`, as client `intake` with its secret).
+async fn offline_tokens(idp: &Idp, login: &str) -> (String, String) {
+    use intake_testkit::idp::{pkce_pair, random_token};
+    let redirect_uri = "http://127.0.0.1/callback";
+    let (verifier, challenge) = pkce_pair();
+    let mut url = reqwest::Url::parse(idp.authorization_endpoint()).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &idp.client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", "openid email mail offline_access")
+        .append_pair("prompt", "consent")
+        .append_pair("state", &random_token())
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("login_hint", login);
+    let back = idp.browser_login_as(url.as_str(), login).await.unwrap();
+    let back = reqwest::Url::parse(&back).unwrap();
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code in {back}"));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let body: serde_json::Value = http
+        .post(idp.token_endpoint())
+        .basic_auth(&idp.client_id, Some(&idp.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        body["access_token"].as_str().expect("access token").into(),
+        body["refresh_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no refresh token: {body}"))
+            .into(),
+    )
+}
+
+/// Defect 6 over POP3 and through a token refresh, with `INTAKE_LOG=trace`: a POP3 password
+/// login (`USER`/`PASS`), a POP3 XOAUTH2 login with a fresh token, and a POP3 OAUTHBEARER
+/// login whose stored token has expired, so `intake run` first refreshes it at the test IdP
+/// (the client secret and the refresh token go over the wire; the IdP rotates the refresh
+/// token). Each run emits TRACE lines (the POP3 command trace), and stderr never holds the
+/// password, an access token (old or refreshed, plain or inside its base64 SASL blob), a
+/// refresh token (old or rotated) or the client secret (plain or as Basic credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_over_pop3_and_a_token_refresh_never_contain_secrets() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use secrecy::ExposeSecret as _;
+
+    const PW: &str = "pw-Pop3-Trace-5e2b7d41";
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, toml: String, db: &str, env: &[(&str, &str)]| {
+        let cfg = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, toml).unwrap();
+        let mut c = intake();
+        c.args([
+            "--config",
+            &cfg.display().to_string(),
+            "--db",
+            db,
+            "run",
+            "--once",
+            "--json",
+        ])
+        .env("INTAKE_LOG", "trace")
+        .env("INTAKE_LEASE_SECONDS", "2")
+        .env("INTAKE_SECRET_KEY", KEY);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{name}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["created"], 1, "{name}: {v}");
+        assert!(
+            err.lines()
+                .any(|l| l.contains("TRACE") && l.contains("POP3 command")),
+            "{name}: the run logged POP3 at trace level (else this test could not fail)"
+        );
+        err
+    };
+    let pop3 = |name: &str, port: u16, ca: &std::path::Path, auth: &str| {
+        format!(
+            "[[channel]]\nname = \"{name}\"\nproject = \"HELP\"\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = \"implicit\"\nca_file = \"file:{}\"\nmailbox = \"{USER}\"\n{auth}\nafter = \"delete\"\n",
+            ca.display()
+        )
+    };
+
+    // POP3 USER/PASS.
+    let Some(dc) = Dovecot::start_or_skip(
+        "trace_pop3_password",
+        &DovecotOptions::with_users(&[(USER, PW)]),
+    ) else {
+        return;
+    };
+    dc.deliver(USER, &mail("p1@x", "Traced POP3", "")).unwrap();
+    let db = TestDb::sqlite();
+    let log = run(
+        "pw",
+        pop3(
+            "pw",
+            dc.pop3s_port,
+            &dc.ca_path,
+            "auth = \"password:env:POP_PW\"",
+        ),
+        &db.url,
+        &[("POP_PW", PW)],
+    );
+    assert!(!log.contains(PW), "the password is in the trace log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TRACE") && l.contains("POP3 command") && l.contains("PASS")),
+        "the PASS command is traced by name only"
+    );
+    drop(dc);
+
+    // POP3 OAuth against Dovecot introspecting the test IdP's tokens.
+    let Some(idp) = Idp::start_or_skip("trace_pop3_oauth") else {
+        return;
+    };
+    let Some(dc) = Dovecot::start_or_skip(
+        "trace_pop3_oauth",
+        &DovecotOptions::with_users(&[(USER, "unused")]).introspect(&idp),
+    ) else {
+        return;
+    };
+    let integration = format!(
+        "[[integration]]\nname = \"idp\"\nprovider = \"custom\"\nclient_id = \"{}\"\nclient_secret = \"env:IDP_SECRET\"\ngrant = \"authorization_code\"\n\
+         authorize_url = \"{}\"\ntoken_url = \"{}\"\nscopes = [\"openid\", \"email\", \"mail\", \"offline_access\"]\n\n",
+        idp.client_id,
+        idp.authorization_endpoint(),
+        idp.token_endpoint(),
+    );
+    let secret = idp.client_secret.clone();
+    let basic = STANDARD.encode(format!("{}:{}", idp.client_id, secret));
+    let env = [("IDP_SECRET", secret.as_str())];
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    let save = |access: &str, refresh: Option<&str>, expires_at: i64| TokenSet {
+        access_token: SecretString::from(access.to_string()),
+        refresh_token: refresh.map(|r| SecretString::from(r.to_string())),
+        expires_at,
+        scopes: vec!["mail".into()],
+        id_token: None,
+    };
+    let no_secrets = |log: &str, what: &str| {
+        assert!(
+            !log.contains(&secret),
+            "{what}: the client secret is in the trace log"
+        );
+        assert!(
+            !log.contains(&basic),
+            "{what}: the Basic credentials are in the trace log"
+        );
+    };
+
+    // XOAUTH2 with a fresh access token.
+    dc.deliver(USER, &mail("p2@x", "Traced POP3 XOAUTH2", ""))
+        .unwrap();
+    let token = mail_access_token(&idp, USER).await.unwrap();
+    store
+        .save_token(
+            &keys,
+            "idp",
+            USER,
+            &save(&token, None, now() + 3000),
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    let log = run(
+        "xoauth2",
+        format!(
+            "{integration}{}",
+            pop3(
+                "xoauth2",
+                dc.pop3s_port,
+                &dc.ca_path,
+                "auth = \"oauth:idp\"\nsasl = \"xoauth2\""
+            )
+        ),
+        &db.url,
+        &env,
+    );
+    let blob = STANDARD.encode(intake_mail::sasl::xoauth2(USER, &token));
+    assert!(
+        !log.contains(&token),
+        "the access token is in the trace log"
+    );
+    assert!(!log.contains(&blob), "the XOAUTH2 blob is in the trace log");
+    no_secrets(&log, "xoauth2");
+
+    // OAUTHBEARER after a refresh: the stored access token has expired.
+    dc.deliver(USER, &mail("p3@x", "Traced POP3 refresh", ""))
+        .unwrap();
+    let (old_access, old_refresh) = offline_tokens(&idp, USER).await;
+    store
+        .save_token(
+            &keys,
+            "idp",
+            USER,
+            &save(&old_access, Some(&old_refresh), now() - 60),
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    let log = run(
+        "refresh",
+        format!(
+            "{integration}{}",
+            pop3(
+                "refresh",
+                dc.pop3s_port,
+                &dc.ca_path,
+                "auth = \"oauth:idp\"\nsasl = \"oauthbearer\""
+            )
+        ),
+        &db.url,
+        &env,
+    );
+    let stored = store.load_token(&keys, "idp", USER).await.unwrap().unwrap();
+    let new_access = stored.tokens.access_token.expose_secret().to_string();
+    let new_refresh = stored
+        .tokens
+        .refresh_token
+        .as_ref()
+        .expect("the rotated refresh token is stored")
+        .expose_secret()
+        .to_string();
+    assert_ne!(new_access, old_access, "the run refreshed the token");
+    assert_ne!(
+        new_refresh, old_refresh,
+        "the IdP rotated the refresh token"
+    );
+    assert!(stored.expires_at > now(), "the refreshed token is fresh");
+    for (what, value) in [
+        ("the expired access token", &old_access),
+        ("the refresh token sent", &old_refresh),
+        ("the refreshed access token", &new_access),
+        ("the rotated refresh token", &new_refresh),
+    ] {
+        assert!(!log.contains(value.as_str()), "{what} is in the trace log");
+    }
+    let blob = STANDARD.encode(intake_mail::sasl::oauthbearer(
+        USER,
+        "127.0.0.1",
+        dc.pop3s_port,
+        &new_access,
+    ));
+    assert!(
+        !log.contains(&blob),
+        "the OAUTHBEARER blob is in the trace log"
+    );
+    no_secrets(&log, "refresh");
+}
+
 /// The `intake` process's peak resident set (VmHWM, bytes), sampled from /proc until it exits;
 /// returns its output and the peak.
 fn peak_rss(mut cmd: std::process::Command) -> (std::process::Output, u64) {
