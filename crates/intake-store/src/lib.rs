@@ -25,12 +25,14 @@ pub mod log;
 pub mod query;
 pub mod tokens;
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use intake_core::ProjectKey;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 pub use apply::{Applied, BatchRules, Incoming, LoopGuardState};
 pub use crypto::{CryptoError, Keyring, Sealed};
@@ -59,6 +61,18 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store is closed")]
     Closed,
+    #[error(
+        "TLS connection to PostgreSQL failed: {0}. With sslmode=verify-full the server's \
+         certificate must chain to sslrootcert (or a public root) and name the host in the URL \
+         (a certificate for a name does not cover an IP address); sslmode=require encrypts \
+         without checking the certificate"
+    )]
+    Tls(String),
+    #[error("database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Which database the store runs on.
@@ -68,11 +82,41 @@ pub enum Backend {
     Postgres,
 }
 
+/// What a committed transaction survives. It matters where a commit is followed by a
+/// destructive action on the mail source (delete, move, POP3 `DELE`, `\\Seen` under
+/// `start = "unread"`): if a power loss undid the commit after the server forgot the message, the
+/// message would be lost. PostgreSQL commits are always power-loss durable (the store never lets
+/// a session run with `synchronous_commit = off`); this setting is for SQLite files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A commit returns only after it is on disk: SQLite `synchronous=FULL`, which in WAL mode
+    /// fsyncs the WAL at every commit (once per batch). The default, and what `intake run`
+    /// uses: every channel there acknowledges to its source after the commit.
+    #[default]
+    PowerLoss,
+    /// A commit survives a crash of the process (SIGKILL, panic, out of memory) but a power loss
+    /// or kernel crash may undo the last ones: SQLite `synchronous=NORMAL` (WAL frames reach the
+    /// disk at the next checkpoint). Only for work that never destroys its input, such as
+    /// `intake ingest` of files: a re-run imports what a power loss undid.
+    Process,
+}
+
+impl Durability {
+    /// The SQLite `synchronous` setting for this durability.
+    fn sqlite_synchronous(self) -> &'static str {
+        match self {
+            Self::PowerLoss => "FULL",
+            Self::Process => "NORMAL",
+        }
+    }
+}
+
 /// A connected, migrated store.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    durability: Durability,
     /// On a SQLite file: the connection that writes ticket batches (see [`apply`]).
     native: Option<apply::NativeWriter>,
     /// On PostgreSQL: the native-driver pool that writes ticket batches (see [`apply`]).
@@ -91,9 +135,15 @@ pub fn now() -> i64 {
 }
 
 impl Store {
-    /// Connect to `sqlite://PATH` (the file is created if missing) or `postgres://…`, and run
-    /// the migrations.
+    /// Connect to `sqlite://PATH` (the file is created if missing, mode 0600) or
+    /// `postgres://…`, and run the migrations. Commits are power-loss durable
+    /// ([`Durability::PowerLoss`]).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, Durability::PowerLoss).await
+    }
+
+    /// [`Store::connect`] with the durability of commits chosen (it only changes SQLite files).
+    pub async fn connect_with(url: &str, durability: Durability) -> Result<Self, StoreError> {
         install_default_drivers();
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let sep = if rest.contains('?') { '&' } else { '?' };
@@ -108,14 +158,26 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
+        // A SQLite file holds every ticket and mail body: Intake creates it readable by its own
+        // user only, whatever the umask, before SQLite opens it (SQLite gives the -wal and -shm
+        // files the database file's mode).
+        let file = match backend {
+            Backend::Sqlite => sqlite_file(&url)?,
+            Backend::Postgres => None,
+        };
+        let created = match &file {
+            Some(p) if url.contains("mode=rwc") => create_private(p)?,
+            _ => false,
+        };
         let opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         let pool = match backend {
             Backend::Sqlite => {
+                let synchronous = durability.sqlite_synchronous();
                 opts.max_connections(4)
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            // WAL: readers never block the writer; NORMAL sync is crash-safe for
-                            // process crashes (a committed transaction survives SIGKILL).
+                            // WAL: readers never block the writer. `synchronous` per
+                            // `Durability`: NORMAL survives process crashes, FULL power loss.
                             // Page size only takes effect on a new, empty database (before WAL);
                             // 16 KiB pages keep typical mail bodies out of overflow chains.
                             conn.execute("PRAGMA page_size=16384").await?;
@@ -124,7 +186,10 @@ impl Store {
                             conn.execute("PRAGMA wal_autocheckpoint=8192").await?;
                             // Statement journals (multi-row INSERT … ON CONFLICT) stay in memory.
                             conn.execute("PRAGMA temp_store=MEMORY").await?;
-                            conn.execute("PRAGMA synchronous=NORMAL").await?;
+                            conn.execute(AssertSqlSafe(format!(
+                                "PRAGMA synchronous={synchronous}"
+                            )))
+                            .await?;
                             conn.execute("PRAGMA busy_timeout=10000").await?;
                             conn.execute("PRAGMA foreign_keys=ON").await?;
                             Ok(())
@@ -133,18 +198,24 @@ impl Store {
                     .connect(&url)
                     .await?
             }
-            Backend::Postgres => opts.max_connections(8).connect(&url).await?,
+            Backend::Postgres => opts
+                .max_connections(8)
+                .after_connect(|conn, _| Box::pin(async move { synchronous_commit_on(conn).await }))
+                .connect(&url)
+                .await
+                .map_err(tls_error)?,
         };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let native = match backend {
-            Backend::Sqlite => sqlite_file(&url)?
-                .map(|p| apply::NativeWriter::open(&p))
-                .transpose()?,
-            Backend::Postgres => None,
-        };
+        let native = file
+            .as_deref()
+            .map(|p| apply::NativeWriter::open(p, durability.sqlite_synchronous()))
+            .transpose()?;
+        if let Some(p) = &file {
+            private_companions(p, created)?;
+        }
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(apply::PgWriter::connect(&url)?),
@@ -152,6 +223,7 @@ impl Store {
         Ok(Self {
             pool,
             backend,
+            durability,
             native,
             pg,
         })
@@ -163,6 +235,21 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// What this store's commits survive (always [`Durability::PowerLoss`] on PostgreSQL).
+    pub fn durability(&self) -> Durability {
+        match self.backend {
+            Backend::Sqlite => self.durability,
+            Backend::Postgres => Durability::PowerLoss,
+        }
+    }
+
+    /// SQLite's `synchronous` setting (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA) on the connection that
+    /// commits ticket batches, read back from that connection; `None` when there is none
+    /// (PostgreSQL, in-memory SQLite).
+    pub fn batch_writer_synchronous(&self) -> Result<Option<i64>, StoreError> {
+        self.native.as_ref().map(|n| n.synchronous()).transpose()
     }
 
     /// Create the project if it does not exist yet (idempotent, safe with several nodes).
@@ -192,9 +279,105 @@ impl Store {
     }
 }
 
+/// A failed TLS handshake (sqlx reports rustls' verdict as an I/O error) becomes
+/// [`StoreError::Tls`], which says what `sslmode` checks; anything else stays a database error.
+fn tls_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Tls(e) => StoreError::Tls(e.to_string()),
+        sqlx::Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(tls) => StoreError::Tls(tls.to_string()),
+            None => StoreError::Db(sqlx::Error::Io(io)),
+        },
+        e => StoreError::Db(e),
+    }
+}
+
+/// Keep every PostgreSQL session power-loss durable: with `synchronous_commit = off` (a server,
+/// database or role default) a commit returns before its WAL is flushed, and a crash of the
+/// server can undo it after Intake has already deleted or moved the message on the mail server.
+/// `local`, `remote_write`, `on` and `remote_apply` all flush locally first and are left alone.
+async fn synchronous_commit_on(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *conn)
+        .await?;
+    if setting == "off" {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "PostgreSQL has synchronous_commit = off; Intake sets it to on for its own \
+                 sessions, since it deletes and moves mail only after a durable commit"
+            );
+        });
+        conn.execute("SET synchronous_commit = on").await?;
+    }
+    Ok(())
+}
+
+/// Create the database file empty with mode 0600 if it does not exist (SQLite takes an empty
+/// file for an empty database). Returns whether it was created here.
+fn create_private(path: &Path) -> Result<bool, StoreError> {
+    let err = |source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => {
+            // `mode` above is filtered by the umask; this is not.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(err)?;
+            // The new directory entry reaches the disk too (SQLite syncs the directory for the
+            // WAL it creates, not for a database file someone else created).
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// After SQLite opened the file: a database Intake created gets its `-wal` and `-shm` files set
+/// to 0600 too (SQLite already copies the database file's mode onto them; this does not depend
+/// on it). An existing database that others can read is left as the administrator made it,
+/// with a warning.
+fn private_companions(path: &Path, created: bool) -> Result<(), StoreError> {
+    if !created {
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:03o}", meta.permissions().mode() & 0o777),
+                "the database file is accessible by group or others; `chmod 600` it"
+            );
+        }
+        return Ok(());
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        match std::fs::set_permissions(&companion, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::File {
+                    path: PathBuf::from(companion).display().to_string(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The file behind a `sqlite:` URL, or `None` for an in-memory or read-only database (those
 /// keep every write on the sqlx pool).
-fn sqlite_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+fn sqlite_file(url: &str) -> Result<Option<PathBuf>, StoreError> {
     let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
     let path = opts.get_filename();
     let memory = path.as_os_str().is_empty()

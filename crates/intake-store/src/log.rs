@@ -42,6 +42,31 @@ impl Store {
         Ok(())
     }
 
+    /// Delete mail-log events older than `before` (Unix seconds), `chunk` rows per statement
+    /// (each its own short transaction, so neither backend holds a long write lock and a
+    /// concurrent writer waits at most one chunk). Returns how many were deleted.
+    pub async fn purge_mail_log(&self, before: i64, chunk: u32) -> Result<u64, StoreError> {
+        let chunk = i64::from(chunk.max(1));
+        let mut total = 0;
+        loop {
+            // `mail_log_at` indexes `at`: each chunk reads only the rows it deletes.
+            let done = sqlx::query(
+                "DELETE FROM mail_log WHERE id IN
+                     (SELECT id FROM mail_log WHERE at < $1 LIMIT $2)",
+            )
+            .bind(before)
+            .bind(chunk)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            total += done;
+            if (done as i64) < chunk {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// The newest `limit` events, newest first.
     pub async fn recent_events(&self, limit: i64) -> Result<Vec<LogEvent>, StoreError> {
         let rows = sqlx::query(

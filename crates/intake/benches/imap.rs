@@ -192,7 +192,8 @@ fn main() {
             }
 
             let db = dir.path().join(format!("m{round}.db"));
-            let store = Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+            // The durability `intake ingest` uses (`intake run` commits with FULL).
+            let store = Store::connect_with(&format!("sqlite://{}", db.display()), intake_store::Durability::Process).await.unwrap();
             let opts = IngestOptions::new("maildir", "BENCH".parse().unwrap(), ChannelRules::default());
             settle();
             let (t, cpu) = (Instant::now(), cpu_seconds());

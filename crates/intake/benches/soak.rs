@@ -10,7 +10,9 @@
 //! Set-up: a Dovecot from `intake_testkit` with one user per channel; one
 //! [`FaultProxy`](intake_testkit::fault::FaultProxy) in front of its IMAPS port that every
 //! channel connects through; the release `intake` binary (`intake --config FILE run`) with a
-//! SQLite database in a temporary directory, `after = "mark-read"`, push mode (IDLE). A writer
+//! SQLite database in a temporary directory, `after = "mark-read"`, push mode (IDLE re-issued
+//! every `--poll-seconds`, default 10), `timeout_seconds = --timeout-seconds` (default 5: a
+//! frozen connection, even one in IDLE, is given up within `poll + timeout` seconds). A writer
 //! thread APPENDs messages directly to Dovecot (around the proxy) at `--rate` messages per
 //! second spread over the channels, each with a unique Message-ID. The proxy's
 //! [`chaos`](intake_testkit::fault::FaultProxy::chaos) schedule injects a random fault every
@@ -47,6 +49,8 @@ struct Args {
     settle: u64,
     freeze: bool,
     seed: u64,
+    timeout_seconds: u64,
+    poll_seconds: u64,
 }
 
 fn args() -> Args {
@@ -59,6 +63,8 @@ fn args() -> Args {
         settle: 180,
         freeze: true,
         seed: 1,
+        timeout_seconds: 5,
+        poll_seconds: 10,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -72,6 +78,8 @@ fn args() -> Args {
             "--rate" => a.rate = v().parse().expect("--rate MSGS_PER_S"),
             "--settle" => a.settle = v().parse().expect("--settle SECONDS"),
             "--seed" => a.seed = v().parse().expect("--seed N"),
+            "--timeout-seconds" => a.timeout_seconds = v().parse().expect("--timeout-seconds N"),
+            "--poll-seconds" => a.poll_seconds = v().parse().expect("--poll-seconds N"),
             "--no-freeze" => {
                 a.freeze = false;
                 i += 1;
@@ -118,15 +126,18 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn config(dir: &Path, proxy_port: u16, ca: &Path, channels: usize) -> std::path::PathBuf {
+fn config(dir: &Path, proxy_port: u16, ca: &Path, a: &Args) -> std::path::PathBuf {
+    let channels = a.channels;
     let mut s = String::new();
     for c in 0..channels {
         s.push_str(&format!(
             "[[channel]]\nname = \"soak{c}\"\nproject = \"S{c}\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {proxy_port}\n\
              tls = \"implicit\"\nca_file = \"file:{}\"\nmailbox = \"{}\"\nauth = \"password:env:IMAP_PW\"\nstart = \"all\"\n\
-             after = \"mark-read\"\nbatch = 50\nmode = \"push\"\npoll_seconds = 30\n\n",
+             after = \"mark-read\"\nbatch = 50\nmode = \"push\"\npoll_seconds = {}\ntimeout_seconds = {}\n\n",
             ca.display(),
-            user(c)
+            user(c),
+            a.poll_seconds,
+            a.timeout_seconds
         ));
     }
     let p = dir.join("intake.toml");
@@ -166,7 +177,7 @@ fn main() {
     let proxy = FaultProxy::start(("127.0.0.1", dc.imaps_port)).expect("proxy");
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}", dir.path().join("intake.db").display());
-    let cfg = config(dir.path(), proxy.port, &dc.ca_path, a.channels);
+    let cfg = config(dir.path(), proxy.port, &dc.ca_path, &a);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -334,8 +345,8 @@ fn main() {
         .map(|e| e.iter().filter(|e| e.kind == "channel_failed").count())
         .unwrap_or(0);
     println!(
-        "\n## soak: {} channels, {} s of faults",
-        a.channels, a.seconds
+        "\n## soak: {} channels, {} s of faults (every ~{} ms), {} msg/s, timeout_seconds {}, poll_seconds {}",
+        a.channels, a.seconds, a.fault_every_ms, a.rate, a.timeout_seconds, a.poll_seconds
     );
     println!("messages delivered     {sent}");
     println!(

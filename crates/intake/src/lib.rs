@@ -6,11 +6,13 @@
 //! - [`source`]: where raw messages come from (local `.eml`/Maildir/mbox today);
 //! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
 //! - [`runner`]: channels (`intake run`): open, drain, leases, doctor;
+//! - [`housekeeping`]: mail-log retention and expired OAuth flows, at start and hourly;
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
 
 pub mod cli;
 pub mod config;
+pub mod housekeeping;
 pub mod mailgen;
 pub mod oauth;
 pub mod pipeline;

@@ -7,7 +7,7 @@
 //! keeps one cached single-row statement per step and binds in place.
 //!
 //! The connection is opened on the same file after sqlx has run the migrations, with the same
-//! settings (WAL, `synchronous=NORMAL`, `busy_timeout`), and used only for
+//! settings (WAL, `synchronous` per the store's `Durability`, `busy_timeout`), and used only for
 //! [`Store::apply_batch`](crate::Store::apply_batch). Each batch is one `BEGIN IMMEDIATE`
 //! transaction: it takes SQLite's write lock at the start rather than upgrading a read
 //! transaction later, so a concurrent writer (another node's process, or the sqlx pool's own
@@ -87,8 +87,9 @@ impl std::fmt::Debug for NativeWriter {
 }
 
 impl NativeWriter {
-    /// Open the writer on an existing, migrated SQLite file.
-    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Open the writer on an existing, migrated SQLite file, with `synchronous` (`FULL` or
+    /// `NORMAL`, from the store's [`Durability`](crate::Durability)).
+    pub(crate) fn open(path: &Path, synchronous: &str) -> Result<Self, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -96,14 +97,14 @@ impl NativeWriter {
         conn.busy_timeout(Duration::from_secs(10))?;
         // The same settings as the sqlx pool's connections (see `Store::connect`); WAL is a
         // property of the file and already on.
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
+             PRAGMA synchronous={synchronous};
              PRAGMA cache_size=-65536;
              PRAGMA wal_autocheckpoint=8192;
              PRAGMA temp_store=MEMORY;
-             PRAGMA foreign_keys=ON;",
-        )?;
+             PRAGMA foreign_keys=ON;"
+        ))?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(Self {
             conn: Arc::new(Mutex::new(Some(conn))),
@@ -138,6 +139,13 @@ impl NativeWriter {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
             _ => run(),
         }
+    }
+
+    /// The connection's `synchronous` setting, read back from SQLite.
+    pub(crate) fn synchronous(&self) -> Result<i64, StoreError> {
+        let slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = slot.as_ref().ok_or(StoreError::Closed)?;
+        Ok(conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?)
     }
 
     /// Wake the checkpoint thread; a wake-up already pending covers this one too.

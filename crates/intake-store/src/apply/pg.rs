@@ -47,9 +47,19 @@ use super::{
 };
 use crate::StoreError;
 
-/// Sets lz4 TOAST compression for the session where the server supports it.
-const LZ4: &str = "DO $$ BEGIN PERFORM set_config('default_toast_compression', 'lz4', false);
-    EXCEPTION WHEN invalid_parameter_value THEN NULL; END $$";
+/// Session settings of the writer's connections: `synchronous_commit` back to `on` where the
+/// server defaults to `off` (a batch commit must be flushed before Intake deletes or moves the
+/// message on the mail server; the store's other connections do the same and warn, see
+/// `synchronous_commit_on` in lib.rs), and lz4 TOAST compression where the server supports it.
+const SESSION: &str = "DO $$ BEGIN
+    IF current_setting('synchronous_commit') = 'off' THEN
+        PERFORM set_config('synchronous_commit', 'on', false);
+    END IF;
+    BEGIN
+        PERFORM set_config('default_toast_compression', 'lz4', false);
+    EXCEPTION WHEN invalid_parameter_value THEN NULL;
+    END;
+END $$";
 
 /// Bytes of blob data per `INSERT INTO blobs` statement (a bound on one protocol message).
 const BLOB_BYTES_PER_STATEMENT: usize = 32 << 20;
@@ -71,11 +81,11 @@ impl PgWriter {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    // TOAST compression of the values this connection writes (ticket
-                    // descriptions, comment bodies, blobs) with lz4 instead of the default pglz,
-                    // which was more than half of the server's CPU in an ingest. Best effort: a
-                    // server built without lz4 keeps pglz.
-                    sqlx::raw_sql(LZ4).execute(conn).await?;
+                    // Durable commits; TOAST compression of the values this connection writes
+                    // (ticket descriptions, comment bodies, blobs) with lz4 instead of the
+                    // default pglz, which was more than half of the server's CPU in an ingest.
+                    // Best effort: a server built without lz4 keeps pglz.
+                    sqlx::raw_sql(SESSION).execute(conn).await?;
                     Ok(())
                 })
             })

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use intake_core::{ChannelRules, ProjectKey};
-use intake_store::Store;
+use intake_store::{Durability, Store};
 use serde::Serialize;
 use sqlx::Connection;
 
@@ -146,7 +146,8 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
         phases.push(phase(PARSE, round, n, t.elapsed().as_secs_f64(), None));
 
         remove_sqlite(&sqlite_path);
-        let store = Store::connect(&sqlite_url).await?;
+        // The durability `intake ingest` uses (`intake run` commits with FULL: docs/decisions.md).
+        let store = Store::connect_with(&sqlite_url, Durability::Process).await?;
         settle();
         reset_peak_rss();
         let t = Instant::now();

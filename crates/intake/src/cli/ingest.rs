@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use intake_core::ProjectKey;
-use intake_store::Store;
+use intake_store::{Durability, Store};
 
 use crate::config::{Config, DEFAULT_CHANNEL, DEFAULT_PROJECT};
 use crate::pipeline::{self, IngestOptions};
@@ -49,9 +49,12 @@ pub async fn run(config: &Config, db: &str, a: IngestArgs) -> anyhow::Result<Exi
     let project: ProjectKey = project.parse()?;
     let rules = config.rules_for(channel)?;
     let origins = local::walk(&a.paths).context("reading the paths to ingest")?;
-    let store = Store::connect(db)
+    // Process-crash durability is enough here: `intake ingest` never deletes or moves its
+    // input, so what a power loss undoes a re-run imports again (docs/decisions.md).
+    let store = Store::connect_with(db, Durability::Process)
         .await
         .with_context(|| format!("opening the database {}", redact(db)))?;
+    crate::housekeeping::once(config, &store).await;
     let mut opts = IngestOptions::new(&channel_name, project, rules);
     opts.batch = a.batch.max(1);
     let progress = std::io::stderr()

@@ -34,6 +34,7 @@ pub struct RunArgs {
 
 pub async fn run(settings: &Settings, db: &str, a: RunArgs) -> anyhow::Result<ExitCode> {
     let store = intake_store::Store::connect(db).await?;
+    let _housekeeping = crate::housekeeping::start(&settings.config, &store).await;
     let channels: Vec<Arc<ChannelSettings>> = settings
         .channels
         .iter()

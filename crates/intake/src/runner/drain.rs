@@ -348,6 +348,10 @@ pub async fn drain<S: MailSource>(
     let b = ctx.bounds;
     let stopped = || stop.is_some_and(|r| *r.borrow());
     source.supports(&ctx.after).map_err(RunError::Unsupported)?;
+    // Durable before destructive: every post-action below follows a commit it depends on.
+    if store.durability() != intake_store::Durability::PowerLoss {
+        return Err(RunError::NotDurable);
+    }
     loop {
         let (listing, known) = ctx
             .bounded(Stage::List, b.stage, async {

@@ -58,6 +58,11 @@ pub enum RunError {
         what: &'static str,
         error: intake_mail::secret::SecretError,
     },
+    /// The store's commits could be undone by a power loss (durable before destructive).
+    #[error(
+        "the store is not power-loss durable, so no post-action may follow its commits (open it with Store::connect)"
+    )]
+    NotDurable,
     /// A stage did not finish within its bound (the server stopped answering).
     #[error("{stage} timed out after {}s: no answer in time (the stage's bound; see timeout_seconds)", .after.as_secs())]
     Timeout { stage: Stage, after: Duration },

@@ -9,6 +9,9 @@ mod cli;
 mod crash;
 /// `intake doctor`: staged check that only counts (RC15) and names the failing stage (RC7).
 mod doctor;
+/// Durable before destructive (the runner refuses post-actions after non-durable commits) and
+/// housekeeping at the start of `intake ingest` / `intake run`.
+mod durable;
 /// Faults injected on real connections (cut, stall, drip, reset, refuse; IdP and Graph
 /// outages; a hung server): each message still ends with exactly one outcome.
 mod faults;
