@@ -514,7 +514,11 @@ fn source(
             let integration = match c.auth.as_deref().map(|a| (a, a.strip_prefix("oauth:"))) {
                 Some((_, Some(name))) => integration_ref(name, integrations, known_integrations, p),
                 Some((a, None)) => {
-                    p.bad("auth", a, "Graph needs auth = \"oauth:INTEGRATION\"");
+                    p.bad(
+                        "auth",
+                        &shown_auth(a),
+                        "Graph needs auth = \"oauth:INTEGRATION\"",
+                    );
                     None
                 }
                 None => {
@@ -626,7 +630,7 @@ fn source(
                             Err(e) => {
                                 p.bad(
                                     "auth",
-                                    a,
+                                    &shown_auth(a),
                                     &format!("{e} (use password:env:VAR or password:file:PATH)"),
                                 );
                                 None
@@ -635,7 +639,7 @@ fn source(
                     } else {
                         p.bad(
                             "auth",
-                            a,
+                            &shown_auth(a),
                             "use oauth:INTEGRATION, password:env:VAR or password:file:PATH",
                         );
                         None
@@ -697,6 +701,20 @@ fn source(
 }
 
 /// The integration behind `auth = "oauth:NAME"`.
+/// The `auth` value as an error may show it: `oauth:NAME`, `password:env:VAR` and
+/// `password:file:PATH` name no secret and are shown whole; anything else may be a password
+/// written in the file (or pasted by mistake), so only its scheme is shown.
+fn shown_auth(a: &str) -> String {
+    let named = a.starts_with("oauth:")
+        || a.starts_with("password:env:")
+        || a.starts_with("password:file:");
+    match a.split_once(':') {
+        _ if named => a.to_string(),
+        Some((scheme, _)) => format!("{scheme}:<not shown>"),
+        None => "<not shown>".to_string(),
+    }
+}
+
 fn integration_ref<'a>(
     name: &str,
     integrations: &'a BTreeMap<String, ResolvedIntegration>,
@@ -764,6 +782,23 @@ mod tests {
         assert_eq!(server.folder, "INBOX");
         assert!(matches!(server.auth, Auth::Password(SecretRef::Env(ref v)) if v == "PW"));
         assert_eq!(c.origin(), "mail.example.com:INBOX");
+    }
+
+    #[test]
+    fn a_bad_auth_value_never_shows_a_password_written_in_it() {
+        let base = IMAP.replace("auth = \"password:env:PW\"\n", "");
+        for (auth, shown) in [
+            ("hunter2-secret", "auth = \"<not shown>\""),
+            ("basic:hunter2-secret", "auth = \"basic:<not shown>\""),
+        ] {
+            let all = problems(&format!("{base}auth = \"{auth}\"\n")).join("\n");
+            assert!(all.contains(shown), "{all}");
+            assert!(!all.contains("hunter2-secret"), "{all}");
+        }
+        let graph = "[[channel]]\nname = \"g\"\nproject = \"HELP\"\nprotocol = \"graph\"\nmailbox = \"help@example.com\"\nauth = \"password:hunter2-secret\"\n";
+        let all = problems(graph).join("\n");
+        assert!(all.contains("auth = \"password:<not shown>\""), "{all}");
+        assert!(!all.contains("hunter2-secret"), "{all}");
     }
 
     #[test]
@@ -840,12 +875,14 @@ mod tests {
             )),
             "{list:?}"
         );
+        // An unknown form may be a pasted token: its scheme is shown, never the rest.
         let list = problems(&with("token:abc", ""));
         assert!(
             list.iter()
-                .any(|p| p.contains("auth = \"token:abc\": use oauth:INTEGRATION")),
+                .any(|p| p.contains("auth = \"token:<not shown>\": use oauth:INTEGRATION")),
             "{list:?}"
         );
+        assert!(!list.iter().any(|p| p.contains("abc")), "{list:?}");
         let list = problems(&with("password:env:", ""));
         assert!(
             list.iter().any(|p| p.contains("auth = \"password:env:\"")),
