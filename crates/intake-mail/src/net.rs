@@ -163,7 +163,7 @@ fn parse_proxy(url: &str) -> Result<ProxyUrl, NetError> {
 }
 
 /// The URL with its credentials replaced by `***` (error messages never carry them).
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, hostport)) => format!("{scheme}://***@{hostport}"),

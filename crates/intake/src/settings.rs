@@ -542,7 +542,7 @@ fn source(
             {
                 p.bad(
                     "proxy",
-                    c.proxy.as_deref().unwrap_or_default(),
+                    &intake_mail::net::redact(c.proxy.as_deref().unwrap_or_default()),
                     "Graph requests go through an HTTP(S) proxy, not SOCKS5 (socks5:// is for IMAP and POP3)",
                 );
             }
@@ -798,6 +798,13 @@ mod tests {
         let graph = "[[channel]]\nname = \"g\"\nproject = \"HELP\"\nprotocol = \"graph\"\nmailbox = \"help@example.com\"\nauth = \"password:hunter2-secret\"\n";
         let all = problems(graph).join("\n");
         assert!(all.contains("auth = \"password:<not shown>\""), "{all}");
+        assert!(!all.contains("hunter2-secret"), "{all}");
+        let socks = graph.replace(
+            "auth = \"password:hunter2-secret\"",
+            "auth = \"oauth:none\"\nproxy = \"socks5://u:hunter2-secret@proxy:1080\"",
+        );
+        let all = problems(&socks).join("\n");
+        assert!(all.contains("proxy = \"socks5://***@proxy:1080\""), "{all}");
         assert!(!all.contains("hunter2-secret"), "{all}");
     }
 
