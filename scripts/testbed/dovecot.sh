@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dovecot 2.3 (Debian) for Intake's IMAP/POP3 connector tests.
+# Dovecot 2.3 (Debian) for Intake's IMAP/POP3 connector tests and its SMTP submission tests.
 #
 #   bash scripts/testbed/dovecot.sh install   # apt-get install the packages (quick when present)
 #   bash scripts/testbed/dovecot.sh status    # exit 0 when installed
@@ -14,7 +14,7 @@
 # A machine without apt only gets a message, unless INTAKE_REQUIRE_DOVECOT=1 (then exit 1).
 set -euo pipefail
 
-PACKAGES=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd)
+PACKAGES=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond)
 POLICY=/usr/sbin/policy-rc.d
 
 missing() {

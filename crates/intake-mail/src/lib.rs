@@ -7,6 +7,8 @@
 //!   certificate assertion), refresh; token-endpoint errors decoded into root causes;
 //! - [`oauth::claims`]: who a token belongs to, read from its claims (diagnosis only);
 //! - [`sasl`]: XOAUTH2 / OAUTHBEARER, keeping the server's error challenge;
+//! - [`send`]: outgoing effects (webhook calls; mail and tracker calls as they land), each
+//!   failure transient or permanent;
 //! - [`source`]: mail servers behind one shape (IMAP, POP3, Graph); [`transport`] opens their
 //!   connections (proxy, TLS, a deadline on every read and write), [`tls`] configures TLS.
 //!
@@ -19,6 +21,7 @@ pub mod net;
 pub mod oauth;
 pub mod sasl;
 pub mod secret;
+pub mod send;
 pub mod source;
 pub mod tls;
 pub mod transport;

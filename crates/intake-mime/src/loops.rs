@@ -5,11 +5,46 @@
 //! and the de-facto headers Exchange, Gmail and common autoresponders set. Each verdict names the
 //! header or marker that triggered it, so the ledger says *why*.
 
+use hmac::{Hmac, KeyInit, Mac};
 use intake_core::IgnoreReason;
 use mail_parser::{Message, MimeHeaders};
 
-/// Header Intake puts on every message it sends; mail carrying it is never ingested.
+/// Header Intake puts on every message it sends: `v1=HEX`, the HMAC-SHA256 of the message's
+/// Message-ID (without angle brackets) under a key derived from the store's secret key (see
+/// [`sent_header_value`]). Mail whose header verifies under one of the channel's keys is
+/// Intake's own and never ingested; anyone can add the header, but without the key it does not
+/// verify, and such mail is ingested like any other.
 pub const OWN_HEADER: &str = "X-Intake-Sent";
+
+type HmacSha256 = Hmac<sha2_hmac::Sha256>;
+
+fn mac(key: &[u8], message_id: &str) -> HmacSha256 {
+    // HMAC takes keys of any length: new_from_slice cannot fail for it.
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    m.update(message_id.as_bytes());
+    m
+}
+
+/// The value of [`OWN_HEADER`] for a message with `message_id` (without angle brackets).
+pub fn sent_header_value(key: &[u8], message_id: &str) -> String {
+    format!(
+        "v1={}",
+        hex::encode(mac(key, message_id).finalize().into_bytes())
+    )
+}
+
+/// Whether `value` (an [`OWN_HEADER`] value) is the HMAC of `message_id` under one of `keys`.
+/// Compared in constant time.
+pub fn sent_header_verifies(keys: &[Vec<u8>], message_id: &str, value: &str) -> bool {
+    let Some(hex_mac) = value.trim().strip_prefix("v1=") else {
+        return false;
+    };
+    let Ok(bytes) = hex::decode(hex_mac.trim()) else {
+        return false;
+    };
+    keys.iter()
+        .any(|k| mac(k, message_id).verify_slice(&bytes).is_ok())
+}
 
 const AUTO_REPLY_SUBJECTS: &[&str] = &[
     "automatic reply:",
@@ -37,20 +72,25 @@ fn raw(m: &Message<'_>, name: &str) -> Option<String> {
         })
 }
 
-fn has(m: &Message<'_>, name: &str) -> bool {
-    m.headers_raw().any(|(n, _)| n.eq_ignore_ascii_case(name))
-}
-
 /// Decide whether a readable message is machine mail to ignore. `sender` is the lower-cased
-/// From address; `own` are the channel's own addresses (lower case).
+/// From address; `own` are the channel's own addresses (lower case); `sent_keys` the keys of
+/// [`OWN_HEADER`] (none: the header is never trusted).
 pub fn classify(
     m: &Message<'_>,
     sender: &str,
     own: &[String],
+    sent_keys: &[Vec<u8>],
     accept_list_mail: bool,
 ) -> Option<IgnoreReason> {
-    if has(m, OWN_HEADER) {
-        return Some(IgnoreReason::OwnMessage(format!("{OWN_HEADER} header")));
+    if !sent_keys.is_empty()
+        && let Some(id) = m.message_id().and_then(crate::thread::normalize_id)
+        && m.headers_raw()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(OWN_HEADER))
+            .any(|(_, v)| sent_header_verifies(sent_keys, &id, v))
+    {
+        return Some(IgnoreReason::OwnMessage(format!(
+            "{OWN_HEADER} header verified"
+        )));
     }
     if own.iter().any(|a| a == sender) {
         return Some(IgnoreReason::OwnMessage(format!(
@@ -137,4 +177,58 @@ pub fn classify(
         return Some(IgnoreReason::Bulk(format!("List-Id: {v}")));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .expect("parses")
+    }
+
+    #[test]
+    fn only_a_header_made_with_the_key_marks_own_mail() {
+        let key = vec![7u8; 32];
+        let id = "intake.ack.help-1.0011@help.example";
+        let good = sent_header_value(&key, id);
+        let mail = |v: &str| {
+            format!(
+                "From: a@customer.example\r\nMessage-ID: <{id}>\r\n{OWN_HEADER}: {v}\r\nSubject: hi\r\n\r\nbody\r\n"
+            )
+        };
+        let keys = [key.clone()];
+        let raw = mail(&good);
+        assert!(matches!(
+            classify(&parse(&raw), "a@customer.example", &[], &keys, false),
+            Some(IgnoreReason::OwnMessage(_))
+        ));
+        // Forged: anything else, the right value for another Message-ID, another key, no key.
+        let other = sent_header_value(&key, "other@help.example");
+        let wrong_key = sent_header_value(&[8u8; 32], id);
+        for v in [
+            "1",
+            "yes",
+            "v1=",
+            "v1=zz",
+            other.as_str(),
+            wrong_key.as_str(),
+        ] {
+            let raw = mail(v);
+            assert_eq!(
+                classify(&parse(&raw), "a@customer.example", &[], &keys, false),
+                None,
+                "{v}"
+            );
+        }
+        assert_eq!(
+            classify(&parse(&raw), "a@customer.example", &[], &[], false),
+            None
+        );
+        // An old key still recognises mail sent before a rotation.
+        let rotated = [vec![9u8; 32], key];
+        assert!(classify(&parse(&raw), "a@customer.example", &[], &rotated, false).is_some());
+    }
 }

@@ -23,8 +23,19 @@ use crate::{body, loops, repair, thread};
 pub struct Reader {
     rules: ChannelRules,
     own: Vec<String>,
+    sent_keys: SentKeys,
     markers: Vec<Regex>,
     allowed: Vec<String>,
+}
+
+/// The keys of the own-mail header; `Debug` shows only how many there are.
+#[derive(Clone, Default)]
+struct SentKeys(Vec<Vec<u8>>);
+
+impl std::fmt::Debug for SentKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SentKeys({} keys)", self.0.len())
+    }
 }
 
 /// A rule that cannot be used.
@@ -118,10 +129,18 @@ impl Reader {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             own: lower(&rules.addresses),
+            sent_keys: SentKeys::default(),
             allowed: lower(&rules.allowed_domains),
             markers,
             rules: rules.clone(),
         })
+    }
+
+    /// Recognise Intake's own mail by its [`loops::OWN_HEADER`] under these keys (the store's
+    /// `Keyring::sent_mail_keys`). Without keys the header is never trusted.
+    pub fn with_sent_keys(mut self, keys: Vec<Vec<u8>>) -> Self {
+        self.sent_keys = SentKeys(keys);
+        self
     }
 
     pub fn rules(&self) -> &ChannelRules {
@@ -230,7 +249,13 @@ impl Reader {
             envelope,
             kind: PreparedKind::Ignored(r),
         };
-        if let Some(r) = loops::classify(&m, &from, &self.own, self.rules.accept_list_mail) {
+        if let Some(r) = loops::classify(
+            &m,
+            &from,
+            &self.own,
+            &self.sent_keys.0,
+            self.rules.accept_list_mail,
+        ) {
             return ignore(envelope, r);
         }
         if !self.allowed.is_empty() {

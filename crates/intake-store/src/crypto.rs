@@ -89,13 +89,21 @@ pub struct Sealed {
 struct KeyEntry {
     id: String,
     cipher: XChaCha20Poly1305,
+    /// The key that marks Intake's own outgoing mail (see [`Keyring::sent_mail_keys`]).
+    sent: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl KeyEntry {
     fn new(key: &[u8; KEY_LEN]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"intake sent-mail header key v1\0");
+        h.update(key);
+        let mut sent = Zeroizing::new([0u8; KEY_LEN]);
+        sent.copy_from_slice(&h.finalize());
         Self {
             id: key_id(key),
             cipher: XChaCha20Poly1305::new(key.into()),
+            sent,
         }
     }
 }
@@ -263,6 +271,16 @@ impl Keyring {
             ring = ring.with_old_key(&*decode_key(l, &name)?);
         }
         Ok(ring)
+    }
+
+    /// Keys for the HMAC in the header that marks Intake's own outgoing mail, derived from each
+    /// key (SHA-256 of a fixed label and the key), the current one first: mail is marked with
+    /// the first and recognised by any, so a rotation does not make Intake ingest its own mail.
+    pub fn sent_mail_keys(&self) -> Vec<Zeroizing<[u8; KEY_LEN]>> {
+        std::iter::once(&self.current)
+            .chain(&self.old)
+            .map(|k| k.sent.clone())
+            .collect()
     }
 
     /// Id of the key new seals use.

@@ -14,6 +14,8 @@
 //!   key file, key ids for rotation);
 //! - [`tokens`]: encrypted OAuth tokens, pending OAuth flows (any node finishes a callback),
 //!   cross-node single-flight refresh leases and once-only credential warnings.
+//! - [`outbox`]: outgoing effects (mail, webhook and tracker calls) written with the ticket
+//!   effect that causes them, claimed with a lease by any node, delivered with a fixed identity.
 //! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
 //!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
@@ -22,6 +24,7 @@ pub mod checkpoint;
 pub mod crypto;
 pub mod lease;
 pub mod log;
+pub mod outbox;
 pub mod query;
 pub mod tokens;
 
@@ -34,9 +37,12 @@ use intake_core::ProjectKey;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
-pub use apply::{Applied, BatchRules, Incoming, LoopGuardState};
+pub use apply::{
+    Acknowledge, Applied, BatchRules, Incoming, LoopGuardState, OutboxRules, SinkRoute,
+};
 pub use crypto::{CryptoError, Keyring, Sealed};
 pub use lease::node_id;
+pub use outbox::{NewOutbox, OutboxItem, OutboxKind, OutboxTally};
 pub use query::{
     AttachmentInfo, CommentInfo, LedgerRow, RelatedTicket, Table, TicketDetail, TicketSummary,
 };

@@ -20,6 +20,8 @@ pub struct TicketSummary {
     pub channel: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The ticket's key in an external tracker (a Jira sink), if any.
+    pub external_key: Option<String>,
 }
 
 /// `intake tickets show KEY --json`. Field names are a public contract.
@@ -34,6 +36,8 @@ pub struct TicketDetail {
     pub channel: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The ticket's key in an external tracker (a Jira sink), if any.
+    pub external_key: Option<String>,
     pub comments: Vec<CommentInfo>,
     pub attachments: Vec<AttachmentInfo>,
     /// Tickets linked to this one: a reply the channel's `reply_policy` did not let comment
@@ -56,6 +60,8 @@ pub struct CommentInfo {
     pub author: String,
     pub body: String,
     pub created_at: i64,
+    /// Sent by Intake (a reply from the ticket), not received by mail.
+    pub outgoing: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -96,7 +102,7 @@ impl Store {
     ) -> Result<Vec<TicketSummary>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.key, t.summary, t.reporter, t.status, t.participants, t.channel, t.created_at,
-                    t.updated_at,
+                    t.updated_at, t.external_key,
                     (SELECT COUNT(*) FROM comments c WHERE c.ticket_id = t.id) AS comments,
                     (SELECT COUNT(*) FROM attachments a WHERE a.ticket_id = t.id) AS attachments
              FROM tickets t WHERE ($1 = '' OR t.project_key = $1) ORDER BY t.id",
@@ -117,6 +123,7 @@ impl Store {
                     channel: r.try_get("channel")?,
                     created_at: r.try_get("created_at")?,
                     updated_at: r.try_get("updated_at")?,
+                    external_key: r.try_get("external_key")?,
                 })
             })
             .collect()
@@ -127,7 +134,7 @@ impl Store {
         let key = key.trim().to_ascii_uppercase();
         let Some(t) = sqlx::query(
             "SELECT id, key, summary, description, reporter, status, participants, channel, created_at,
-                    updated_at FROM tickets WHERE key = $1",
+                    updated_at, external_key FROM tickets WHERE key = $1",
         )
         .bind(&key)
         .fetch_optional(self.pool())
@@ -137,7 +144,7 @@ impl Store {
         };
         let id: i64 = t.try_get("id")?;
         let comments = sqlx::query(
-            "SELECT id, author, body, created_at FROM comments WHERE ticket_id = $1 ORDER BY id",
+            "SELECT id, author, body, created_at, outgoing FROM comments WHERE ticket_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -149,6 +156,7 @@ impl Store {
                 author: r.try_get("author")?,
                 body: r.try_get("body")?,
                 created_at: r.try_get("created_at")?,
+                outgoing: r.try_get::<i64, _>("outgoing")? != 0,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -201,6 +209,7 @@ impl Store {
             channel: t.try_get("channel")?,
             created_at: t.try_get("created_at")?,
             updated_at: t.try_get("updated_at")?,
+            external_key: t.try_get("external_key")?,
             comments,
             attachments,
             related,

@@ -54,6 +54,7 @@ async fn story(db: &TestDb) {
     let guard = BatchRules {
         loop_guard: LoopGuard::default(),
         reply_policy: ReplyPolicy::Domain,
+        ..Default::default()
     };
 
     let first = mail(

@@ -364,6 +364,7 @@ fn policy(p: ReplyPolicy) -> BatchRules {
     BatchRules {
         loop_guard: no_guard(),
         reply_policy: p,
+        ..Default::default()
     }
 }
 

@@ -108,9 +108,21 @@ pub struct DovecotOptions<'a> {
     /// out (`fs.inotify.max_user_instances`, often 128 per user). `None`: Dovecot's defaults
     /// (100 processes per service, 10 connections per user and IP).
     pub max_connections: Option<u32>,
+    /// Turns on the SMTP submission service (package dovecot-submissiond) on
+    /// [`Dovecot::submission_port`] (STARTTLS offered, AUTH with the same passdbs as IMAP:
+    /// passwords and, with [`DovecotOptions::oauth`], XOAUTH2 checked by introspection), relaying
+    /// every accepted message to the SMTP server on this 127.0.0.1 port (e.g. a
+    /// [`crate::smtp_sink::SmtpSink`]).
+    pub submission: Option<u16>,
 }
 
 impl<'a> DovecotOptions<'a> {
+    /// Adds the submission service relaying to 127.0.0.1:`relay_port`.
+    pub fn submission(mut self, relay_port: u16) -> Self {
+        self.submission = Some(relay_port);
+        self
+    }
+
     /// Options with these `(email, password)` users and nothing else.
     pub fn with_users(users: &[(&str, &str)]) -> Self {
         Self {
@@ -144,6 +156,10 @@ impl<'a> DovecotOptions<'a> {
 /// A running Dovecot. Dropping it stops the server.
 #[derive(Debug)]
 pub struct Dovecot {
+    /// The SMTP submission port (STARTTLS), 0 without [`DovecotOptions::submission`].
+    pub submission_port: u16,
+    /// Where submission relays to.
+    submission_relay: Option<u16>,
     pub imap_port: u16,
     pub imaps_port: u16,
     pub pop3_port: u16,
@@ -348,11 +364,11 @@ fn owner() -> Result<Owner, String> {
 }
 
 /// Four distinct free ports on 127.0.0.1 (bound at once, then released for Dovecot).
-fn free_ports() -> io::Result<[u16; 4]> {
-    let ls = (0..4)
+fn free_ports() -> io::Result<[u16; 5]> {
+    let ls = (0..5)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
         .collect::<io::Result<Vec<_>>>()?;
-    let mut ports = [0u16; 4];
+    let mut ports = [0u16; 5];
     for (p, l) in ports.iter_mut().zip(&ls) {
         *p = l.local_addr()?.port();
     }
@@ -440,7 +456,12 @@ impl Dovecot {
         let bin = find_dovecot()
             .ok_or("dovecot is not installed (no dovecot on PATH or in /usr/sbin)")?;
         let lib = Path::new("/usr/lib/dovecot");
-        for p in ["imap", "pop3", "lmtp"] {
+        let wanted: &[&str] = if opts.submission.is_some() {
+            &["imap", "pop3", "lmtp", "submission"]
+        } else {
+            &["imap", "pop3", "lmtp"]
+        };
+        for p in wanted {
             if std::env::var_os("INTAKE_DOVECOT").is_none() && !lib.join(p).exists() {
                 return Err(format!(
                     "{} is missing (dovecot-{p}d not installed)",
@@ -521,6 +542,8 @@ impl Dovecot {
         };
 
         let mut dc = Dovecot {
+            submission_port: 0,
+            submission_relay: opts.submission,
             imap_port: 0,
             imaps_port: 0,
             pop3_port: 0,
@@ -543,8 +566,11 @@ impl Dovecot {
         let started = Instant::now();
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let [a, b, c, d] = free_ports().map_err(|e| io("free ports", e))?;
+            let [a, b, c, d, e] = free_ports().map_err(|e| io("free ports", e))?;
             (dc.imap_port, dc.imaps_port, dc.pop3_port, dc.pop3s_port) = (a, b, c, d);
+            if dc.submission_relay.is_some() {
+                dc.submission_port = e;
+            }
             dc.write_config(opts.localized_folders)
                 .map_err(|e| io("dovecot.conf", e))?;
             match dc.spawn() {
@@ -582,7 +608,7 @@ impl Dovecot {
              state_dir = {s}/lib\n\
              instance_name = intake-{port}\n\
              listen = 127.0.0.1\n\
-             protocols = imap pop3 lmtp\n\
+             protocols = imap pop3 lmtp{submission}\n\
              log_path = {s}/dovecot.log\n\
              ssl = yes\n\
              ssl_cert = <{s}/cert.pem\n\
@@ -600,6 +626,11 @@ impl Dovecot {
              login_greeting = Dovecot (Intake test) ready.\n\
              passdb {{\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%Lu {s}/users\n}}\n",
             port = self.imap_port,
+            submission = if self.submission_relay.is_some() {
+                " submission"
+            } else {
+                ""
+            },
             mechs = if oauth { " xoauth2 oauthbearer" } else { "" },
             uid = self.owner.uid,
             gid = self.owner.gid,
@@ -668,6 +699,23 @@ impl Dovecot {
                 ""
             },
         );
+        if let Some(relay) = self.submission_relay {
+            let _ = write!(
+                c,
+                "hostname = localhost\n\
+                 submission_relay_host = 127.0.0.1\n\
+                 submission_relay_port = {relay}\n\
+                 submission_relay_trusted = yes\n\
+                 submission_relay_ssl = no\n\
+                 service submission-login {{\n  inet_listener submission {{\n    port = {}\n  }}\n{chroot}}}\n",
+                self.submission_port,
+                chroot = if self.owner.unprivileged.is_some() {
+                    "  chroot =\n"
+                } else {
+                    ""
+                },
+            );
+        }
         if let Some((user, group)) = &self.owner.unprivileged {
             let _ = write!(
                 c,
@@ -726,6 +774,7 @@ impl Dovecot {
             self.pop3s_port,
         ];
         let mut ready = [false; 4];
+        let mut submission_ready = self.submission_relay.is_none();
         loop {
             if let Some(status) = self
                 .child
@@ -746,7 +795,10 @@ impl Dovecot {
                     ready[i] = probe(*port, i == 0 || i == 2);
                 }
             }
-            if ready.iter().all(|r| *r) {
+            if !submission_ready {
+                submission_ready = probe_smtp(self.submission_port);
+            }
+            if ready.iter().all(|r| *r) && submission_ready {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -1091,6 +1143,21 @@ fn probe(port: u16, greeting: bool) -> bool {
     let mut line = String::new();
     let ok = BufReader::new(&s).read_line(&mut line).is_ok()
         && (line.starts_with("* OK") || line.starts_with("+OK"));
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    ok
+}
+
+/// The submission listener answers with an SMTP greeting.
+fn probe_smtp(port: u16) -> bool {
+    let Ok(s) = TcpStream::connect_timeout(
+        &(Ipv4Addr::LOCALHOST, port).into(),
+        Duration::from_millis(500),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    let ok = BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with("220");
     let _ = s.shutdown(std::net::Shutdown::Both);
     ok
 }

@@ -12,12 +12,15 @@
 //! refuses connections on command (the fault-injection tests and the soak benchmark).
 //!
 //! [`dovecot::Dovecot`] runs a real Dovecot 2.3 (IMAP, POP3, LMTP; passwords and OAuth bearer
-//! tokens from the IdP) on free loopback ports, installed by `bash scripts/testbed/dovecot.sh install`.
+//! tokens from the IdP) on free loopback ports, installed by `bash scripts/testbed/dovecot.sh install`;
+//! with [`dovecot::DovecotOptions::submission`] also its SMTP submission service (the same
+//! password and OAuth checks), relaying into a [`smtp_sink::SmtpSink`] the tests read.
 
 pub mod dovecot;
 pub mod fault;
 pub mod idp;
 pub mod proxy;
+pub mod smtp_sink;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -66,6 +66,12 @@ pub struct Config {
     /// Days the mail log keeps its events (default 90, at least 1); housekeeping deletes older
     /// events.
     pub mail_log_retention_days: Option<u32>,
+    /// `[[sink]]` tables: where a project's tickets go (webhook, Jira).
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<crate::outbox::config::SinkConfig>,
+    /// `[[acknowledgement]]` tables: a project's acknowledgement mail (off without one).
+    #[serde(default, rename = "acknowledgement")]
+    pub acknowledgements: Vec<crate::outbox::config::AckConfig>,
 }
 
 /// `[rules]` / `[channel.rules]`: kept as a TOML table so a channel's table can override single
@@ -140,6 +146,9 @@ pub struct ChannelConfig {
     pub no_proxy: Vec<String>,
     #[serde(default)]
     pub rules: Option<ChannelRulesToml>,
+    /// `[channel.send]`: how the channel sends mail (acknowledgements, replies).
+    #[serde(default)]
+    pub send: Option<crate::outbox::config::SendConfig>,
 }
 
 impl Config {

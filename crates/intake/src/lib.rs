@@ -6,6 +6,7 @@
 //! - [`source`]: where raw messages come from (local `.eml`/Maildir/mbox today);
 //! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
 //! - [`runner`]: channels (`intake run`): open, drain, leases, doctor;
+//! - [`outbox`]: delivering the outbox (acknowledgements, replies, `[[sink]]`s);
 //! - [`housekeeping`]: mail-log retention and expired OAuth flows, at start and hourly;
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
@@ -15,6 +16,7 @@ pub mod config;
 pub mod housekeeping;
 pub mod mailgen;
 pub mod oauth;
+pub mod outbox;
 pub mod pipeline;
 pub mod runner;
 pub mod settings;

@@ -16,16 +16,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
-use intake_core::{ChannelRules, Outcome, ProjectKey};
+use intake_core::{ChannelRules, IgnoreReason, Outcome, PreparedKind, ProjectKey};
 use intake_mail::source::Oversized;
 use intake_mime::{Reader, RulesError, content_hash};
-use intake_store::{Applied, Incoming, Store, StoreError, now};
+use intake_store::{Applied, BatchRules, Incoming, OutboxRules, Store, StoreError, now};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::source::local::{self, Origin, RawMessage};
 
-/// What `intake ingest --json` prints: exactly these five counters.
+/// What `intake ingest --json` prints: the five outcome counters, and how the outbox rows the
+/// run created ended (`sent`; `send_failed`: failed, or still failing when the run returned).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub created: u64,
@@ -33,6 +34,8 @@ pub struct Summary {
     pub ignored: u64,
     pub quarantined: u64,
     pub duplicate: u64,
+    pub sent: u64,
+    pub send_failed: u64,
 }
 
 impl Summary {
@@ -73,6 +76,60 @@ pub struct IngestOptions {
     pub batch: usize,
     /// Threads preparing messages.
     pub workers: usize,
+    /// What the batches enqueue in the outbox, and the channel's own addresses.
+    pub outbox: Arc<OutboxRules>,
+    /// Keys that recognise Intake's own mail by its header (none: the header is never trusted).
+    pub sent_keys: SentKeys,
+}
+
+/// What a channel's batches cause besides tickets: the `[[sink]]` routes and the
+/// acknowledgement of its project, and the keys that recognise Intake's own mail.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub sinks: Vec<intake_store::SinkRoute>,
+    pub acknowledge: Option<intake_store::Acknowledge>,
+    pub sent_keys: SentKeys,
+}
+
+impl IngestOptions {
+    /// Add `effects` (the channel's own addresses stay those of its rules).
+    pub fn with_effects(mut self, effects: &Effects) -> Self {
+        let mut ob = (*self.outbox).clone();
+        ob.sinks.clone_from(&effects.sinks);
+        ob.acknowledge.clone_from(&effects.acknowledge);
+        self.outbox = Arc::new(ob);
+        self.sent_keys = effects.sent_keys.clone();
+        self
+    }
+}
+
+/// The keys of the own-mail header (`Keyring::sent_mail_keys`); `Debug` shows only the count.
+#[derive(Clone, Default)]
+pub struct SentKeys(pub Arc<Vec<Vec<u8>>>);
+
+impl std::fmt::Debug for SentKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SentKeys({} keys)", self.0.len())
+    }
+}
+
+impl SentKeys {
+    /// The keys of the store's keyring (`INTAKE_SECRET_KEY` or the key file) when one exists.
+    /// Without one Intake has never signed a mail, so there is nothing to recognise, and no key
+    /// file is created just to read mail.
+    ///
+    /// A key that cannot be read is an error: mail Intake signed with it would otherwise be
+    /// ingested as tickets.
+    pub fn load(key_file: &Path) -> Result<Self, intake_store::CryptoError> {
+        let env = std::env::var("INTAKE_SECRET_KEY").is_ok_and(|v| !v.trim().is_empty());
+        if !env && !key_file.exists() {
+            return Ok(Self::default());
+        }
+        let ring = intake_store::Keyring::from_env_or_file(key_file)?;
+        Ok(Self(Arc::new(
+            ring.sent_mail_keys().iter().map(|k| k.to_vec()).collect(),
+        )))
+    }
 }
 
 impl IngestOptions {
@@ -81,12 +138,28 @@ impl IngestOptions {
         // (docs/BENCHMARKS.md), so holding a core back for it left that core idle between
         // commits; the scheduler shares the cores when both stages run.
         let workers = cores();
+        let outbox = Arc::new(BatchRules::from(&rules).outbox.as_ref().clone());
         Self {
             channel: channel.to_string(),
             project,
             rules,
             batch: 500,
             workers,
+            outbox,
+            sent_keys: SentKeys::default(),
+        }
+    }
+
+    /// The reader for this channel's mail: its rules and the own-mail header keys.
+    pub fn reader(&self) -> Result<Reader, RulesError> {
+        Ok(Reader::new(&self.rules)?.with_sent_keys(self.sent_keys.0.to_vec()))
+    }
+
+    /// The rules each batch is applied under.
+    pub fn batch_rules(&self) -> BatchRules {
+        BatchRules {
+            outbox: self.outbox.clone(),
+            ..BatchRules::from(&self.rules)
         }
     }
 }
@@ -242,7 +315,7 @@ pub async fn ingest(
     store
         .ensure_project(&opts.project, opts.project.as_str())
         .await?;
-    let reader = Arc::new(Reader::new(&opts.rules)?);
+    let reader = Arc::new(opts.reader()?);
     let (mut raw_rx, read_handle) = spawn_reader(origins, opts.batch.max(1));
     let (prep_tx, mut prep_rx) = mpsc::channel::<Result<PreparedBatch, IngestError>>(2);
     let (workers, channel) = (opts.workers, opts.channel.clone());
@@ -319,10 +392,11 @@ pub async fn commit(
     order.sort_by_key(|i| items[*i].1.prepared.envelope.sent_at.unwrap_or(i64::MAX));
     let mut slots: Vec<Option<(String, Incoming)>> = items.drain(..).map(Some).collect();
     let sorted: Vec<(String, Incoming)> = order.iter().filter_map(|i| slots[*i].take()).collect();
-    let (origins, incoming): (Vec<String>, Vec<Incoming>) = sorted.into_iter().unzip();
+    let (origins, mut incoming): (Vec<String>, Vec<Incoming>) = sorted.into_iter().unzip();
+    mark_own_mail(store, &mut incoming).await?;
     let t = std::time::Instant::now();
     let applied = store
-        .apply_batch(&opts.channel, &opts.project, &opts.rules, &incoming)
+        .apply_batch(&opts.channel, &opts.project, opts.batch_rules(), &incoming)
         .await?;
     let apply_ms = t.elapsed().as_millis() as u64;
     tracing::debug!(messages = incoming.len(), apply_ms, "batch committed");
@@ -348,6 +422,34 @@ pub async fn commit(
         in_order[pos] = a;
     }
     Ok(in_order)
+}
+
+/// Mail whose Message-ID Intake generated (an acknowledgement or reply in its outbox) is its
+/// own, whatever its headers say: it becomes an ignored outcome, never a ticket or comment.
+async fn mark_own_mail(store: &Store, incoming: &mut [Incoming]) -> Result<(), StoreError> {
+    let ids: Vec<&str> = incoming
+        .iter()
+        .filter(|i| matches!(i.prepared.kind, PreparedKind::Mail(_)))
+        .filter_map(|i| i.prepared.envelope.message_id.as_deref())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let own = store.own_message_ids(&ids).await?;
+    if own.is_empty() {
+        return Ok(());
+    }
+    for i in incoming.iter_mut() {
+        if let (PreparedKind::Mail(_), Some(id)) =
+            (&i.prepared.kind, &i.prepared.envelope.message_id)
+            && own.contains(id)
+        {
+            i.prepared.kind = PreparedKind::Ignored(IgnoreReason::OwnMessage(format!(
+                "Message-ID <{id}> was sent by Intake"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Prepare raw messages from a server source (identity given by the source) on `workers` threads.

@@ -61,6 +61,8 @@ pub struct Settings {
     pub integrations: Arc<BTreeMap<String, ResolvedIntegration>>,
     /// Every `[[channel]]`, in file order.
     pub channels: Vec<Arc<ChannelSettings>>,
+    /// `[[sink]]` and `[[acknowledgement]]`, checked.
+    pub outbox: Arc<crate::outbox::config::OutboxSettings>,
 }
 
 impl Settings {
@@ -307,10 +309,43 @@ pub fn resolve(config: Config) -> Result<Settings, ConfigError> {
         }
         problems.extend(p.list);
     }
+    let mut outbox =
+        crate::outbox::config::resolve(&config.sinks, &config.acknowledgements, &mut problems);
+    for ch in channels.iter_mut() {
+        let Some(c) = config.channels.iter().find(|c| c.name == ch.name) else {
+            continue;
+        };
+        if let Some(s) = crate::outbox::config::resolve_send(c, ch, &integrations, &mut problems) {
+            // The From address is one of the channel's own addresses too.
+            if !ch
+                .rules
+                .addresses
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&s.from))
+            {
+                Arc::make_mut(ch).rules.addresses.push(s.from.clone());
+            }
+            outbox.send.insert(c.name.clone(), s);
+        }
+    }
+    for project in outbox.acknowledgements.keys() {
+        let sends = channels
+            .iter()
+            .any(|c| c.project.as_str() == project && outbox.send.contains_key(&c.name));
+        if !sends {
+            problems.push(Problem {
+                scope: format!("acknowledgement {project:?}"),
+                message: format!(
+                    "no channel of project {project} can send mail: give one a [channel.send] table"
+                ),
+            });
+        }
+    }
     if !problems.is_empty() {
         return Err(ConfigError::Settings(problems));
     }
     Ok(Settings {
+        outbox: Arc::new(outbox),
         config: Arc::new(config),
         lease: Duration::from_secs(lease),
         mail_log_retention_days: retention,
@@ -454,10 +489,24 @@ fn channel(
         (Mode::Push, Protocol::Imap) => 300,
         (Mode::Push, _) => 15,
     };
+    // The channel's own mailbox is one of its own addresses: never a participant or recipient
+    // of its tickets, and mail from it is never a ticket.
+    let mut rules = rules?;
+    let mailbox = match &source {
+        Some(SourceSettings::Imap(s) | SourceSettings::Pop3(s)) => Some(&s.mailbox),
+        Some(SourceSettings::Graph(g)) => Some(&g.mailbox),
+        _ => None,
+    };
+    if let Some(m) = mailbox.map(|m| m.trim().to_lowercase())
+        && m.contains('@')
+        && !rules.addresses.iter().any(|a| a.eq_ignore_ascii_case(&m))
+    {
+        rules.addresses.push(m);
+    }
     Some(ChannelSettings {
         name: c.name.clone(),
         project: project?,
-        rules: rules?,
+        rules,
         source: source?,
         after: after?,
         start: start?,

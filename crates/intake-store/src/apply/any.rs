@@ -177,7 +177,19 @@ impl Writer for Transaction<'_, Any> {
             refs,
         )
         .await?;
+        let own = select_in(
+            self,
+            |list| {
+                format!(
+                    "SELECT message_id, ticket_key FROM outbox
+                     WHERE kind = 'mail' AND ticket_key IS NOT NULL AND message_id IN {list}"
+                )
+            },
+            refs,
+        )
+        .await?;
         rows.iter()
+            .chain(&own)
             .map(|r| Ok((r.try_get("message_id")?, r.try_get("ticket_key")?)))
             .collect()
     }
@@ -406,6 +418,53 @@ impl Writer for Transaction<'_, Any> {
                 q = q.bind(*ticket).bind(*related).bind(ts);
             }
             q.execute(&mut **self).await?;
+        }
+        Ok(())
+    }
+
+    async fn outbox_counts(
+        &mut self,
+        event: &str,
+        recipients: &[&str],
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for r in recipients {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM outbox WHERE recipient = $1 AND event = $2 AND created_at > $3",
+            )
+            .bind(*r)
+            .bind(event)
+            .bind(since)
+            .fetch_one(&mut **self)
+            .await?;
+            out.push(((*r).to_string(), n));
+        }
+        Ok(out)
+    }
+
+    async fn insert_outbox(
+        &mut self,
+        rows: &[crate::outbox::NewOutbox],
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO outbox (kind, target, ticket_key, event, identity, message_id,
+                     recipient, payload, state, attempts, next_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)",
+            )
+            .bind(r.kind.as_str())
+            .bind(&r.target)
+            .bind(r.ticket_key.as_deref())
+            .bind(&r.event)
+            .bind(&r.identity)
+            .bind(r.message_id.as_deref())
+            .bind(r.recipient.as_deref())
+            .bind(&r.payload)
+            .bind(ts)
+            .execute(&mut **self)
+            .await?;
         }
         Ok(())
     }

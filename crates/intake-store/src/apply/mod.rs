@@ -10,7 +10,9 @@
 //!    from a sender over the loop-guard rate is ignored; otherwise a Message-ID in
 //!    In-Reply-To/References that is already on a ticket, or else a ticket key in the subject
 //!    that exists, makes it a comment; else a new ticket.
-//! 3. **Write** all effects (tickets, comments, blobs, attachments, customers, outcomes).
+//! 3. **Write** all effects (tickets, comments, blobs, attachments, customers, outcomes) and
+//!    the outbox rows they cause ([`OutboxRules`]: `[[sink]]` events, acknowledgements), in the
+//!    same transaction (see [`crate::outbox`]).
 //!
 //! Steps 1–3 are written once, in [`apply_with`], against the [`Writer`] trait: the statements
 //! of one batch transaction. It has three implementations:
@@ -45,6 +47,9 @@ use intake_core::{
 pub(crate) use native::NativeWriter;
 pub(crate) use pg::PgWriter;
 
+use std::sync::Arc;
+
+use crate::outbox::{NewOutbox, OutboxKind};
 use crate::{Store, StoreError, now};
 
 /// One message to apply.
@@ -65,6 +70,8 @@ pub struct Incoming {
 pub struct BatchRules {
     pub loop_guard: LoopGuard,
     pub reply_policy: ReplyPolicy,
+    /// The channel's own addresses and what the batch enqueues in the outbox.
+    pub outbox: Arc<OutboxRules>,
 }
 
 impl From<&LoopGuard> for BatchRules {
@@ -73,17 +80,96 @@ impl From<&LoopGuard> for BatchRules {
         Self {
             loop_guard: g.clone(),
             reply_policy: ReplyPolicy::default(),
+            outbox: Arc::default(),
         }
     }
 }
 
 impl From<&ChannelRules> for BatchRules {
+    /// The channel's rules; its `addresses` are its own (never participants); nothing is
+    /// enqueued.
     fn from(r: &ChannelRules) -> Self {
         Self {
             loop_guard: r.loop_guard.clone(),
             reply_policy: r.reply_policy,
+            outbox: Arc::new(OutboxRules {
+                own: r.addresses.iter().map(|a| a.to_lowercase()).collect(),
+                ..OutboxRules::default()
+            }),
         }
     }
+}
+
+/// What one channel's batches write into the outbox, and the addresses that are its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxRules {
+    /// The channel's own addresses (lower case): never a participant of its tickets, never a
+    /// recipient of its mail.
+    pub own: Vec<String>,
+    /// The `[[sink]]`s of the channel's project.
+    pub sinks: Vec<SinkRoute>,
+    /// The project's acknowledgement, when it is on.
+    pub acknowledge: Option<Acknowledge>,
+}
+
+/// One `[[sink]]` and the events it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkRoute {
+    pub name: String,
+    pub kind: OutboxKind,
+    /// `ticket.created`, `comment.added`, `ticket.quarantined`; empty: all of them.
+    pub events: Vec<String>,
+}
+
+impl SinkRoute {
+    fn takes(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
+}
+
+/// An acknowledgement mail on ticket creation, sent from the channel's mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledge {
+    /// The channel that sends it (the outbox target).
+    pub channel: String,
+    /// The From address (the channel's mailbox).
+    pub from: String,
+    /// Templates; `{key}`, `{summary}`, `{reporter}`, `{project}` are replaced.
+    pub subject: String,
+    pub body: String,
+    /// At most this many acknowledgements per recipient per hour (0: none at all).
+    pub max_per_hour: u32,
+    /// The domain of generated Message-IDs.
+    pub domain: String,
+}
+
+/// Fill `{key}`, `{summary}`, `{reporter}`, `{project}` in a template.
+pub fn render(template: &str, key: &str, summary: &str, reporter: &str, project: &str) -> String {
+    template
+        .replace("{key}", key)
+        .replace("{summary}", summary)
+        .replace("{reporter}", reporter)
+        .replace("{project}", project)
+}
+
+/// A fresh Message-ID (without angle brackets): `intake.{what}.{key}.{random}@{domain}`.
+pub fn new_message_id(what: &str, key: &str, domain: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let mut g = std::collections::hash_map::RandomState::new().build_hasher();
+    g.write_u64(h.finish());
+    format!(
+        "intake.{what}.{}.{:016x}{:016x}@{domain}",
+        key.to_ascii_lowercase(),
+        h.finish(),
+        g.finish()
+    )
 }
 
 impl From<&BatchRules> for BatchRules {
@@ -131,6 +217,8 @@ pub(crate) struct NewTicket<'b> {
     number: i64,
     key: String,
     draft: &'b MailDraft,
+    /// The Message-ID of the mail that opened it.
+    message_id: Option<&'b String>,
     participants: Vec<String>,
     /// The ticket this one answered without being allowed to comment on it (reply policy).
     follows: Option<Target>,
@@ -208,13 +296,15 @@ impl<'b> Plan<'b> {
         policy.allows(&d.reporter, reporter, participants)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn mail(
         &mut self,
         project: &ProjectKey,
         policy: ReplyPolicy,
+        own: &[String],
         next: &mut i64,
         ledger_id: i64,
-        message_id: Option<&String>,
+        message_id: Option<&'b String>,
         d: &'b MailDraft,
     ) -> Result<Outcome, StoreError> {
         let name = self.customers.entry(d.reporter.clone()).or_default();
@@ -239,7 +329,7 @@ impl<'b> Plan<'b> {
                     }
                 };
                 for p in d.participants.iter().chain(std::iter::once(&d.reporter)) {
-                    if *p != reporter && !participants.contains(p) {
+                    if *p != reporter && !participants.contains(p) && !is_own(own, p) {
                         participants.push(p.clone());
                     }
                 }
@@ -259,7 +349,13 @@ impl<'b> Plan<'b> {
                     number: key.number,
                     key: key.to_string(),
                     draft: d,
-                    participants: d.participants.clone(),
+                    message_id,
+                    participants: d
+                        .participants
+                        .iter()
+                        .filter(|p| !is_own(own, p))
+                        .cloned()
+                        .collect(),
                     follows,
                 });
                 (Target::New(i), Outcome::Created(key))
@@ -270,6 +366,11 @@ impl<'b> Plan<'b> {
         }
         Ok(outcome)
     }
+}
+
+/// Whether `addr` is one of the channel's own addresses (`own` is lower case).
+fn is_own(own: &[String], addr: &str) -> bool {
+    own.iter().any(|o| o.eq_ignore_ascii_case(addr))
 }
 
 /// SQLite result codes (extended where it matters) that mean "this data cannot be stored".
@@ -435,6 +536,16 @@ pub(crate) trait Writer {
     /// Record that ticket `.0` follows up ticket `.1` (a reply the reply policy did not let
     /// comment).
     async fn insert_links(&mut self, links: &[(i64, i64)], ts: i64) -> Result<(), StoreError>;
+    /// How many outbox rows of `event` each recipient got since `since` (recipients with
+    /// none may be left out).
+    async fn outbox_counts(
+        &mut self,
+        event: &str,
+        recipients: &[&str],
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Enqueue outbox rows (state `pending`, due at `ts`), in order.
+    async fn insert_outbox(&mut self, rows: &[NewOutbox], ts: i64) -> Result<(), StoreError>;
     /// Write the outcomes onto their claimed ledger rows; every row must exist.
     async fn record_outcomes(
         &mut self,
@@ -671,6 +782,7 @@ pub(crate) async fn apply_with<W: Writer>(
                     plan.mail(
                         project,
                         rules.reply_policy,
+                        &rules.outbox.own,
                         &mut next,
                         ledger_id,
                         env.message_id.as_ref(),
@@ -727,7 +839,197 @@ pub(crate) async fn apply_with<W: Writer>(
     w.set_counter(project.as_str(), next).await?;
     w.upsert_customers(&plan.customers, ts).await?;
     w.record_outcomes(&outcomes, ts).await?;
+    let rows = outbox_rows(
+        w,
+        channel,
+        project,
+        &rules.outbox,
+        &plan,
+        &ticket_ids,
+        &comments,
+        &comment_ids,
+        &outcomes,
+        ts,
+    )
+    .await?;
+    w.insert_outbox(&rows, ts).await?;
     Ok(out)
+}
+
+fn attachment_json(list: &[AttachmentDraft]) -> serde_json::Value {
+    list.iter()
+        .map(|a| {
+            serde_json::json!({
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.data.len(),
+                "hash": a.hash,
+                "inline": a.inline,
+            })
+        })
+        .collect()
+}
+
+/// The outbox rows a batch causes, in the order they must be delivered per ticket: every
+/// ticket's `ticket.created` (and acknowledgement) before any comment's `comment.added`.
+#[allow(clippy::too_many_arguments)]
+async fn outbox_rows<W: Writer>(
+    w: &mut W,
+    channel: &str,
+    project: &ProjectKey,
+    rules: &OutboxRules,
+    plan: &Plan<'_>,
+    ticket_ids: &[i64],
+    comments: &[(i64, &NewComment<'_>)],
+    comment_ids: &[i64],
+    outcomes: &[LedgerOutcome],
+    ts: i64,
+) -> Result<Vec<NewOutbox>, StoreError> {
+    let mut rows = Vec::new();
+    if rules.sinks.is_empty() && rules.acknowledge.is_none() {
+        return Ok(rows);
+    }
+    let sink_rows = |rows: &mut Vec<NewOutbox>,
+                     event: &str,
+                     key: Option<&str>,
+                     id: String,
+                     body: &serde_json::Value| {
+        for s in rules.sinks.iter().filter(|s| s.takes(event)) {
+            rows.push(NewOutbox {
+                kind: s.kind,
+                target: s.name.clone(),
+                ticket_key: key.map(str::to_string),
+                event: event.to_string(),
+                identity: format!("intake:{}:{event}:{id}", s.name),
+                message_id: None,
+                recipient: None,
+                payload: body.to_string(),
+            });
+        }
+    };
+    // Acknowledgements: how many each reporter already got in the last hour.
+    let mut acked: HashMap<String, i64> = HashMap::new();
+    if let Some(a) = &rules.acknowledge {
+        let mut who: Vec<&str> = plan
+            .new_tickets
+            .iter()
+            .map(|n| n.draft.reporter.as_str())
+            .collect();
+        who.sort_unstable();
+        who.dedup();
+        if !who.is_empty() && a.max_per_hour > 0 {
+            acked.extend(w.outbox_counts("ack", &who, ts - 3600).await?);
+        }
+    }
+    for (n, id) in plan.new_tickets.iter().zip(ticket_ids) {
+        let d = n.draft;
+        let body = serde_json::json!({
+            "event": "ticket.created",
+            "key": n.key,
+            "project": project.as_str(),
+            "ticket": {
+                "key": n.key,
+                "id": id,
+                "summary": d.summary,
+                "description": d.description,
+                "reporter": d.reporter,
+                "reporter_name": d.reporter_name,
+                "participants": n.participants,
+                "channel": channel,
+                "created_at": ts,
+                "attachments": attachment_json(&d.attachments),
+            },
+        });
+        sink_rows(
+            &mut rows,
+            "ticket.created",
+            Some(&n.key),
+            n.key.clone(),
+            &body,
+        );
+        let Some(a) = &rules.acknowledge else {
+            continue;
+        };
+        if is_own(&rules.own, &d.reporter) {
+            continue;
+        }
+        let count = acked.entry(d.reporter.clone()).or_default();
+        if *count >= i64::from(a.max_per_hour) {
+            tracing::info!(ticket = %n.key, "acknowledgement not sent: the reporter's hourly limit is reached");
+            continue;
+        }
+        *count += 1;
+        let message_id = new_message_id("ack", &n.key, &a.domain);
+        // References oldest first, ending with the message being answered.
+        let mut references: Vec<String> = d.references.iter().rev().cloned().collect();
+        if let Some(m) = n.message_id {
+            references.push(m.clone());
+        }
+        let payload = serde_json::json!({
+            "from": a.from,
+            "to": [d.reporter],
+            "cc": [],
+            "subject": render(&a.subject, &n.key, &d.summary, &d.reporter, project.as_str()),
+            "body": render(&a.body, &n.key, &d.summary, &d.reporter, project.as_str()),
+            "message_id": message_id,
+            "in_reply_to": n.message_id,
+            "references": references,
+            "auto_submitted": true,
+        });
+        rows.push(NewOutbox {
+            kind: OutboxKind::Mail,
+            target: a.channel.clone(),
+            ticket_key: Some(n.key.clone()),
+            event: "ack".into(),
+            identity: message_id.clone(),
+            message_id: Some(message_id),
+            recipient: Some(d.reporter.clone()),
+            payload: payload.to_string(),
+        });
+    }
+    for ((ticket, c), cid) in comments.iter().zip(comment_ids) {
+        let key = plan.key_of(c.target);
+        let body = serde_json::json!({
+            "event": "comment.added",
+            "key": key,
+            "project": project.as_str(),
+            "comment": {
+                "id": cid,
+                "ticket_id": ticket,
+                "author": c.draft.reporter,
+                "body": c.draft.reply_text,
+                "created_at": ts,
+                "attachments": attachment_json(&c.draft.attachments),
+            },
+        });
+        sink_rows(
+            &mut rows,
+            "comment.added",
+            Some(key),
+            cid.to_string(),
+            &body,
+        );
+    }
+    for o in outcomes {
+        if let Outcome::Quarantined(reason) = &o.outcome {
+            let body = serde_json::json!({
+                "event": "ticket.quarantined",
+                "key": null,
+                "project": project.as_str(),
+                "channel": channel,
+                "ledger_id": o.id,
+                "reason": reason,
+            });
+            sink_rows(
+                &mut rows,
+                "ticket.quarantined",
+                None,
+                o.id.to_string(),
+                &body,
+            );
+        }
+    }
+    Ok(rows)
 }
 
 async fn load_loop_state<W: Writer>(

@@ -252,6 +252,16 @@ impl Writer for rusqlite::Transaction<'_> {
                 out.push(r?);
             }
         }
+        // Intake's own mail (acknowledgements, replies): an answer to it threads back too.
+        let mut st = self.prepare_cached(
+            "SELECT message_id, ticket_key FROM outbox
+             WHERE message_id = ?1 AND kind = 'mail' AND ticket_key IS NOT NULL",
+        )?;
+        for m in refs {
+            for r in st.query_map([m], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                out.push(r?);
+            }
+        }
         Ok(out)
     }
 
@@ -392,6 +402,49 @@ impl Writer for rusqlite::Transaction<'_> {
         )?;
         for (ticket, related) in links {
             st.execute(params![ticket, related, ts])?;
+        }
+        Ok(())
+    }
+
+    async fn outbox_counts(
+        &mut self,
+        event: &str,
+        recipients: &[&str],
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut st = self.prepare_cached(
+            "SELECT COUNT(*) FROM outbox WHERE recipient = ?1 AND event = ?2 AND created_at > ?3",
+        )?;
+        let mut out = Vec::new();
+        for r in recipients {
+            let n: i64 = st.query_row(params![r, event, since], |r| r.get(0))?;
+            out.push(((*r).to_string(), n));
+        }
+        Ok(out)
+    }
+
+    async fn insert_outbox(
+        &mut self,
+        rows: &[crate::outbox::NewOutbox],
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO outbox (kind, target, ticket_key, event, identity, message_id, recipient,
+                 payload, state, attempts, next_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9)",
+        )?;
+        for r in rows {
+            st.execute(params![
+                r.kind.as_str(),
+                r.target,
+                r.ticket_key,
+                r.event,
+                r.identity,
+                r.message_id,
+                r.recipient,
+                r.payload,
+                ts
+            ])?;
         }
         Ok(())
     }

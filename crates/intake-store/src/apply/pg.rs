@@ -246,7 +246,10 @@ impl Writer for PgBatch<'_> {
     async fn threads(&mut self, refs: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT message_id, ticket_key FROM message_ledger
-             WHERE ticket_key IS NOT NULL AND message_id = ANY($1::text[])",
+             WHERE ticket_key IS NOT NULL AND message_id = ANY($1::text[])
+             UNION ALL
+             SELECT message_id, ticket_key FROM outbox
+             WHERE kind = 'mail' AND ticket_key IS NOT NULL AND message_id = ANY($1::text[])",
         )
         .bind(refs)
         .fetch_all(&mut *self.tx)
@@ -517,6 +520,67 @@ impl Writer for PgBatch<'_> {
         .bind(ts)
         .bind(&ticket)
         .bind(&related)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_counts(
+        &mut self,
+        event: &str,
+        recipients: &[&str],
+        since: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recipient, COUNT(*) FROM outbox
+             WHERE recipient = ANY($1::text[]) AND event = $2 AND created_at > $3
+             GROUP BY recipient",
+        )
+        .bind(recipients)
+        .bind(event)
+        .bind(since)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn insert_outbox(
+        &mut self,
+        rows: &[crate::outbox::NewOutbox],
+        ts: i64,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let kind: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+        let target: Vec<&str> = rows.iter().map(|r| r.target.as_str()).collect();
+        let key: Vec<Option<&str>> = rows.iter().map(|r| r.ticket_key.as_deref()).collect();
+        let event: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
+        let identity: Vec<&str> = rows.iter().map(|r| r.identity.as_str()).collect();
+        let mid: Vec<Option<&str>> = rows.iter().map(|r| r.message_id.as_deref()).collect();
+        let rcpt: Vec<Option<&str>> = rows.iter().map(|r| r.recipient.as_deref()).collect();
+        let payload: Vec<&str> = rows.iter().map(|r| r.payload.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO outbox (kind, target, ticket_key, event, identity, message_id, recipient,
+                 payload, state, attempts, next_at, created_at)
+             SELECT v.kind, v.target, v.ticket_key, v.event, v.identity, v.message_id,
+                 v.recipient, v.payload, 'pending', 0, $1, $1
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                 $8::text[], $9::text[]) WITH ORDINALITY
+                 AS v(kind, target, ticket_key, event, identity, message_id, recipient, payload, n)
+             ORDER BY v.n",
+        )
+        .bind(ts)
+        .bind(&kind)
+        .bind(&target)
+        .bind(&key)
+        .bind(&event)
+        .bind(&identity)
+        .bind(&mid)
+        .bind(&rcpt)
+        .bind(&payload)
         .execute(&mut *self.tx)
         .await?;
         Ok(())

@@ -16,7 +16,8 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub channel: Option<String>,
     /// Print one JSON array: [{channel, protocol, ok, stages:[{stage,target,ok,detail}],
-    /// counts:{messages,unread}|null, root_cause:{id,title,fix}|null}].
+    /// counts:{messages,unread}|null, root_cause:{id,title,fix}|null,
+    /// outgoing:{transport,ok,stages:[{stage,target,ok,detail}],fix}|null}].
     #[arg(long)]
     pub json: bool,
 }
@@ -27,6 +28,8 @@ struct ChannelReport {
     protocol: String,
     #[serde(flatten)]
     report: intake_mail::check::Report,
+    /// The outgoing check (`[channel.send]`), `null` when the channel sends no mail.
+    outgoing: Option<crate::outbox::doctor::OutgoingReport>,
 }
 
 pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -43,10 +46,12 @@ pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result
     let mut out = Vec::new();
     for c in channels {
         let report = crate::runner::check(settings, &store, c).await;
+        let outgoing = crate::outbox::doctor::check(settings, &store, &c.name).await;
         out.push(ChannelReport {
             channel: c.name.clone(),
             protocol: c.protocol().as_str().to_string(),
             report,
+            outgoing,
         });
     }
     store.close().await;
@@ -78,11 +83,35 @@ pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result
             if let Some(rc) = &r.report.root_cause {
                 println!("  cause: {} {}\n  fix:   {}", rc.id, rc.title, rc.fix);
             }
+            if let Some(o) = &r.outgoing {
+                println!(
+                    "  outgoing ({}): {}",
+                    o.transport,
+                    if o.ok { "ok" } else { "FAILED" }
+                );
+                for s in &o.stages {
+                    println!(
+                        "    {} {:<9} {}  {}",
+                        if s.ok { "ok  " } else { "FAIL" },
+                        s.stage,
+                        s.target,
+                        s.detail
+                    );
+                }
+                if let Some(f) = &o.fix {
+                    println!("    fix: {f}");
+                }
+            }
         }
     }
-    Ok(if out.iter().all(|r| r.report.ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if out
+            .iter()
+            .all(|r| r.report.ok && r.outgoing.as_ref().is_none_or(|o| o.ok))
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

@@ -10,8 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use intake_core::ProjectKey;
 use intake_store::{Durability, Store};
 
-use crate::config::{Config, DEFAULT_CHANNEL, DEFAULT_PROJECT};
+use crate::config::{DEFAULT_CHANNEL, DEFAULT_PROJECT};
 use crate::pipeline::{self, IngestOptions};
+use crate::settings::Settings;
 use crate::source::local::{self, Origin};
 
 #[derive(Debug, Args)]
@@ -23,7 +24,7 @@ pub struct IngestArgs {
     #[arg(long)]
     pub channel: Option<String>,
     /// Print exactly one JSON object on stdout:
-    /// {"created":N,"commented":N,"ignored":N,"quarantined":N,"duplicate":N}
+    /// {"created":N,"commented":N,"ignored":N,"quarantined":N,"duplicate":N,"sent":N,"send_failed":N}
     #[arg(long)]
     pub json: bool,
     /// Messages per transaction.
@@ -34,7 +35,8 @@ pub struct IngestArgs {
     pub paths: Vec<PathBuf>,
 }
 
-pub async fn run(config: &Config, db: &str, a: IngestArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(settings: &Settings, db: &str, a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let config = &*settings.config;
     let channel_name = a
         .channel
         .clone()
@@ -55,29 +57,40 @@ pub async fn run(config: &Config, db: &str, a: IngestArgs) -> anyhow::Result<Exi
         .await
         .with_context(|| format!("opening the database {}", redact(db)))?;
     crate::housekeeping::once(config, &store).await;
-    let mut opts = IngestOptions::new(&channel_name, project, rules);
+    let effects = crate::pipeline::Effects {
+        sinks: crate::outbox::sink_routes(settings, &project),
+        sent_keys: crate::pipeline::SentKeys::load(&config.secret_key_file())?,
+        ..Default::default()
+    };
+    let mut opts = IngestOptions::new(&channel_name, project, rules).with_effects(&effects);
     opts.batch = a.batch.max(1);
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| progress_bar(&origins));
     let started = std::time::Instant::now();
-    let summary = pipeline::ingest(&store, origins, &opts, progress.as_ref()).await?;
+    let high_water = store.outbox_high_water().await?;
+    let mut summary = pipeline::ingest(&store, origins, &opts, progress.as_ref()).await?;
     if let Some(p) = &progress {
         p.finish_and_clear();
     }
+    // Return only once the outbox rows this import created are delivered or failed.
+    (summary.sent, summary.send_failed) =
+        crate::outbox::settle(settings, &store, high_water).await?;
     store.close().await;
     if a.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "{} messages in {secs:.1}s: created {}, commented {}, ignored {}, quarantined {}, duplicate {}",
+            "{} messages in {secs:.1}s: created {}, commented {}, ignored {}, quarantined {}, duplicate {}; sent {}, send failed {}",
             summary.total(),
             summary.created,
             summary.commented,
             summary.ignored,
             summary.quarantined,
-            summary.duplicate
+            summary.duplicate,
+            summary.sent,
+            summary.send_failed
         );
         if summary.quarantined > 0 {
             println!("quarantined messages are kept with their reason: see `intake log`");

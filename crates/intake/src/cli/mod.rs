@@ -5,6 +5,8 @@ mod authorize;
 mod bench;
 mod doctor;
 mod ingest;
+mod outbox;
+mod reply;
 mod run;
 mod tickets;
 
@@ -53,6 +55,11 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Answer a ticket by mail from its channel's mailbox (recorded as an outgoing comment).
+    Reply(reply::ReplyArgs),
+    /// Outgoing effects (mail, webhook, tracker calls): list, retry, discard.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
 }
 
 /// Logs go to stderr; level from `INTAKE_LOG` (default `warn`).
@@ -104,7 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = &*settings.config;
     let db = config.database_url(cli.db.as_deref());
     match cli.command {
-        Command::Ingest(a) => ingest::run(config, &db, a).await,
+        Command::Ingest(a) => ingest::run(&settings, &db, a).await,
         Command::Tickets(c) => tickets::run(&db, c).await,
         Command::Log(a) => tickets::log(&db, a).await,
         Command::Run(a) => run::run(&settings, &db, a).await,
@@ -112,5 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(a) => authorize::token(config, &db, a).await,
         Command::Doctor(a) => doctor::run(&settings, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
+        Command::Outbox(c) => outbox::run(&db, c).await,
+        Command::Reply(a) => reply::run(&settings, &db, a).await,
     }
 }

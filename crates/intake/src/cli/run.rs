@@ -27,7 +27,7 @@ pub struct RunArgs {
     /// Drain each channel once and exit, printing the same summary as `ingest`.
     #[arg(long)]
     pub once: bool,
-    /// Print exactly one JSON object: {"created":N,"commented":N,"ignored":N,"quarantined":N,"duplicate":N}
+    /// Print exactly one JSON object: {"created":N,"commented":N,"ignored":N,"quarantined":N,"duplicate":N,"sent":N,"send_failed":N}
     #[arg(long)]
     pub json: bool,
 }
@@ -52,6 +52,7 @@ pub async fn run(settings: &Settings, db: &str, a: RunArgs) -> anyhow::Result<Ex
     if !a.once {
         return run_forever(settings, store, channels).await;
     }
+    let high_water = store.outbox_high_water().await?;
     let mut total = Summary::default();
     let mut failed = 0;
     for c in &channels {
@@ -84,13 +85,21 @@ pub async fn run(settings: &Settings, db: &str, a: RunArgs) -> anyhow::Result<Ex
             }
         }
     }
+    // Return only once the outbox rows this run created are delivered or failed.
+    (total.sent, total.send_failed) = crate::outbox::settle(settings, &store, high_water).await?;
     store.close().await;
     if a.json {
         println!("{}", serde_json::to_string(&total)?);
     } else {
         println!(
-            "created {}, commented {}, ignored {}, quarantined {}, duplicate {}",
-            total.created, total.commented, total.ignored, total.quarantined, total.duplicate
+            "created {}, commented {}, ignored {}, quarantined {}, duplicate {}; sent {}, send failed {}",
+            total.created,
+            total.commented,
+            total.ignored,
+            total.quarantined,
+            total.duplicate,
+            total.sent,
+            total.send_failed
         );
     }
     Ok(if failed > 0 {
@@ -114,6 +123,12 @@ async fn run_forever(
         let (settings, store, rx) = (settings.clone(), store.clone(), rx.clone());
         tasks.spawn(async move { crate::runner::run_forever(&settings, &store, &c, rx).await });
     }
+    // The outbox is delivered beside the channels, until the same shutdown.
+    let outbox = tokio::spawn(crate::outbox::run_forever(
+        Arc::new(settings.clone()),
+        store.clone(),
+        rx.clone(),
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -135,6 +150,18 @@ async fn run_forever(
         // it runs on after this.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+    }
+    if tokio::time::timeout(SHUTDOWN_STEP, async {
+        while !outbox.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await
+        }
+    })
+    .await
+    .is_err()
+    {
+        // A send in progress is dropped: its row's lease lapses (or is freed by the next start
+        // on this host) and it is sent again with the same identity.
+        outbox.abort();
     }
     crate::runner::lease::release_all(&store, names.iter().map(String::as_str), SHUTDOWN_STEP)
         .await;

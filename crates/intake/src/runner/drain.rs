@@ -259,11 +259,13 @@ impl Ctx {
     pub async fn new(
         store: &Store,
         c: &ChannelSettings,
+        effects: &crate::pipeline::Effects,
         progress: Arc<Progress>,
     ) -> Result<Self, RunError> {
-        let mut opts = IngestOptions::new(&c.name, c.project.clone(), c.rules.clone());
+        let mut opts =
+            IngestOptions::new(&c.name, c.project.clone(), c.rules.clone()).with_effects(effects);
         opts.batch = c.batch;
-        let reader = Arc::new(Reader::new(&opts.rules)?);
+        let reader = Arc::new(opts.reader()?);
         store
             .ensure_project(&opts.project, opts.project.as_str())
             .await?;

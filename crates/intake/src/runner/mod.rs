@@ -92,7 +92,8 @@ pub async fn run_once(
         let (settings, store, c, progress) =
             (settings.clone(), store.clone(), c.clone(), progress.clone());
         tokio::spawn(async move {
-            let ctx = drain::Ctx::new(&store, &c, progress).await?;
+            let effects = crate::outbox::effects(&settings, &c)?;
+            let ctx = drain::Ctx::new(&store, &c, &effects, progress).await?;
             let mut source = ctx
                 .bounded(
                     Stage::Connect,
@@ -245,7 +246,8 @@ async fn session(
     progress: Arc<drain::Progress>,
     halt: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
-    let ctx = drain::Ctx::new(store, c, progress).await?;
+    let effects = crate::outbox::effects(settings, c)?;
+    let ctx = drain::Ctx::new(store, c, &effects, progress).await?;
     let mut source = ctx
         .bounded(
             Stage::Connect,

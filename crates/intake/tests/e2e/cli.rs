@@ -27,7 +27,9 @@ fn ingest_json_is_exactly_one_object_with_the_five_counters() {
             "created",
             "duplicate",
             "ignored",
-            "quarantined"
+            "quarantined",
+            "send_failed",
+            "sent"
         ]
     );
     assert_eq!(v["created"], 3);

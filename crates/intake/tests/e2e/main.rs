@@ -25,6 +25,12 @@ mod imap;
 mod nodes;
 /// OAuth: single-flight refresh across processes, decoded errors, device code, certificates.
 mod oauth;
+/// The outbox: webhook sink (signature, retries, idempotency, order, 4xx), SIGKILL while
+/// sending, the own-mail header that cannot be forged.
+mod outbox;
+/// Mail out: Dovecot submission with XOAUTH2 (acknowledgement, reply, threading), Graph
+/// sendMail against a fake, the doctor's outgoing check.
+mod send;
 
 use std::path::Path;
 use std::process::{Command, Output};

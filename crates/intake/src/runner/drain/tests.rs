@@ -197,7 +197,7 @@ mod fake {
         src: &mut Fake,
         c: &ChannelSettings,
     ) -> Result<Summary, RunError> {
-        let ctx = Ctx::new(store, c, Arc::new(Progress::new())).await?;
+        let ctx = Ctx::new(store, c, &Default::default(), Arc::new(Progress::new())).await?;
         let mut summary = Summary::default();
         drain(store, src, "fake", &ctx, &mut summary, None).await?;
         Ok(summary)

@@ -1,0 +1,440 @@
+//! Mail out through a real submission server: Dovecot's SMTP submission service checking
+//! XOAUTH2 tokens from the test IdP by introspection (the same check as IMAP), relaying into a
+//! receiving server the test reads. Acknowledgement and reply arrive once with the threading
+//! headers, the channel's own address is never a recipient, the customer's answer threads back
+//! as a comment, and Intake's own reply coming back is not ingested. Plus Graph `sendMail`
+//! against a Graph fake (the MIME as sent, `ErrorSendAsDenied` kept as a permanent failure).
+
+use std::collections::HashSet;
+
+use intake_core::token::{TokenIdentity, TokenSet};
+use intake_store::{Keyring, Store, now};
+use intake_testkit::TestDb;
+use intake_testkit::dovecot::{Dovecot, DovecotOptions, mail_access_token};
+use intake_testkit::idp::Idp;
+use intake_testkit::smtp_sink::SmtpSink;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::{intake, ok};
+
+const USER: &str = "help@example.test";
+const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+fn customer_mail(id: &str, subject: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Jane <jane@customer.example>\r\nTo: {USER}\r\nCc: boss@customer.example, {USER}\r\n\
+         Subject: {subject}\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{id}>\r\n\
+         {extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn run(cfg: &str, db: &str, args: &[&str]) -> String {
+    ok(intake()
+        .args(["--config", cfg, "--db", db])
+        .args(args)
+        .env("INTAKE_LEASE_SECONDS", "2")
+        .env("INTAKE_SECRET_KEY", KEY)
+        .env("UNUSED", "client-secret")
+        .output()
+        .unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgement_and_reply_over_dovecot_submission_xoauth2_arrive_once_and_the_answer_threads_back()
+ {
+    let test = "smtp_acknowledgement_and_reply";
+    let Some(idp) = Idp::start_or_skip(test) else {
+        return;
+    };
+    let sink = SmtpSink::start().unwrap();
+    let Some(dc) = Dovecot::start_or_skip(
+        test,
+        &DovecotOptions::with_users(&[(USER, "unused")])
+            .introspect(&idp)
+            .submission(sink.port),
+    ) else {
+        return;
+    };
+    let token = mail_access_token(&idp, USER).await.unwrap();
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    store
+        .save_token(
+            &keys,
+            "idp",
+            USER,
+            &TokenSet {
+                access_token: SecretString::from(token),
+                refresh_token: None,
+                expires_at: now() + 3000,
+                scopes: vec!["mail".into()],
+                id_token: None,
+            },
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[integration]]\nname = \"idp\"\nprovider = \"custom\"\nclient_id = \"{}\"\nclient_secret = \"env:UNUSED\"\ngrant = \"authorization_code\"\n\
+             authorize_url = \"{}\"\ntoken_url = \"{}\"\nscopes = [\"openid\", \"email\", \"mail\"]\n\n\
+             [[acknowledgement]]\nproject = \"HELP\"\nsubject = \"[{{key}}] {{summary}}\"\nbody = \"We have your mail as {{key}}.\"\n\n\
+             [[channel]]\nname = \"support\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
+             mailbox = \"{USER}\"\nauth = \"oauth:idp\"\n\
+             [channel.send]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\n",
+            idp.client_id,
+            idp.authorization_endpoint(),
+            idp.token_endpoint(),
+            dc.imaps_port,
+            dc.ca_path.display(),
+            dc.submission_port,
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+
+    // 1. A customer writes (Cc the boss and the help address itself): a ticket, acknowledged.
+    dc.deliver(
+        USER,
+        &customer_mail("c1@customer.example", "Printer on fire", "", "It burns."),
+    )
+    .unwrap();
+    let v: Value =
+        serde_json::from_str(run(&cfg, &db.url, &["run", "--once", "--json"]).trim()).unwrap();
+    assert_eq!(
+        (
+            v["created"].as_u64(),
+            v["sent"].as_u64(),
+            v["send_failed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{v}\n{}",
+        dc.log()
+    );
+    let got = sink.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let ack = &got[0];
+    assert_eq!(ack.mail_from, USER);
+    assert_eq!(ack.rcpt_to, vec!["jane@customer.example".to_string()]);
+    assert_eq!(
+        ack.header("Subject").as_deref(),
+        Some("[HELP-1] Printer on fire")
+    );
+    assert_eq!(
+        ack.header("In-Reply-To").as_deref(),
+        Some("<c1@customer.example>")
+    );
+    assert_eq!(
+        ack.header("Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert!(
+        ack.header("X-Intake-Sent")
+            .is_some_and(|v| v.starts_with("v1="))
+    );
+    let ticket = store.ticket("HELP-1").await.unwrap().unwrap();
+    assert_eq!(
+        ticket.participants,
+        vec!["boss@customer.example".to_string()],
+        "the help address is never a participant"
+    );
+
+    // 2. An agent replies from the ticket: to the reporter and the participants, never to the
+    //    channel's own address, threaded after the acknowledgement.
+    let out = run(
+        &cfg,
+        &db.url,
+        &["reply", "HELP-1", "--body", "We are on it.", "--json"],
+    );
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["state"], "sent", "{r}");
+    let got = sink.received();
+    assert_eq!(got.len(), 2);
+    let reply = &got[1];
+    let mut rcpt = reply.rcpt_to.clone();
+    rcpt.sort();
+    assert_eq!(
+        rcpt,
+        vec![
+            "boss@customer.example".to_string(),
+            "jane@customer.example".to_string()
+        ]
+    );
+    let reply_id = reply.message_id().unwrap();
+    assert_eq!(r["message_id"], reply_id.as_str());
+    assert!(reply.header("Subject").unwrap().contains("[HELP-1]"));
+    assert_eq!(
+        reply.header("In-Reply-To"),
+        Some(format!("<{}>", ack.message_id().unwrap()))
+    );
+    let refs = reply.header("References").unwrap();
+    assert!(
+        refs.contains("<c1@customer.example>") && refs.contains(&ack.message_id().unwrap()),
+        "{refs}"
+    );
+    let ticket = store.ticket("HELP-1").await.unwrap().unwrap();
+    assert!(
+        ticket
+            .comments
+            .iter()
+            .any(|c| c.body == "We are on it." && c.author == USER)
+    );
+
+    // 3. The customer answers the reply without the key in the subject: a comment on HELP-1.
+    //    Intake's own reply coming back into the mailbox (a copy) is not ingested.
+    dc.deliver(
+        USER,
+        &customer_mail(
+            "c2@customer.example",
+            "Re: your answer",
+            &format!(
+                "In-Reply-To: <{reply_id}>\r\nReferences: <c1@customer.example> <{reply_id}>\r\n"
+            ),
+            "Thanks, it is out now.",
+        ),
+    )
+    .unwrap();
+    dc.deliver(USER, &reply.data).unwrap();
+    let v: Value =
+        serde_json::from_str(run(&cfg, &db.url, &["run", "--once", "--json"]).trim()).unwrap();
+    assert_eq!(
+        (
+            v["commented"].as_u64(),
+            v["ignored"].as_u64(),
+            v["created"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{v}"
+    );
+    let ledger = store.ledger(Some("support")).await.unwrap();
+    let own = ledger
+        .iter()
+        .find(|l| l.message_id.as_deref() == Some(reply_id.as_str()))
+        .unwrap();
+    assert_eq!(own.outcome, "ignored");
+    let ticket = store.ticket("HELP-1").await.unwrap().unwrap();
+    assert!(
+        ticket
+            .comments
+            .iter()
+            .any(|c| c.body.contains("it is out now"))
+    );
+
+    // Each mail once at the receiving server, by Message-ID.
+    let got = sink.received();
+    let ids: HashSet<String> = got.iter().filter_map(|m| m.message_id()).collect();
+    assert_eq!(ids.len(), got.len(), "no duplicate Message-ID: {got:?}");
+    assert_eq!(got.len(), 2, "nothing else was sent");
+    store.close().await;
+}
+
+/// A configuration with one Maildir channel that sends through `send` (TOML lines of
+/// `[channel.send]`), plus `extra` top-level tables.
+fn local_channel(dir: &std::path::Path, send: &str, extra: &str) -> String {
+    let md = dir.join("md");
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(d)).unwrap();
+    }
+    let cfg = dir.join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{extra}\n[[channel]]\nname = \"support\"\nproject = \"HELP\"\nprotocol = \"maildir\"\npath = \"{}\"\n[channel.send]\nfrom = \"{USER}\"\n{send}\n",
+            md.display()
+        ),
+    )
+    .unwrap();
+    cfg.display().to_string()
+}
+
+/// The doctor's outgoing check names the stage and decodes Exchange Online's refusals: SMTP
+/// AUTH disabled for the tenant (5.7.139) and a refused send-as (5.7.60). No local server says
+/// Exchange's words, so a scripted SMTP server answers them; the check sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_outgoing_check_decodes_smtp_auth_disabled_and_a_refused_send_as() {
+    use intake_testkit::smtp_sink::Script;
+    let cases = [
+        (
+            Script {
+                auth: Some("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.".into()),
+                mail_from: None,
+            },
+            "AUTH",
+            "SMTP AUTH is disabled",
+        ),
+        (
+            Script {
+                auth: None,
+                mail_from: Some("550 5.7.60 SMTP; Client does not have permissions to send as this sender".into()),
+            },
+            "MAIL FROM",
+            "Send As",
+        ),
+    ];
+    for (script, stage, fix) in cases {
+        let sink = intake_testkit::smtp_sink::SmtpSink::start_with(script).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = local_channel(
+            dir.path(),
+            &format!(
+                "host = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nauth = \"password:env:SMTP_PW\"",
+                sink.port
+            ),
+            "",
+        );
+        let db = TestDb::sqlite();
+        let out = intake()
+            .args(["--config", &cfg, "--db", &db.url, "doctor", "--json"])
+            .env("SMTP_PW", "s3cret")
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "a failed outgoing check fails the doctor"
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let o = &v[0]["outgoing"];
+        assert_eq!(o["ok"], false, "{v}");
+        let failed = o["stages"].as_array().unwrap().last().unwrap();
+        assert_eq!(failed["stage"], stage, "{o}");
+        assert_eq!(failed["ok"], false);
+        assert!(o["fix"].as_str().unwrap().contains(fix), "{o}");
+        assert!(
+            o["fix"]
+                .as_str()
+                .unwrap()
+                .contains("docs/troubleshooting.md"),
+            "{o}"
+        );
+        assert!(sink.received().is_empty(), "the check sends nothing");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains("s3cret"));
+    }
+}
+
+/// Graph `sendMail` against a Graph fake: the MIME message as Intake composed it (threading
+/// headers, own-mail mark) arrives base64 in the body, from the channel's mailbox; an
+/// `ErrorSendAsDenied` answer fails the row for good with its diagnosis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_sendmail_posts_the_mime_as_sent_and_send_as_denied_is_kept_failed() {
+    use base64::Engine as _;
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let graph = MockServer::start().await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path(format!("/v1.0/users/{USER}/sendMail")))
+        .and(matchers::header("authorization", "Bearer graph-token"))
+        .respond_with(ResponseTemplate::new(202))
+        .up_to_n_times(1)
+        .mount(&graph)
+        .await;
+    Mock::given(matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
+            "error": {"code": "ErrorSendAsDenied", "message": "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account."}
+        })))
+        .mount(&graph)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = local_channel(
+        dir.path(),
+        "transport = \"graph\"\nauth = \"oauth:m365\"",
+        &format!(
+            "[[integration]]\nname = \"m365\"\nprovider = \"microsoft\"\ncloud = \"worldwide\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"11111111-2222-3333-4444-555555555555\"\nclient_secret = \"env:UNUSED\"\nclient_secret_expires = \"2099-01-01\"\n\
+             grant = \"authorization_code\"\nauthority_url = \"{0}\"\ngraph_url = \"{0}\"\n\n\
+             [[acknowledgement]]\nproject = \"HELP\"\n",
+            graph.uri()
+        ),
+    );
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    store
+        .save_token(
+            &keys,
+            "m365",
+            USER,
+            &TokenSet {
+                access_token: SecretString::from("graph-token".to_string()),
+                refresh_token: None,
+                expires_at: now() + 3000,
+                scopes: vec!["Mail.Send".into()],
+                id_token: None,
+            },
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    let md = dir.path().join("md/new");
+    std::fs::write(
+        md.join("1.eml"),
+        customer_mail("g1@customer.example", "Graph one", "", "One."),
+    )
+    .unwrap();
+    std::fs::write(
+        md.join("2.eml"),
+        String::from_utf8(customer_mail(
+            "g2@customer.example",
+            "Graph two",
+            "",
+            "Two.",
+        ))
+        .unwrap()
+        .replace("jane@", "kim@"),
+    )
+    .unwrap();
+    let out = run(&cfg, &db.url, &["run", "--once", "--json"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let rows = store.outbox_since(0).await.unwrap();
+    assert_eq!(
+        (v["sent"].as_u64(), v["send_failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{v} {:?}",
+        rows.iter()
+            .map(|r| r.last_error.clone())
+            .collect::<Vec<_>>()
+    );
+    let reqs = graph.received_requests().await.unwrap();
+    let first = reqs.iter().find(|r| r.method.as_str() == "POST").unwrap();
+    assert_eq!(
+        first.headers.get("content-type").unwrap().to_str().unwrap(),
+        "text/plain"
+    );
+    let mime = base64::engine::general_purpose::STANDARD
+        .decode(&first.body)
+        .unwrap();
+    let m = mail_parser::MessageParser::default().parse(&mime).unwrap();
+    assert!(
+        m.subject().unwrap().starts_with("[HELP-1]"),
+        "{:?}",
+        m.subject()
+    );
+    assert_eq!(m.in_reply_to().as_text(), Some("g1@customer.example"));
+    assert!(
+        m.header_raw("X-Intake-Sent")
+            .is_some_and(|v| v.trim().starts_with("v1="))
+    );
+    assert_eq!(m.from().unwrap().first().unwrap().address(), Some(USER));
+    let rows = store.outbox_since(0).await.unwrap();
+    let sent_id = rows
+        .iter()
+        .find(|r| r.state == "sent")
+        .unwrap()
+        .message_id
+        .clone()
+        .unwrap();
+    assert_eq!(m.message_id(), Some(sent_id.as_str()));
+    let failed = rows.iter().find(|r| r.state == "failed").unwrap();
+    let e = failed.last_error.as_deref().unwrap();
+    assert!(
+        e.contains("ErrorSendAsDenied") && e.contains("Send As"),
+        "{e}"
+    );
+    assert_eq!(failed.attempts, 1, "a 403 is not retried");
+    store.close().await;
+}
