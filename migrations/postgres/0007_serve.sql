@@ -77,7 +77,7 @@ CREATE TABLE alerts (
     cleared_at    BIGINT,
     notified      BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX alerts_open ON alerts (alert_key, cleared_at);
+CREATE UNIQUE INDEX alerts_open ON alerts (alert_key) WHERE cleared_at IS NULL;
 
 -- What the node working a channel last saw: written by the worker after every round and every
 -- failure, read by the status API and the alert checks (any node).
