@@ -952,3 +952,189 @@ async fn file_entries_are_read_only_the_api_validates_like_the_file_and_secrets_
     let parsed: toml::Value = toml::from_str(&out).unwrap();
     assert_eq!(parsed["channel"].as_array().unwrap().len(), 2);
 }
+
+/// `YYYY-MM-DD` of the day `days` from today (UTC).
+fn date_in(days: i64) -> String {
+    let z = intake_store::now() / 86_400 + days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Alerts: a channel failing longer than `alert_after_seconds` and a client secret expiring in
+/// 10 days raise alerts (listed by the API, counted in /metrics, POSTed to the webhook, which
+/// first refuses and gets the call again); when the channel works again its alert clears itself
+/// and the webhook hears of it; the secret's alert stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_channels_and_expiring_secrets_raise_alerts_that_clear_themselves() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&hook)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&hook)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[alerts]\nwebhook = \"{}/hook\"\nalert_after_seconds = 2\n\
+             [[integration]]\nname = \"m365\"\nprovider = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"11111111-2222-3333-4444-555555555555\"\nclient_secret = \"env:M365_SECRET\"\n\
+             client_secret_expires = \"{}\"\n\
+             [[channel]]\nname = \"late\"\nproject = \"HELP\"\nprotocol = \"maildir\"\npath = \"{}\"\nmode = \"poll\"\npoll_seconds = 1\n",
+            hook.uri(),
+            date_in(10),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let node = Node::start(&db.url, Some(&cfg), &[], &node_env()).await;
+    let c = reqwest::Client::new();
+    let alerts = |all: bool| {
+        let rq = c
+            .get(node.url(&format!("/api/alerts?include_cleared={all}")))
+            .bearer_auth(&token);
+        async move {
+            rq.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let open = loop {
+        let open = alerts(false).await;
+        let kinds: Vec<&str> = open
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap())
+            .collect();
+        if kinds.contains(&"channel_failing") && kinds.contains(&"credential_expiry") {
+            break open;
+        }
+        assert!(Instant::now() < deadline, "alerts not raised: {open}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let failing = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "channel_failing")
+        .unwrap();
+    assert_eq!(failing["subject"], "late");
+    assert_eq!(failing["severity"], "critical");
+    let expiry = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "credential_expiry")
+        .unwrap();
+    assert_eq!(expiry["subject"], "m365");
+    assert_eq!(expiry["severity"], "warning", "10 days: within 14, not 3");
+    assert!(
+        expiry["message"].as_str().unwrap().contains("expires in"),
+        "{expiry}"
+    );
+    let metrics = c
+        .get(node.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("intake_alerts_open{kind=\"channel_failing\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("intake_credential_expiry_seconds{integration=\"m365\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("intake_channel_up{channel=\"late\"} 0"),
+        "{metrics}"
+    );
+
+    // The channel works once its Maildir exists: the alert clears itself.
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let open = alerts(false).await;
+        if !open
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "channel_failing")
+        {
+            assert!(
+                open.as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["kind"] == "credential_expiry")
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alert did not clear: {open}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let all = alerts(true).await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "channel_failing" && a["cleared_at"].is_i64()),
+        "{all}"
+    );
+    // The webhook: raised for both (the refused call came again), then cleared.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: Vec<serde_json::Value> = hook
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        let has = |event: &str, kind: &str| {
+            got.iter()
+                .any(|v| v["event"] == event && v["alert"]["kind"] == kind)
+        };
+        if has("raised", "channel_failing")
+            && has("raised", "credential_expiry")
+            && has("cleared", "channel_failing")
+        {
+            assert!(got.len() >= 4, "the refused call was sent again: {got:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "webhook calls: {got:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
