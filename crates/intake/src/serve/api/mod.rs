@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(config::pause_channel))
         .routes(routes!(config::resume_channel))
         .routes(routes!(config::channel_status))
+        .routes(routes!(config::test_channel))
         .routes(routes!(browse::list_tickets))
         .routes(routes!(browse::get_ticket))
         .routes(routes!(browse::download_attachment))
