@@ -1380,3 +1380,186 @@ async fn tickets_attachments_quarantine_and_log_through_the_api() {
         .unwrap();
     assert_eq!(none["total"], 0, "{none}");
 }
+
+/// Three `intake serve` nodes on one PostgreSQL database with 20 Maildir channels (created
+/// through the API) and mail arriving all the time: the channels spread over the nodes; after
+/// `kill -9` of the node holding the most, each of its channels is taken over by another node
+/// within the lease TTL (plus one poll), and every message ends with exactly one outcome (one
+/// ledger row, one ticket, moved to cur/ once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_twenty_channels_kill_9_one_its_channels_move_and_every_message_has_one_outcome()
+ {
+    const CHANNELS: usize = 20;
+    let db = TestDb::postgres().await;
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Node::start(&db.url, None, &[], &node_env()).await);
+    }
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let roots: Vec<std::path::PathBuf> = (0..CHANNELS)
+        .map(|i| dir.path().join(format!("box{i}")))
+        .collect();
+    for (i, root) in roots.iter().enumerate() {
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let r = c
+            .post(nodes[i % 3].url("/api/channels"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "name": format!("box{i}"), "project": "HELP", "protocol": "maildir",
+                "path": root.display().to_string(), "mode": "poll", "poll_seconds": 1,
+                "after": "mark-read"
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // Mail arrives all the time, round robin over the Maildirs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (roots, stop) = (roots.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let root = &roots[n % roots.len()];
+                let tmp = root.join("tmp").join(format!("w{n}"));
+                std::fs::write(&tmp, mail(&format!("k{n}@x"), &format!("Kill test {n}"))).unwrap();
+                std::fs::rename(
+                    &tmp,
+                    root.join("new").join(format!("1700{n:08}.M{n}P9.host")),
+                )
+                .unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            n
+        })
+    };
+    // Every channel held by some node; they spread.
+    let holders = |store: intake_store::Store| async move {
+        let mut h = Vec::new();
+        for i in 0..CHANNELS {
+            let l = store.lease_holder(&format!("box{i}")).await.unwrap();
+            h.push(
+                l.filter(|(_, exp)| *exp > intake_store::now())
+                    .map(|(n, _)| n),
+            );
+        }
+        h
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let h = holders(store.clone()).await;
+        if h.iter().all(Option::is_some) {
+            break h.into_iter().map(Option::unwrap).collect::<Vec<_>>();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every channel started: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pid_of = |holder: &str| holder.split(':').nth(1).unwrap().parse::<u32>().unwrap();
+    let mut per_node = std::collections::BTreeMap::<u32, usize>::new();
+    for h in &held {
+        *per_node.entry(pid_of(h)).or_default() += 1;
+    }
+    assert!(
+        per_node.len() >= 2,
+        "the channels spread over the nodes: {per_node:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (victim_pid, _) = per_node
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(p, n)| (*p, *n))
+        .unwrap();
+    let victim = nodes
+        .iter()
+        .position(|n| n.child.id() == victim_pid)
+        .unwrap();
+    let theirs: Vec<usize> = (0..CHANNELS)
+        .filter(|i| pid_of(&held[*i]) == victim_pid)
+        .collect();
+    let killed = Instant::now();
+    nodes[victim].child.kill().unwrap(); // SIGKILL
+    let _ = nodes[victim].child.wait();
+    let deadline = killed + Duration::from_secs(20);
+    let takeover = loop {
+        let h = holders(store.clone()).await;
+        if theirs
+            .iter()
+            .all(|i| h[*i].as_deref().is_some_and(|x| pid_of(x) != victim_pid))
+        {
+            break killed.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "channels of the killed node not taken over: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // TTL 3 s, the others try every TTL/3, plus a little for a busy machine.
+    assert!(
+        takeover < Duration::from_secs(8),
+        "takeover took {takeover:?}"
+    );
+    eprintln!(
+        "takeover after kill -9 of a node with {} channels: {takeover:?}",
+        theirs.len()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = writer.join().unwrap();
+    // Every message gets exactly one outcome.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = store.ledger(None).await.unwrap();
+        if rows.len() >= sent {
+            let ids: std::collections::BTreeSet<&str> = rows
+                .iter()
+                .map(|r| r.message_id.as_deref().unwrap_or(""))
+                .collect();
+            assert_eq!(rows.len(), sent, "one ledger row per message");
+            assert_eq!(ids.len(), sent, "no message twice");
+            assert!(rows.iter().all(|r| r.outcome == "created"), "all created");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {sent} messages have an outcome",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        store.count(intake_store::Table::Tickets).await.unwrap(),
+        sent as i64
+    );
+    let mut in_cur = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: usize = roots
+            .iter()
+            .map(|r| std::fs::read_dir(r.join("new")).unwrap().count())
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} messages never marked read"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for r in &roots {
+        in_cur += std::fs::read_dir(r.join("cur")).unwrap().count();
+    }
+    assert_eq!(in_cur, sent, "each message moved to cur/ once");
+}
