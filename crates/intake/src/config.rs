@@ -72,6 +72,21 @@ pub struct Config {
     /// `[[acknowledgement]]` tables: a project's acknowledgement mail (off without one).
     #[serde(default, rename = "acknowledgement")]
     pub acknowledgements: Vec<crate::outbox::config::AckConfig>,
+    /// `[alerts]`: when `intake serve` raises alerts and where it sends them.
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `[alerts]` (docs/configuration.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// URL that gets a JSON POST when an alert is raised or clears (retried).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Seconds a channel may fail before an alert (default 900).
+    #[serde(default)]
+    pub alert_after_seconds: Option<u64>,
 }
 
 /// `[rules]` / `[channel.rules]`: kept as a TOML table so a channel's table can override single

@@ -7,6 +7,7 @@
 //! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
 //! - [`runner`]: channels (`intake run`): open, drain, leases, doctor;
 //! - [`outbox`]: delivering the outbox (acknowledgements, replies, `[[sink]]`s);
+//! - [`serve`]: `intake serve`: REST API, health, metrics, channel workers;
 //! - [`housekeeping`]: mail-log retention and expired OAuth flows, at start and hourly;
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
@@ -19,5 +20,6 @@ pub mod oauth;
 pub mod outbox;
 pub mod pipeline;
 pub mod runner;
+pub mod serve;
 pub mod settings;
 pub mod source;

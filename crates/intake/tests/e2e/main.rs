@@ -31,6 +31,9 @@ mod outbox;
 /// Mail out: Dovecot submission with XOAUTH2 (acknowledgement, reply, threading), Graph
 /// sendMail against a fake, the doctor's outgoing check.
 mod send;
+/// `intake serve`: health, authentication (tokens, sessions + CSRF, rate limit), audit, JSON
+/// logs, SIGTERM.
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};
