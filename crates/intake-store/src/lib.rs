@@ -40,7 +40,7 @@ pub use lease::node_id;
 pub use query::{
     AttachmentInfo, CommentInfo, LedgerRow, RelatedTicket, Table, TicketDetail, TicketSummary,
 };
-pub use tokens::{PendingFlow, StoredToken, TokenStatus};
+pub use tokens::{PendingFlow, StoredToken, TokenStatus, Tokens};
 
 /// Errors from the store. Messages never contain stored secrets or message bodies.
 #[derive(Debug, thiserror::Error)]

@@ -108,8 +108,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tickets(c) => tickets::run(&db, c).await,
         Command::Log(a) => tickets::log(&db, a).await,
         Command::Run(a) => run::run(&settings, &db, a).await,
-        Command::Authorize(a) => authorize::authorize(config, &db, a).await,
-        Command::Token(a) => authorize::token(config, &db, a).await,
+        Command::Authorize(a) => authorize::authorize(&settings, &db, a).await,
+        Command::Token(a) => authorize::token(&settings, &db, a).await,
         Command::Doctor(a) => doctor::run(&settings, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
     }

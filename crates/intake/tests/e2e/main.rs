@@ -7,6 +7,9 @@ mod channels;
 mod cli;
 /// SIGKILL in the middle of large imports, on SQLite and PostgreSQL: nothing lost or doubled.
 mod crash;
+/// Tokens per resource (one sign-in for Graph and IMAP) and the doctor's findings per root
+/// cause (docs/troubleshooting.md).
+mod diagnose;
 /// `intake doctor`: staged check that only counts (RC15) and names the failing stage (RC7).
 mod doctor;
 /// Durable before destructive (the runner refuses post-actions after non-durable commits) and
