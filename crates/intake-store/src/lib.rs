@@ -17,6 +17,7 @@
 //! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
 //!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
+pub mod activity;
 pub mod apply;
 pub mod checkpoint;
 pub mod crypto;
