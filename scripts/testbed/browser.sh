@@ -34,8 +34,14 @@ cmd_install() {
   if [[ ! -x "$CHROMIUM" ]]; then
     command -v apt-get >/dev/null 2>&1 || missing "no $CHROMIUM and no apt-get"
     echo "browser: installing Debian's chromium" >&2
-    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >&2 ||
-      { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >&2; }; }; then
+    local sudo=()
+    if [[ "$(id -u)" != 0 ]]; then
+      command -v sudo >/dev/null 2>&1 || missing "not root and no sudo to install chromium"
+      sudo=(sudo -n)
+    fi
+    if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >&2 ||
+      { "${sudo[@]}" apt-get update >&2 &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >&2; }; }; then
       missing "apt-get install chromium failed"
     fi
   fi

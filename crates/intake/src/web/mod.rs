@@ -13,9 +13,12 @@
 //!   images ([`csp`]), so mail HTML shown on a page ([`sanitize`]) can neither run a script nor
 //!   make a request even if the sanitizer missed something.
 
+mod admin;
 pub mod assets;
+mod channels;
 pub mod chart;
 pub mod fmt;
+mod integrations;
 mod log;
 mod overview;
 pub mod sanitize;
@@ -49,6 +52,12 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(session::logout))
         .route("/tickets", get(tickets::list))
         .route("/tickets/{key}", get(tickets::show))
+        .route("/integrations", get(integrations::page).post(integrations::submit))
+        .route("/channels", get(channels::page))
+        .route("/channels/{name}/pause", post(channels::pause))
+        .route("/channels/{name}/resume", post(channels::resume))
+        .route("/admin", get(admin::page))
+        .route("/admin/tokens", post(admin::create_token))
         .route("/log", get(log::mail_log))
         .route("/quarantine", get(log::quarantine))
         .route("/quarantine/{id}", get(log::quarantined))

@@ -50,7 +50,7 @@ pub struct LoginForm {
 /// (a wrong password and an unknown user read the same).
 pub async fn submit(
     State(state): State<AppState>,
-    info: Option<ConnectInfo<SocketAddr>>,
+    info: ConnectInfo<SocketAddr>,
     Form(f): Form<LoginForm>,
 ) -> Response {
     let next = local_path(f.next.as_deref());
