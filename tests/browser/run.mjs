@@ -182,6 +182,32 @@ try {
     }
   });
 
+  await check('a failing channel shows on the overview and as a banner on every page', async () => {
+    await p.goto(`${BASE}/`);
+    await p.waitForSelector('#channels >> text=Failing since', { timeout: 30000 });
+    for (const [, path] of PAGES) {
+      await p.goto(BASE + path);
+      const banner = await p.textContent('section.alerts');
+      assert(banner && banner.includes('broken'), `${path}: no alert banner: ${banner}`);
+    }
+  });
+
+  await check('Test connection shows every stage with its mark, and the failing stage of a broken channel', async () => {
+    await p.goto(`${BASE}/channels`);
+    await p.click('button:has-text("Test connection of box")');
+    await p.waitForSelector('#test-box >> text=Connection test passed', { timeout: 30000 });
+    const good = await p.$$eval('#test-box ol.stages li', (l) => l.map((x) => x.className));
+    assert(good.length > 0 && good.every((c) => c === 'ok'), `box stages ${JSON.stringify(good)}`);
+    await p.click('button:has-text("Test connection of broken")');
+    await p.waitForSelector('#test-broken >> text=Connection test failed', { timeout: 60000 });
+    const bad = await p.$$eval('#test-broken ol.stages li', (l) => l.map((x) => [x.className, x.textContent.replace(/\s+/g, ' ').trim()]));
+    const failing = bad.filter(([c]) => c === 'failing');
+    assert(failing.length === 1, `broken stages ${JSON.stringify(bad)}`);
+    console.log(`# failing stage: ${failing[0][1]}`);
+    await audit(p, 'channel-test');
+    await shot(p, 'channel-test');
+  });
+
   await check('a form posted without the CSRF token is refused', async () => {
     const r = await p.request.post(`${BASE}/logout`, { form: { other: 'x' }, maxRedirects: 0 });
     assert(r.status() === 403, `status ${r.status()}`);

@@ -125,3 +125,80 @@ pub async fn resume(
     let _ = config::resume_channel(State(state), Extension(who), Path(name)).await?;
     Ok(Redirect::to("/channels").into_response())
 }
+
+pub struct StageView {
+    pub stage: String,
+    pub target: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "channel_test.html")]
+struct TestResult {
+    name: String,
+    ok: bool,
+    seconds: String,
+    stages: Vec<StageView>,
+    counts: Option<String>,
+    cause: Option<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "channel_test_page.html")]
+struct TestPage {
+    layout: Layout,
+    name: String,
+    /// The rendered [`TestResult`] (escaped by its own template).
+    result_html: String,
+}
+
+/// `POST /channels/{name}/test`: the staged connection check of `intake doctor` (DNS, TCP,
+/// TLS/login, folder, counts; counts only, changes nothing) with the channel's live settings,
+/// each stage with ✓ / ✗ and the server's words, and the root cause with its fix. With htmx the
+/// result replaces the button's area when the check ends; without, it is a page.
+pub async fn test(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, PageError> {
+    let snap = state.live.snapshot();
+    let Some(c) = snap.settings.channels.iter().find(|c| c.name == name).cloned() else {
+        return Err(PageError(StatusCode::NOT_FOUND, format!("There is no channel {name}.")));
+    };
+    let started = std::time::Instant::now();
+    let report = crate::runner::doctor::check(&snap.settings, &state.store, &c).await;
+    let result = TestResult {
+        name: name.clone(),
+        ok: report.ok,
+        seconds: format!("{:.1}", started.elapsed().as_secs_f64()),
+        stages: report
+            .stages
+            .iter()
+            .map(|s| StageView {
+                stage: s.stage.to_string(),
+                target: s.target.clone(),
+                ok: s.ok,
+                detail: s.detail.clone(),
+            })
+            .collect(),
+        counts: report.counts.map(|n| match n.unread {
+            Some(u) => format!("{} messages, {u} unread", n.messages),
+            None => format!("{} messages", n.messages),
+        }),
+        cause: report
+            .root_cause
+            .map(|r| (r.id.to_string(), r.title.to_string(), r.fix)),
+    };
+    let _ = state
+        .store
+        .audit(&who.user, "channel_tested", &name, serde_json::json!({"ok": report.ok}))
+        .await;
+    if headers.contains_key("hx-request") {
+        return Ok(render(StatusCode::OK, &result));
+    }
+    let layout = Layout::new(&state, &who, format!("Test of {name}"), "/channels").await;
+    let result_html = result.render().map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(render(StatusCode::OK, &TestPage { layout, name, result_html }))
+}

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/channels", get(channels::page))
         .route("/channels/{name}/pause", post(channels::pause))
         .route("/channels/{name}/resume", post(channels::resume))
+        .route("/channels/{name}/test", post(channels::test))
         .route("/admin", get(admin::page))
         .route("/admin/tokens", post(admin::create_token))
         .route("/log", get(log::mail_log))

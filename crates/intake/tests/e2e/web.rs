@@ -91,6 +91,7 @@ async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_
         ("INTAKE_LOG", "info"),
         ("INTAKE_SECRET_KEY", TEST_KEY),
         ("INTAKE_LEASE_SECONDS", "3"),
+        ("WEB_TEST_PW", "not used: nothing listens"),
     ];
     let node = Node::start(&db.url, None, &[], &env).await;
     let dir = tempfile::tempdir().unwrap();
@@ -108,6 +109,21 @@ async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_
             "name": "box", "project": "HELP", "protocol": "maildir",
             "path": root.display().to_string(), "mode": "poll", "poll_seconds": 1,
             "after": "mark-read"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // A channel whose server refuses connections: failing on the overview, an alert banner on
+    // every page, and a connection test that names the failing stage.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let r = c
+        .post(node.url("/api/channels"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "broken", "project": "HELP", "protocol": "imap", "host": "127.0.0.1",
+            "port": closed, "tls": "none", "mailbox": "help@example.test",
+            "auth": "password:env:WEB_TEST_PW", "timeout_seconds": 2
         }))
         .send()
         .await
