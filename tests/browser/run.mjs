@@ -195,12 +195,12 @@ try {
   await check('Test connection shows every stage with its mark, and the failing stage of a broken channel', async () => {
     await p.goto(`${BASE}/channels`);
     await p.click('button:has-text("Test connection of box")');
-    await p.waitForSelector('#test-box >> text=Connection test passed', { timeout: 30000 });
-    const good = await p.$$eval('#test-box ol.stages li', (l) => l.map((x) => x.className));
+    await p.waitForSelector('[data-channel="box"] >> text=Connection test passed', { timeout: 30000 });
+    const good = await p.$$eval('[data-channel="box"] ol.stages li', (l) => l.map((x) => x.className));
     assert(good.length > 0 && good.every((c) => c === 'ok'), `box stages ${JSON.stringify(good)}`);
     await p.click('button:has-text("Test connection of broken")');
-    await p.waitForSelector('#test-broken >> text=Connection test failed', { timeout: 60000 });
-    const bad = await p.$$eval('#test-broken ol.stages li', (l) => l.map((x) => [x.className, x.textContent.replace(/\s+/g, ' ').trim()]));
+    await p.waitForSelector('[data-channel="broken"] >> text=Connection test failed', { timeout: 60000 });
+    const bad = await p.$$eval('[data-channel="broken"] ol.stages li', (l) => l.map((x) => [x.className, x.textContent.replace(/\s+/g, ' ').trim()]));
     const failing = bad.filter(([c]) => c === 'failing');
     assert(failing.length === 1, `broken stages ${JSON.stringify(bad)}`);
     console.log(`# failing stage: ${failing[0][1]}`);

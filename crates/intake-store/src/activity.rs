@@ -28,7 +28,11 @@ impl Store {
 impl Store {
     /// The ledger id of the quarantined message `message_id` on `channel` (the mail log links
     /// its `quarantined` events to the quarantine entry through it).
-    pub async fn quarantined_id(&self, channel: &str, message_id: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn quarantined_id(
+        &self,
+        channel: &str,
+        message_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM message_ledger WHERE channel = $1 AND message_id = $2 AND outcome = 'quarantined'
              ORDER BY id DESC LIMIT 1",

@@ -36,9 +36,16 @@ pub struct Before {
 
 const PER_PAGE: i64 = 50;
 
-async fn show(state: &AppState, who: &Principal, before: Option<i64>, new_token: Option<String>) -> Result<Response, PageError> {
+async fn show(
+    state: &AppState,
+    who: &Principal,
+    before: Option<i64>,
+    new_token: Option<String>,
+) -> Result<Response, PageError> {
     let entries = state.store.audit_entries(before, PER_PAGE).await?;
-    let next_before = (entries.len() as i64 == PER_PAGE).then(|| entries.last().map(|e| e.id)).flatten();
+    let next_before = (entries.len() as i64 == PER_PAGE)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
     let audit = entries
         .into_iter()
         .map(|e| AuditRow {
@@ -46,11 +53,23 @@ async fn show(state: &AppState, who: &Principal, before: Option<i64>, new_token:
             actor: e.actor,
             action: e.action,
             target: e.target,
-            details: if e.details.as_object().is_some_and(|m| m.is_empty()) { String::new() } else { e.details.to_string() },
+            details: if e.details.as_object().is_some_and(|m| m.is_empty()) {
+                String::new()
+            } else {
+                e.details.to_string()
+            },
         })
         .collect();
     let layout = Layout::new(state, who, "Admin", "/admin").await;
-    Ok(render(StatusCode::OK, &Page { layout, audit, new_token, next_before }))
+    Ok(render(
+        StatusCode::OK,
+        &Page {
+            layout,
+            audit,
+            new_token,
+            next_before,
+        },
+    ))
 }
 
 /// `GET /admin`.
@@ -63,12 +82,23 @@ pub async fn page(
 }
 
 /// `POST /admin/tokens`: a new API token for the logged-in administrator, shown once.
-pub async fn create_token(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Result<Response, PageError> {
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, PageError> {
     let token = auth::random_secret()?;
-    state.store.add_api_token(&who.user, &auth::hash_secret(&token)).await?;
     state
         .store
-        .audit(&who.user, "api_token_created", &who.user, serde_json::json!({"via": "web"}))
+        .add_api_token(&who.user, &auth::hash_secret(&token))
+        .await?;
+    state
+        .store
+        .audit(
+            &who.user,
+            "api_token_created",
+            &who.user,
+            serde_json::json!({"via": "web"}),
+        )
         .await?;
     show(&state, &who, None, Some(token)).await
 }

@@ -47,11 +47,16 @@ const FACTS: &[(&str, &str)] = &[
 ];
 
 /// `GET /channels`.
-pub async fn page(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Result<Response, PageError> {
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, PageError> {
     let now = intake_store::now();
     let mut channels = Vec::new();
     for c in config::list_channels(State(state.clone())).await?.0 {
-        let st = config::channel_status(State(state.clone()), Path(c.name.clone())).await?.0;
+        let st = config::channel_status(State(state.clone()), Path(c.name.clone()))
+            .await?
+            .0;
         let facts = FACTS
             .iter()
             .filter_map(|(k, label)| {
@@ -136,7 +141,6 @@ pub struct StageView {
 #[derive(Template)]
 #[template(path = "channel_test.html")]
 struct TestResult {
-    name: String,
     ok: bool,
     seconds: String,
     stages: Vec<StageView>,
@@ -164,13 +168,21 @@ pub async fn test(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
     let snap = state.live.snapshot();
-    let Some(c) = snap.settings.channels.iter().find(|c| c.name == name).cloned() else {
-        return Err(PageError(StatusCode::NOT_FOUND, format!("There is no channel {name}.")));
+    let Some(c) = snap
+        .settings
+        .channels
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
+    else {
+        return Err(PageError(
+            StatusCode::NOT_FOUND,
+            format!("There is no channel {name}."),
+        ));
     };
     let started = std::time::Instant::now();
     let report = crate::runner::doctor::check(&snap.settings, &state.store, &c).await;
     let result = TestResult {
-        name: name.clone(),
         ok: report.ok,
         seconds: format!("{:.1}", started.elapsed().as_secs_f64()),
         stages: report
@@ -193,12 +205,26 @@ pub async fn test(
     };
     let _ = state
         .store
-        .audit(&who.user, "channel_tested", &name, serde_json::json!({"ok": report.ok}))
+        .audit(
+            &who.user,
+            "channel_tested",
+            &name,
+            serde_json::json!({"ok": report.ok}),
+        )
         .await;
     if headers.contains_key("hx-request") {
         return Ok(render(StatusCode::OK, &result));
     }
     let layout = Layout::new(&state, &who, format!("Test of {name}"), "/channels").await;
-    let result_html = result.render().map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(render(StatusCode::OK, &TestPage { layout, name, result_html }))
+    let result_html = result
+        .render()
+        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(render(
+        StatusCode::OK,
+        &TestPage {
+            layout,
+            name,
+            result_html,
+        },
+    ))
 }

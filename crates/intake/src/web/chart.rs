@@ -12,7 +12,9 @@ pub fn hourly_svg(label: &str, counts: &[i64]) -> String {
     let (w, h) = (2 * HOURS, 40usize);
     let mut s = format!(
         r#"<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{}"><title>{}</title>"#,
-        esc(&format!("{label}: {total} messages in 7 days, at most {max} in one hour")),
+        esc(&format!(
+            "{label}: {total} messages in 7 days, at most {max} in one hour"
+        )),
         esc(&format!("{label}: messages per hour, last 7 days")),
     );
     s.push_str(&format!(
@@ -23,7 +25,9 @@ pub fn hourly_svg(label: &str, counts: &[i64]) -> String {
         if *c <= 0 {
             continue;
         }
-        let bh = ((*c as f64 / max as f64) * (h as f64 - 2.0)).ceil().max(1.0) as usize;
+        let bh = ((*c as f64 / max as f64) * (h as f64 - 2.0))
+            .ceil()
+            .max(1.0) as usize;
         s.push_str(&format!(
             r#"<rect x="{}" y="{}" width="2" height="{bh}" class="bar"/>"#,
             i * 2,

@@ -5,7 +5,11 @@ pub fn time(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let (y, m, d) = civil(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
 }
 
 /// `3 min ago`, `5 h ago`, `2 d ago` (or `in …` for the future).
@@ -18,7 +22,11 @@ pub fn ago(t: i64, now: i64) -> String {
         3600..172_800 => format!("{} h", n / 3600),
         _ => format!("{} d", n / 86_400),
     };
-    if future { format!("in {s}") } else { format!("{s} ago") }
+    if future {
+        format!("in {s}")
+    } else {
+        format!("{s} ago")
+    }
 }
 
 /// `1.2 MB`, `340 KB`, `12 B`.

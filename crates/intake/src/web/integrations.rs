@@ -55,7 +55,11 @@ pub fn derive(body: &Value) -> Result<Derived, String> {
         Ok(r) => {
             let e = &r.endpoints;
             let host = |(h, p): &(String, u16)| {
-                if h.is_empty() { "(the channel names it)".to_string() } else { format!("{h}:{p}") }
+                if h.is_empty() {
+                    "(the channel names it)".to_string()
+                } else {
+                    format!("{h}:{p}")
+                }
             };
             let mut endpoints = vec![
                 ("Login host".into(), e.authority.clone()),
@@ -63,7 +67,9 @@ pub fn derive(body: &Value) -> Result<Derived, String> {
                 ("Token".into(), e.token_url.clone()),
                 (
                     "Device code".into(),
-                    e.device_authorization_url.clone().unwrap_or_else(|| "none known".into()),
+                    e.device_authorization_url
+                        .clone()
+                        .unwrap_or_else(|| "none known".into()),
                 ),
                 ("IMAP".into(), host(&e.imap)),
                 ("POP3".into(), host(&e.pop3)),
@@ -74,7 +80,11 @@ pub fn derive(body: &Value) -> Result<Derived, String> {
             }
             Ok(Derived {
                 endpoints,
-                scopes: r.scopes.iter().map(|(p, s)| (p.to_string(), s.join(" "))).collect(),
+                scopes: r
+                    .scopes
+                    .iter()
+                    .map(|(p, s)| (p.to_string(), s.join(" ")))
+                    .collect(),
                 findings: r.warnings.iter().map(finding).collect(),
             })
         }
@@ -213,7 +223,12 @@ async fn rows(state: &AppState) -> Result<Vec<IntegrationRow>, PageError> {
         .into_iter()
         .map(|i| {
             let t = &i.table;
-            let s = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let s = |k: &str| {
+                t.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let (secret, expiring) = secret_text(t, now);
             // Derive from the stored table with the secret present but not read.
             let mut probe = t.clone();
@@ -237,7 +252,10 @@ async fn rows(state: &AppState) -> Result<Vec<IntegrationRow>, PageError> {
 }
 
 /// `GET /integrations`.
-pub async fn page(State(state): State<AppState>, Extension(who): Extension<Principal>) -> Result<Response, PageError> {
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, PageError> {
     let layout = Layout::new(&state, &who, "Integrations", "/integrations").await;
     let form = NewForm {
         provider: "microsoft".into(),
@@ -278,10 +296,21 @@ pub async fn submit(
         form.client_secret.clear();
         return Ok(render(
             StatusCode::OK,
-            &Page { layout, integrations: rows(&state).await?, form, preview, error },
+            &Page {
+                layout,
+                integrations: rows(&state).await?,
+                form,
+                preview,
+                error,
+            },
         ));
     }
-    let answer = config::create_integration(State(state.clone()), Extension(who.clone()), Json(form.body(true))).await;
+    let answer = config::create_integration(
+        State(state.clone()),
+        Extension(who.clone()),
+        Json(form.body(true)),
+    )
+    .await;
     match answer {
         Ok(_) => Ok(Redirect::to("/integrations").into_response()),
         Err(e) => {
@@ -290,7 +319,13 @@ pub async fn submit(
             form.client_secret.clear();
             Ok(render(
                 e.status,
-                &Page { layout, integrations: rows(&state).await?, form, preview, error: Some(e.message) },
+                &Page {
+                    layout,
+                    integrations: rows(&state).await?,
+                    form,
+                    preview,
+                    error: Some(e.message),
+                },
             ))
         }
     }
@@ -312,12 +347,20 @@ mod tests {
             ..NewForm::default()
         };
         let body = f.body(false);
-        assert!(!body.to_string().contains("s3cret"), "the preview must not carry the secret");
+        assert!(
+            !body.to_string().contains("s3cret"),
+            "the preview must not carry the secret"
+        );
         let d = derive(&body).unwrap();
         let all = format!("{:?} {:?}", d.endpoints, d.scopes);
         assert!(all.contains("login.microsoftonline.us"), "{all}");
         assert!(all.contains("outlook.office365.us"), "{all}");
-        assert!(d.scopes.iter().any(|(p, s)| p == "imap" && s.contains("IMAP.AccessAsUser.All")), "{all}");
+        assert!(
+            d.scopes
+                .iter()
+                .any(|(p, s)| p == "imap" && s.contains("IMAP.AccessAsUser.All")),
+            "{all}"
+        );
     }
 
     #[test]
@@ -328,7 +371,12 @@ mod tests {
             ..NewForm::default()
         };
         let d = derive(&f.body(false)).unwrap();
-        assert!(d.findings.iter().any(|x| x.severity == "error" && x.fix.is_some()), "no finding with a fix");
+        assert!(
+            d.findings
+                .iter()
+                .any(|x| x.severity == "error" && x.fix.is_some()),
+            "no finding with a fix"
+        );
     }
 
     #[test]
@@ -338,7 +386,10 @@ mod tests {
         assert_eq!(days_until("2027-01-04", now), Some(30));
         assert_eq!(days_until("2026-12-01", now), Some(-4));
         assert_eq!(days_until("nonsense", now), None);
-        let (t, soon) = secret_text(&serde_json::json!({"client_secret": {"set": true, "expires": "2026-12-20"}}), now);
+        let (t, soon) = secret_text(
+            &serde_json::json!({"client_secret": {"set": true, "expires": "2026-12-20"}}),
+            now,
+        );
         assert!(soon && t.contains("in 15 days"), "{t}");
     }
 }

@@ -88,8 +88,17 @@ pub async fn mail_log(
         .await?;
     let mut events = Vec::with_capacity(p.items.len());
     for e in p.items {
-        let ticket = e.fields.get("ticket").and_then(|v| v.as_str()).map(str::to_string);
-        let link = match (ticket, e.kind.as_str(), &e.channel, e.fields.get("message_id").and_then(|v| v.as_str())) {
+        let ticket = e
+            .fields
+            .get("ticket")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let link = match (
+            ticket,
+            e.kind.as_str(),
+            &e.channel,
+            e.fields.get("message_id").and_then(|v| v.as_str()),
+        ) {
             (Some(t), _, _, _) => Some((t.clone(), format!("/tickets/{t}"))),
             (None, "quarantined", Some(ch), Some(mid)) => state
                 .store
@@ -109,7 +118,12 @@ pub async fn mail_log(
     }
     let q = |page: i64| {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("channel", &channel), ("level", &level), ("kind", &kind), ("within", &within)] {
+        for (k, v) in [
+            ("channel", &channel),
+            ("level", &level),
+            ("kind", &kind),
+            ("within", &within),
+        ] {
             if !v.is_empty() {
                 s.append_pair(k, v);
             }
@@ -209,13 +223,23 @@ pub async fn quarantined(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let layout = Layout::new(&state, &who, format!("Quarantined message {id}"), "/quarantine").await;
+    let layout = Layout::new(
+        &state,
+        &who,
+        format!("Quarantined message {id}"),
+        "/quarantine",
+    )
+    .await;
     let found = match id.parse::<i64>() {
         Ok(n) => state.store.quarantined(n).await?,
         Err(_) => None,
     };
     let Some((q, raw)) = found else {
-        return Ok(error_page(StatusCode::NOT_FOUND, Some(layout), format!("There is no quarantined message {id}.")));
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            Some(layout),
+            format!("There is no quarantined message {id}."),
+        ));
     };
     let truncated = raw.len() > RAW_SHOWN;
     let raw = String::from_utf8_lossy(&raw[..raw.len().min(RAW_SHOWN)]).into_owned();

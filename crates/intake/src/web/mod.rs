@@ -52,7 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(session::logout))
         .route("/tickets", get(tickets::list))
         .route("/tickets/{key}", get(tickets::show))
-        .route("/integrations", get(integrations::page).post(integrations::submit))
+        .route(
+            "/integrations",
+            get(integrations::page).post(integrations::submit),
+        )
         .route("/channels", get(channels::page))
         .route("/channels/{name}/pause", post(channels::pause))
         .route("/channels/{name}/resume", post(channels::resume))
@@ -94,7 +97,12 @@ pub struct Layout {
 
 impl Layout {
     /// The frame for `who`, with the open alerts read now.
-    pub async fn new(state: &AppState, who: &Principal, title: impl Into<String>, active: &'static str) -> Self {
+    pub async fn new(
+        state: &AppState,
+        who: &Principal,
+        title: impl Into<String>,
+        active: &'static str,
+    ) -> Self {
         let csrf = match &who.via {
             Via::Session { csrf_token } => csrf_token.clone(),
             Via::Token => String::new(),
@@ -141,7 +149,11 @@ pub fn render<T: Template>(status: StatusCode, t: &T) -> Response {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "a page template failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
@@ -155,7 +167,11 @@ struct ErrorPage {
 }
 
 /// A page saying what went wrong (with the navigation when the user is known).
-pub fn error_page(status: StatusCode, layout: Option<Layout>, message: impl Into<String>) -> Response {
+pub fn error_page(
+    status: StatusCode,
+    layout: Option<Layout>,
+    message: impl Into<String>,
+) -> Response {
     let heading = status.canonical_reason().unwrap_or("Error").to_string();
     render(
         status,
@@ -196,19 +212,26 @@ impl IntoResponse for PageError {
 pub async fn require_page(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let changes = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    let body = if changes && is_form(&parts.headers) && !parts.headers.contains_key(auth::CSRF_HEADER) {
-        let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
-            return error_page(StatusCode::PAYLOAD_TOO_LARGE, None, "The form is too large.");
+    let body =
+        if changes && is_form(&parts.headers) && !parts.headers.contains_key(auth::CSRF_HEADER) {
+            let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+                return error_page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    None,
+                    "The form is too large.",
+                );
+            };
+            if let Some(token) = form_field(&bytes, CSRF_FIELD)
+                && let Ok(v) = HeaderValue::from_str(&token)
+            {
+                parts
+                    .headers
+                    .insert(HeaderName::from_static(auth::CSRF_HEADER), v);
+            }
+            Body::from(bytes)
+        } else {
+            body
         };
-        if let Some(token) = form_field(&bytes, CSRF_FIELD)
-            && let Ok(v) = HeaderValue::from_str(&token)
-        {
-            parts.headers.insert(HeaderName::from_static(auth::CSRF_HEADER), v);
-        }
-        Body::from(bytes)
-    } else {
-        body
-    };
     match auth::principal(&state, &parts.method, &parts.headers).await {
         Ok(p) => {
             parts.extensions.insert(p);
@@ -216,7 +239,13 @@ pub async fn require_page(State(state): State<AppState>, req: Request, next: Nex
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED => {
             let target = if parts.method == Method::GET {
-                login_url(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+                login_url(
+                    parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/"),
+                )
             } else {
                 "/login".to_string()
             };
@@ -247,7 +276,12 @@ fn login_url(next: &str) -> String {
 /// A redirect target from `next` only when it is a path on this site (no `//host`, no scheme).
 pub fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.contains(['\r', '\n']) =>
+        {
             n.to_string()
         }
         _ => "/".to_string(),
@@ -287,8 +321,14 @@ async fn security_headers(req: Request, next: Next) -> Response {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -321,12 +361,18 @@ mod tests {
         assert_eq!(local_path(Some("/\\evil.example/")), "/");
         assert_eq!(local_path(Some("https://evil.example/")), "/");
         assert_eq!(local_path(None), "/");
-        assert_eq!(login_url("/tickets?q=a b"), "/login?next=%2Ftickets%3Fq%3Da+b");
+        assert_eq!(
+            login_url("/tickets?q=a b"),
+            "/login?next=%2Ftickets%3Fq%3Da+b"
+        );
     }
 
     #[test]
     fn the_csrf_field_is_read_from_a_form_body() {
-        assert_eq!(form_field(b"a=1&csrf=x%2By&b=2", CSRF_FIELD).as_deref(), Some("x+y"));
+        assert_eq!(
+            form_field(b"a=1&csrf=x%2By&b=2", CSRF_FIELD).as_deref(),
+            Some("x+y")
+        );
         assert_eq!(form_field(b"a=1", CSRF_FIELD), None);
     }
 

@@ -67,13 +67,20 @@ async fn rows(state: &AppState) -> Result<Vec<ChannelRow>, PageError> {
             name: c.name,
             state: class.into(),
             state_text: text,
-            error: if class == "failing" { st.last_error } else { None },
+            error: if class == "failing" {
+                st.last_error
+            } else {
+                None
+            },
             last_fetch: st
                 .last_success_at
                 .map(|t| format!("{} ({})", fmt::time(t), fmt::ago(t, now)))
                 .unwrap_or_else(|| "never".into()),
             day,
-            backlog: st.backlog.map(|b| b.to_string()).unwrap_or_else(|| "not known".into()),
+            backlog: st
+                .backlog
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "not known".into()),
         });
     }
     Ok(out)
@@ -86,11 +93,5 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let channels = rows(&state).await?;
     let layout = Layout::new(&state, &who, "Overview", "/").await;
-    Ok(render(
-        StatusCode::OK,
-        &OverviewPage {
-            layout,
-            channels,
-        },
-    ))
+    Ok(render(StatusCode::OK, &OverviewPage { layout, channels }))
 }

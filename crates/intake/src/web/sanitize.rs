@@ -80,14 +80,35 @@ mod tests {
         let s = mail_html(HOSTILE, Images::Blocked);
         let h = s.html.to_ascii_lowercase();
         for bad in [
-            "<script", "alert(", "onerror", "onclick", "onload", "javascript:", "style", "<iframe",
-            "<form", "<input", "<svg", "tracker.example", "cid:", "/api/session", "evil.example",
+            "<script",
+            "alert(",
+            "onerror",
+            "onclick",
+            "onload",
+            "javascript:",
+            "style",
+            "<iframe",
+            "<form",
+            "<input",
+            "<svg",
+            "tracker.example",
+            "cid:",
+            "/api/session",
+            "evil.example",
         ] {
             assert!(!h.contains(bad), "{bad:?} survived in {}", s.html);
         }
         assert!(s.html.contains("<b>there</b>"), "{}", s.html);
-        assert!(s.html.contains(r#"href="https://example.org/x""#), "{}", s.html);
-        assert!(s.html.contains("noopener noreferrer nofollow"), "{}", s.html);
+        assert!(
+            s.html.contains(r#"href="https://example.org/x""#),
+            "{}",
+            s.html
+        );
+        assert!(
+            s.html.contains("noopener noreferrer nofollow"),
+            "{}",
+            s.html
+        );
         // One remote image (the tracker); the cid: and relative ones are not remote.
         assert_eq!(s.blocked_images, 1);
     }
@@ -96,13 +117,21 @@ mod tests {
     fn remote_images_load_only_when_asked_and_nothing_else_changes() {
         let s = mail_html(HOSTILE, Images::Shown);
         assert!(
-            s.html.contains(r#"src="https://tracker.example/pixel.gif?u=1""#),
+            s.html
+                .contains(r#"src="https://tracker.example/pixel.gif?u=1""#),
             "{}",
             s.html
         );
         assert_eq!(s.blocked_images, 0);
         let h = s.html.to_ascii_lowercase();
-        for bad in ["<script", "onerror", "javascript:", "cid:", "/api/session", "style"] {
+        for bad in [
+            "<script",
+            "onerror",
+            "javascript:",
+            "cid:",
+            "/api/session",
+            "style",
+        ] {
             assert!(!h.contains(bad), "{bad:?} survived in {}", s.html);
         }
     }

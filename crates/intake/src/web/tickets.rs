@@ -155,7 +155,11 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let layout = Layout::new(&state, &who, key.clone(), "/tickets").await;
     let Some(t) = state.store.ticket(&key).await? else {
-        return Ok(error_page(StatusCode::NOT_FOUND, Some(layout), format!("There is no ticket {key}.")));
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            Some(layout),
+            format!("There is no ticket {key}."),
+        ));
     };
     let refs = state.store.attachment_refs(&t.key).await?;
     let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };

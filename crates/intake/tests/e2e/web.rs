@@ -24,14 +24,20 @@ fn browser_dir() -> PathBuf {
 /// INTAKE_REQUIRE_BROWSER=1 (as `./scripts/test` sets it) and is skipped visibly otherwise.
 fn browser_ready() -> bool {
     let ok = Path::new("/usr/bin/chromium").exists()
-        && browser_dir().join("node_modules/playwright-core/package.json").exists()
-        && browser_dir().join("node_modules/axe-core/axe.min.js").exists();
+        && browser_dir()
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        && browser_dir()
+            .join("node_modules/axe-core/axe.min.js")
+            .exists();
     if !ok {
         assert!(
             std::env::var("INTAKE_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "INTAKE_REQUIRE_BROWSER=1 but chromium or tests/browser/node_modules is missing: run `bash scripts/testbed/browser.sh install`"
         );
-        eprintln!("SKIPPED: no /usr/bin/chromium or tests/browser/node_modules (scripts/testbed/browser.sh install)");
+        eprintln!(
+            "SKIPPED: no /usr/bin/chromium or tests/browser/node_modules (scripts/testbed/browser.sh install)"
+        );
     }
     ok
 }
@@ -116,7 +122,11 @@ async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     // A channel whose server refuses connections: failing on the overview, an alert banner on
     // every page, and a connection test that names the failing stage.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let r = c
         .post(node.url("/api/channels"))
         .bearer_auth(&token)
@@ -130,20 +140,34 @@ async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let store = intake_store::Store::connect(&db.url).await.unwrap();
-    wait_for("the first ticket with its comment", Duration::from_secs(30), async || {
-        store
-            .ticket("HELP-1")
-            .await
-            .unwrap()
-            .is_some_and(|t| t.comments.len() == 1)
-    })
+    wait_for(
+        "the first ticket with its comment",
+        Duration::from_secs(30),
+        async || {
+            store
+                .ticket("HELP-1")
+                .await
+                .unwrap()
+                .is_some_and(|t| t.comments.len() == 1)
+        },
+    )
     .await;
     let quarantined = {
         let mut id = None;
-        wait_for("the quarantined message", Duration::from_secs(30), async || {
-            id = store.quarantine_page(1, 10).await.unwrap().items.first().map(|q| q.id);
-            id.is_some()
-        })
+        wait_for(
+            "the quarantined message",
+            Duration::from_secs(30),
+            async || {
+                id = store
+                    .quarantine_page(1, 10)
+                    .await
+                    .unwrap()
+                    .items
+                    .first()
+                    .map(|q| q.id);
+                id.is_some()
+            },
+        )
         .await;
         id.unwrap()
     };
@@ -159,7 +183,10 @@ async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_
         .env("MAILDIR", &root)
         .env("TICKET", "HELP-1")
         .env("ATTACHMENT", "printer-log.bin")
-        .env("ATTACHMENT_SHA256", format!("{:x}", Sha256::digest(&attachment)))
+        .env(
+            "ATTACHMENT_SHA256",
+            format!("{:x}", Sha256::digest(&attachment)),
+        )
         .env("QUARANTINED", quarantined.to_string())
         .output()
         .unwrap();
@@ -172,8 +199,20 @@ async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_
         node.stderr.lock().unwrap()
     );
     for name in [
-        "login", "overview", "tickets", "ticket", "mail-log", "quarantine", "quarantined", "integrations", "channels", "admin",
+        "login",
+        "overview",
+        "tickets",
+        "ticket",
+        "mail-log",
+        "quarantine",
+        "quarantined",
+        "integrations",
+        "channels",
+        "admin",
     ] {
-        assert!(shots.join(format!("{name}.png")).exists(), "no screenshot {name}.png");
+        assert!(
+            shots.join(format!("{name}.png")).exists(),
+            "no screenshot {name}.png"
+        );
     }
 }
