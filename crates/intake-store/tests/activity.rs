@@ -33,14 +33,26 @@ async fn story(db: &TestDb) {
     got.sort();
     assert_eq!(
         got,
-        vec![("a".to_string(), 2, 2), ("a".to_string(), 3, 1), ("b".to_string(), 2, 1)],
+        vec![
+            ("a".to_string(), 2, 2),
+            ("a".to_string(), 3, 1),
+            ("b".to_string(), 2, 1)
+        ],
         "{}",
         db.kind
     );
     let q = store.quarantined_id("a", "m3").await.unwrap();
     assert!(q.is_some(), "{}", db.kind);
-    assert_eq!(store.quarantined_id("a", "m1").await.unwrap(), None, "not quarantined");
-    assert_eq!(store.quarantined_id("b", "m3").await.unwrap(), None, "other channel");
+    assert_eq!(
+        store.quarantined_id("a", "m1").await.unwrap(),
+        None,
+        "not quarantined"
+    );
+    assert_eq!(
+        store.quarantined_id("b", "m3").await.unwrap(),
+        None,
+        "other channel"
+    );
 }
 
 #[tokio::test]

@@ -6,8 +6,10 @@
 //! - [`source`]: where raw messages come from (local `.eml`/Maildir/mbox today);
 //! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
 //! - [`runner`]: channels (`intake run`): open, drain, leases, doctor;
+//! - [`serve`]: `intake serve`: REST API, health, metrics, channel workers;
 //! - [`housekeeping`]: mail-log retention and expired OAuth flows, at start and hourly;
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
+//! - [`web`]: the admin web UI's pages (mounted by `serve::app`);
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
 
 pub mod cli;
@@ -17,5 +19,7 @@ pub mod mailgen;
 pub mod oauth;
 pub mod pipeline;
 pub mod runner;
+pub mod serve;
 pub mod settings;
 pub mod source;
+pub mod web;
