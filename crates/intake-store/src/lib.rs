@@ -23,11 +23,13 @@
 //!   every node polls), for `intake serve`.
 //! - [`status`]: what the node working a channel last saw (last success, last error, failing
 //!   since), for the status API and alerts.
+//! - [`alerts`]: open/cleared alerts (one open per key) and who sends their webhook.
 //! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
 //!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
 pub mod activity;
 pub mod admin;
+pub mod alerts;
 pub mod apply;
 pub mod browse;
 pub mod checkpoint;
