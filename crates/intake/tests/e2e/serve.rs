@@ -1359,6 +1359,37 @@ async fn tickets_attachments_quarantine_and_log_through_the_api() {
     assert_eq!(raw.headers()["content-type"], "message/rfc822");
     assert_eq!(raw.bytes().await.unwrap().as_ref(), junk.as_slice());
 
+    let r = c
+        .post(node.url(&format!("/api/quarantine/{qid}/discard")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "a reason is required");
+    let r = c
+        .post(node.url(&format!("/api/quarantine/{qid}/discard")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "binary junk"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let q: serde_json::Value = get("/api/quarantine".into()).await.json().await.unwrap();
+    assert_eq!(q["total"], 0, "{q}");
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let rows = store.ledger(None).await.unwrap();
+    let d = rows.iter().find(|r| r.outcome == "discarded").unwrap();
+    assert_eq!(d.reason.as_deref(), Some("discarded by alice: binary junk"));
+    let again = c
+        .post(node.url(&format!("/api/quarantine/{qid}/discard")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "twice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+
     let log: serde_json::Value = get("/api/log?level=warn&per_page=5".into())
         .await
         .json()
@@ -1562,4 +1593,71 @@ async fn three_nodes_twenty_channels_kill_9_one_its_channels_move_and_every_mess
         in_cur += std::fs::read_dir(r.join("cur")).unwrap().count();
     }
     assert_eq!(in_cur, sent, "each message moved to cur/ once");
+}
+
+/// Benchmark of issue 12 (run on demand: `cargo nextest run -p intake --test e2e
+/// --run-ignored only bench_idle_rss`): the resident memory of one idle node with 1,000
+/// channels (Maildir, polling every 60 s), in the test binary's build of `intake`. Numbers in
+/// docs/BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_idle_rss_with_1000_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    // Idle RSS with 1,000 channels (Maildir, polling every 60 s).
+    let mut cfg = String::new();
+    for i in 0..1000 {
+        let root = dir.path().join(format!("m{i}"));
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        cfg += &format!(
+            "[[channel]]\nname = \"c{i}\"\nproject = \"HELP\"\nprotocol = \"maildir\"\npath = \"{}\"\nmode = \"poll\"\npoll_seconds = 60\n",
+            root.display()
+        );
+    }
+    let file = dir.path().join("intake.toml");
+    std::fs::write(&file, cfg).unwrap();
+    let db = TestDb::sqlite();
+    let node = Node::start(
+        &db.url,
+        Some(&file),
+        &[],
+        &[("INTAKE_SECRET_KEY", TEST_KEY)],
+    )
+    .await;
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let held: i64 = {
+            let mut n = 0;
+            for i in (0..1000).step_by(100) {
+                n += i64::from(
+                    store
+                        .lease_holder(&format!("c{i}"))
+                        .await
+                        .unwrap()
+                        .is_some(),
+                );
+            }
+            n
+        };
+        if held == 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "channels did not start");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap()
+        .to_string();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap()
+        .to_string();
+    eprintln!("BENCH idle node with 1000 channels: {rss}; {hwm}");
 }

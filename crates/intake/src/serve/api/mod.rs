@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(browse::log))
         .routes(routes!(browse::quarantine))
         .routes(routes!(browse::quarantine_raw))
+        .routes(routes!(browse::quarantine_discard))
         .routes(routes!(alerts))
         .routes(routes!(audit))
         .routes(routes!(openapi_json))
