@@ -102,6 +102,28 @@ impl Node {
             .count()
     }
 
+    /// Wait up to `within` until a JSON log line says `message` (about anything).
+    pub async fn wait_logged_any(&self, message: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self
+                .stderr
+                .lock()
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|v| v["fields"]["message"] == message);
+            if seen {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{message:?} not logged within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Wait up to `within` until [`Node::logged`] reaches `n`.
     pub async fn wait_logged(&self, message: &str, channel: &str, n: usize, within: Duration) {
         let deadline = Instant::now() + within;
@@ -238,6 +260,9 @@ async fn every_route_needs_credentials_sessions_need_csrf_and_logins_are_rate_li
         "get /api/session",
         "delete /api/session",
         "get /api/openapi.json",
+        "post /api/integrations/{name}/authorize",
+        "get /api/flows/{flow_id}",
+        "get /oauth/callback",
     ] {
         assert!(
             names.contains(&r),
@@ -246,9 +271,10 @@ async fn every_route_needs_credentials_sessions_need_csrf_and_logins_are_rate_li
     }
     for (m, path, name) in &all {
         let r = c.request(m.clone(), node.url(path)).send().await.unwrap();
-        if name == "post /api/session" {
-            // Logging in is the one route without credentials: an empty body is refused.
-            assert_ne!(r.status(), 200, "{name}");
+        if name == "post /api/session" || name == "get /oauth/callback" {
+            // Logging in and the OAuth callback need no credentials: without a body or a
+            // state they are refused.
+            assert!(r.status().is_client_error(), "{name}: {}", r.status());
             continue;
         }
         assert_eq!(r.status(), 401, "{name} without credentials");
@@ -1660,4 +1686,125 @@ async fn bench_idle_rss_with_1000_channels() {
         .unwrap()
         .to_string();
     eprintln!("BENCH idle node with 1000 channels: {rss}; {hwm}");
+}
+
+/// RC13 over the API: a browser flow started on node A (`POST /api/integrations/idp/authorize`)
+/// is finished by the callback on node B (two `intake serve` on one PostgreSQL database, the
+/// token endpoint a local fake that checks the code and that a PKCE verifier is sent); A then
+/// reports the flow done; the same `state` again, or an unknown one, is refused; no secret in
+/// any answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc13_a_browser_flow_started_on_node_a_is_finished_by_the_callback_on_node_b() {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("code=CODE-1"))
+        .and(body_string_contains("code_verifier="))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3599,
+            "access_token": "AT-API-SECRET-1", "refresh_token": "RT-API-SECRET-1"
+        })))
+        .expect(1)
+        .mount(&idp)
+        .await;
+    let db = TestDb::postgres().await;
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let a = Node::start(&db.url, None, &[], &node_env()).await;
+    let b = Node::start(&db.url, None, &[], &node_env()).await;
+    let c = reqwest::Client::new();
+    let mut answers = String::new();
+    let r = c
+        .post(a.url("/api/integrations"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "idp", "provider": "custom", "client_id": "client-1",
+            "client_secret": "CLIENT-SECRET-VALUE", "grant": "authorization_code",
+            "authorize_url": format!("{}/authorize", idp.uri()),
+            "token_url": format!("{}/token", idp.uri()),
+            "scopes": ["openid", "offline_access", "mail"]
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    answers += &text;
+    // Node B must know the integration before the browser comes back to it.
+    b.wait_logged_any(
+        "configuration loaded from the database",
+        Duration::from_secs(5),
+    )
+    .await;
+    let r = c
+        .post(a.url("/api/integrations/idp/authorize"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"mailbox": "ann@example.com", "flow": "browser"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    answers += &text;
+    let started: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let flow_id = started["flow_id"].as_str().unwrap().to_string();
+    assert!(
+        started["url"].as_str().unwrap().contains("code_challenge="),
+        "{started}"
+    );
+    assert!(
+        started["redirect_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/oauth/callback")
+    );
+    let flow = |node: &Node| {
+        let rq = c
+            .get(node.url(&format!("/api/flows/{flow_id}")))
+            .bearer_auth(&token);
+        async move { rq.send().await.unwrap().text().await.unwrap() }
+    };
+    let pending = flow(&b).await;
+    assert!(pending.contains("pending"), "{pending}");
+    // The browser comes back to node B (no credentials: the state is the credential).
+    let r = c
+        .get(b.url(&format!("/oauth/callback?state={flow_id}&code=CODE-1")))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ann@example.com"), "{text}");
+    let done = flow(&a).await;
+    answers += &done;
+    let v: serde_json::Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(v["mailbox"], "ann@example.com");
+    assert_eq!(v["integration"], "idp");
+    // Reused and unknown states are refused; the provider saw exactly one exchange.
+    for state in [flow_id.as_str(), "not-a-state"] {
+        let r = c
+            .get(a.url(&format!("/oauth/callback?state={state}&code=CODE-1")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "state {state}");
+        answers += &r.text().await.unwrap();
+    }
+    let r = c
+        .get(a.url("/api/flows/not-a-state"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for secret in ["AT-API-SECRET-1", "RT-API-SECRET-1", "CLIENT-SECRET-VALUE"] {
+        assert!(!answers.contains(secret), "{secret} in an answer");
+    }
+    idp.verify().await;
 }
