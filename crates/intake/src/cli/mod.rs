@@ -56,7 +56,7 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// The long-running service: REST API, OAuth callback, /healthz, /readyz, /metrics and the
+    /// The long-running service: REST API, /healthz, /readyz, /metrics and the
     /// channel workers of `intake run` (docs/deploy.md, docs/api.md).
     Serve(serve::ServeArgs),
     /// The configuration kept in the database (`intake serve`).

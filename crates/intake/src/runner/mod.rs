@@ -289,6 +289,18 @@ async fn session(
         drain::drain(store, &mut source, &origin, &ctx, &mut summary, Some(&halt)).await?;
         // The status API and the alerts read this (channel_status): a round went through.
         let _ = store.record_channel_success(&c.name, node()).await;
+        for (outcome, n) in [
+            ("created", summary.created),
+            ("commented", summary.commented),
+            ("ignored", summary.ignored),
+            ("quarantined", summary.quarantined),
+            ("duplicate", summary.duplicate),
+        ] {
+            if n > 0 {
+                metrics::counter!("intake_messages_total", "channel" => c.name.clone(), "outcome" => outcome)
+                    .increment(n);
+            }
+        }
         if *halt.borrow() {
             close(source, &ctx).await;
             return Ok(());

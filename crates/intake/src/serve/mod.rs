@@ -8,10 +8,12 @@
 //! - [`live`]: integrations and channels kept in the database, imported from the file at start,
 //!   validated like the file, reloaded on every node when they change.
 //! - [`redact`]: secrets are write-only in answers and exports.
+//! - [`alerts`]: the alert checks, their webhook, and the gauges of `/metrics`.
 //! - Shutdown (SIGTERM / Ctrl-C): `/readyz` turns 503, the listener stops accepting, the
 //!   channels finish their batch in hand within [`crate::cli::run::SHUTDOWN_GRACE`], their leases
 //!   are released, and the process exits within 10 s.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -83,6 +85,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router(state.clone()))
         .merge(api)
+        // The admin web UI's pages and assets (issue 13), behind the same sessions + CSRF.
+        .merge(crate::web::router(state.clone()))
         .layer(
             tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
                 axum::http::header::AUTHORIZATION,
@@ -111,6 +115,7 @@ pub async fn run(
     let state = AppState::new(store.clone(), live.clone(), options);
     let _housekeeping = crate::housekeeping::start(&settings.config, &store).await;
     let (workers_stop, workers_rx) = tokio::sync::watch::channel(false);
+    let checks = tokio::spawn(alerts::run(store.clone(), live.clone(), workers_rx.clone()));
     let workers = tokio::spawn(live.clone().run(
         crate::runner::fleet::Fleet::new(store.clone()),
         crate::cli::run::SHUTDOWN_GRACE,
@@ -143,6 +148,7 @@ pub async fn run(
     state.ready.store(false, Ordering::SeqCst);
     let _ = stop_tx.send(());
     let _ = workers_stop.send(true);
+    checks.abort();
     // The workers finish their batches within the grace period, then their leases are
     // released (bounded steps); a little margin for that.
     let _ = tokio::time::timeout(

@@ -322,7 +322,7 @@ pub async fn get_integration(
 /// Change keys of an integration (JSON merge patch; `null` removes a key).
 #[utoipa::path(patch, path = "/api/integrations/{name}", tag = "integrations",
     params(("name" = String, Path)), request_body = Object,
-    responses((status = 200, body = IntegrationView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = IntegrationView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn patch_integration(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -336,7 +336,7 @@ pub async fn patch_integration(
 /// Delete an integration (refused while a channel uses it).
 #[utoipa::path(delete, path = "/api/integrations/{name}", tag = "integrations",
     params(("name" = String, Path)),
-    responses((status = 204), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn delete_integration(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -389,7 +389,7 @@ pub async fn get_channel(
 /// Change keys of a channel (JSON merge patch); it restarts with them on its node.
 #[utoipa::path(patch, path = "/api/channels/{name}", tag = "channels",
     params(("name" = String, Path)), request_body = Object,
-    responses((status = 200, body = ChannelView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ChannelView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn patch_channel(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -509,4 +509,34 @@ pub async fn channel_status(
             .collect(),
         backlog: None,
     }))
+}
+
+/// Run the staged connection check of a channel (DNS, TCP/proxy, TLS and login, folder, counts;
+/// counts only, nothing fetched or changed): the same document as one element of
+/// `intake doctor --json`: `{channel, protocol, ok, stages: [{stage, target, ok, detail}],
+/// counts, root_cause}`. Answers 200 whether the check passed or not (`ok` says).
+#[utoipa::path(post, path = "/api/channels/{name}/test", tag = "channels",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn test_channel(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = state.live.snapshot();
+    let c = snap
+        .settings
+        .channel(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no channel named {name:?}")))?;
+    let report = crate::runner::check(&snap.settings, &state.store, &c).await;
+    let mut v = json!({"channel": c.name, "protocol": c.protocol().as_str()});
+    if let (Some(m), Ok(Value::Object(r))) = (v.as_object_mut(), serde_json::to_value(&report)) {
+        m.extend(r);
+    }
+    let _ = state
+        .store
+        .audit(&who.user, "channel_tested", &name, json!({"ok": report.ok}))
+        .await;
+    Ok(Json(v))
 }

@@ -8,6 +8,7 @@
 
 pub mod browse;
 pub mod config;
+pub mod oauth;
 pub mod session;
 
 use axum::extract::State;
@@ -36,11 +37,13 @@ use super::error::ApiError;
 struct ApiDoc;
 
 /// Routes that need no credentials (only logging in).
-pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("post", "/api/session")];
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("post", "/api/session"), ("get", "/oauth/callback")];
 
 /// The API router (state applied) and its OpenAPI document.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let public = OpenApiRouter::new().routes(routes!(session::login));
+    let public = OpenApiRouter::new()
+        .routes(routes!(session::login))
+        .routes(routes!(oauth::callback));
     let protected = OpenApiRouter::new()
         .routes(routes!(session::current, session::logout))
         .routes(routes!(
@@ -61,12 +64,17 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(config::pause_channel))
         .routes(routes!(config::resume_channel))
         .routes(routes!(config::channel_status))
+        .routes(routes!(config::test_channel))
+        .routes(routes!(oauth::authorize))
+        .routes(routes!(oauth::flow))
         .routes(routes!(browse::list_tickets))
         .routes(routes!(browse::get_ticket))
         .routes(routes!(browse::download_attachment))
         .routes(routes!(browse::log))
         .routes(routes!(browse::quarantine))
         .routes(routes!(browse::quarantine_raw))
+        .routes(routes!(browse::quarantine_discard))
+        .routes(routes!(alerts))
         .routes(routes!(audit))
         .routes(routes!(openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -139,6 +147,56 @@ async fn audit(
                 action: e.action,
                 target: e.target,
                 details: e.details,
+            })
+            .collect(),
+    ))
+}
+
+/// Query of `GET /api/alerts`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct AlertsQuery {
+    /// Also the newest cleared alerts (default: open ones only).
+    pub include_cleared: Option<bool>,
+}
+
+/// One alert.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AlertView {
+    pub id: i64,
+    /// `channel_failing`, `token_needs_reauthorization` or `credential_expiry`.
+    pub kind: String,
+    /// The channel, `integration/mailbox`, or integration it is about.
+    pub subject: String,
+    /// `warning` or `critical`.
+    pub severity: String,
+    pub message: String,
+    pub raised_at: i64,
+    /// Set once the cause is gone.
+    pub cleared_at: Option<i64>,
+}
+
+/// Alerts: open ones (oldest first), or with `include_cleared=true` the newest 500.
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(AlertsQuery),
+    responses((status = 200, body = Vec<AlertView>), (status = 401, body = super::error::ErrorBody)))]
+async fn alerts(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AlertsQuery>,
+) -> Result<Json<Vec<AlertView>>, ApiError> {
+    let list = if q.include_cleared.unwrap_or(false) {
+        state.store.recent_alerts(500).await?
+    } else {
+        state.store.open_alerts().await?
+    };
+    Ok(Json(
+        list.into_iter()
+            .map(|a| AlertView {
+                id: a.id,
+                kind: a.kind,
+                subject: a.subject,
+                severity: a.severity,
+                message: a.message,
+                raised_at: a.raised_at,
+                cleared_at: a.cleared_at,
             })
             .collect(),
     ))

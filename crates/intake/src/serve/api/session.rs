@@ -48,6 +48,7 @@ pub struct SessionAnswer {
     responses(
         (status = 201, body = SessionAnswer),
         (status = 401, body = ErrorBody),
+        (status = 422, description = "the body is not {user, password}"),
         (status = 429, body = ErrorBody),
     ))]
 pub async fn login(
