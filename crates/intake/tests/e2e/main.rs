@@ -28,6 +28,8 @@ mod oauth;
 /// `intake serve`: health, authentication (tokens, sessions + CSRF, rate limit), audit, JSON
 /// logs, SIGTERM.
 mod serve;
+/// The admin web UI in headless Chromium (playwright-core + axe-core, tests/browser/).
+mod web;
 
 use std::path::Path;
 use std::process::{Command, Output};
