@@ -256,6 +256,19 @@ try {
     assert(!(await p.evaluate(() => window.__pwned)), 'a script from the message ran');
   });
 
+  await check('a quarantined message is discarded with a reason, and the audit log says who', async () => {
+    const id = env('QUARANTINED');
+    await p.goto(`${BASE}/quarantine/${id}`);
+    await p.fill('#reason', 'junk from the browser test');
+    await p.click('button:has-text("Discard this message")');
+    await p.waitForURL(`${BASE}/quarantine`);
+    const links = await p.$$eval('main table a', (as) => as.map((a) => a.textContent.trim()));
+    assert(!links.includes(id), `still listed: ${JSON.stringify(links)}`);
+    await p.goto(`${BASE}/admin`);
+    const audit = await p.textContent('main');
+    assert(audit.includes('discard') && audit.includes(env('USER')), 'no audit entry for the discard');
+  });
+
   await check('no page made a remote request or opened a dialog', async () => {
     assert(remote.length === 0, JSON.stringify(remote));
   });

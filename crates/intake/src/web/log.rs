@@ -1,13 +1,14 @@
 //! `GET /log` (the mail log, filtered by channel, level, kind and time; each entry links to its
 //! ticket or quarantine entry), `GET /quarantine` (quarantined messages with their reasons) and
 //! `GET /quarantine/{id}` (one message: its reason and its raw bytes shown as text, never
-//! rendered as HTML, plus the byte-exact download through the API).
+//! rendered as HTML, plus the byte-exact download through the API; discard with a reason,
+//! through serve's audited `POST /api/quarantine/{id}/discard` handler).
 
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use intake_store::browse::LogQuery;
 
 use super::{Layout, PageError, error_page, fmt, render};
@@ -211,6 +212,7 @@ pub async fn quarantine(
 #[template(path = "quarantined.html")]
 struct QuarantinedPage {
     layout: Layout,
+    error: Option<String>,
     item: Item,
     message_id: String,
     raw: String,
@@ -248,10 +250,68 @@ pub async fn quarantined(
         StatusCode::OK,
         &QuarantinedPage {
             layout,
+            error: None,
             item: item(q),
             message_id,
             raw,
             truncated,
         },
     ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct DiscardForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /quarantine/{id}/discard`: discard with a reason (audited), back to the list; an empty
+/// reason shows the page again with the error next to the field.
+pub async fn discard(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<DiscardForm>,
+) -> Result<Response, PageError> {
+    let answer = crate::serve::api::browse::quarantine_discard(
+        State(state.clone()),
+        Extension(who.clone()),
+        Path(id.clone()),
+        axum::Json(crate::serve::api::browse::Discard { reason: f.reason }),
+    )
+    .await;
+    match answer {
+        Ok(_) => Ok(axum::response::Redirect::to("/quarantine").into_response()),
+        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            let layout = Layout::new(
+                &state,
+                &who,
+                format!("Quarantined message {id}"),
+                "/quarantine",
+            )
+            .await;
+            let Some((q, raw)) = state.store.quarantined(id.parse().unwrap_or(-1)).await? else {
+                return Ok(error_page(
+                    StatusCode::NOT_FOUND,
+                    Some(layout),
+                    format!("There is no quarantined message {id}."),
+                ));
+            };
+            let truncated = raw.len() > RAW_SHOWN;
+            let raw = String::from_utf8_lossy(&raw[..raw.len().min(RAW_SHOWN)]).into_owned();
+            let message_id = q.message_id.clone().unwrap_or_default();
+            Ok(render(
+                e.status,
+                &QuarantinedPage {
+                    layout,
+                    error: Some("Say why the message is discarded.".into()),
+                    item: item(q),
+                    message_id,
+                    raw,
+                    truncated,
+                },
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

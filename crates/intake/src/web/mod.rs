@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/log", get(log::mail_log))
         .route("/quarantine", get(log::quarantine))
         .route("/quarantine/{id}", get(log::quarantined))
+        .route("/quarantine/{id}/discard", post(log::discard))
         .route_layer(from_fn_with_state(state.clone(), require_page));
     public
         .merge(pages)
@@ -123,9 +124,31 @@ impl Layout {
     }
 }
 
-/// Open alerts: every channel failing now, with its last error.
+/// Open alerts: serve's open alerts (channel failing too long, token needing
+/// re-authorization, credential about to expire), and every channel failing now.
 async fn alerts(state: &AppState) -> Vec<String> {
     let now = intake_store::now();
+    let mut out: Vec<String> = match state.store.open_alerts().await {
+        Ok(open) => open
+            .into_iter()
+            .map(|a| {
+                format!(
+                    "{} ({}, since {}): {}",
+                    a.subject,
+                    a.severity,
+                    fmt::time(a.raised_at),
+                    a.message
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("The alerts could not be read: {e}")],
+    };
+    out.extend(failing_channels(state, now).await);
+    out
+}
+
+/// Every channel failing now, with its last error.
+async fn failing_channels(state: &AppState, now: i64) -> Vec<String> {
     match state.store.all_channel_health().await {
         Ok(all) => all
             .into_iter()
