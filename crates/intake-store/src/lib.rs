@@ -8,21 +8,35 @@
 //!
 //! - [`apply`]: the exactly-once engine: a batch of prepared messages is claimed in the ledger
 //!   and applied (ticket created / comment added / ignored / quarantined) in one transaction.
+//! - [`browse`]: paged reads for the REST API (ticket search, attachments by id, mail-log
+//!   filters, quarantine).
 //! - [`query`]: reading tickets, comments, attachments and the ledger back.
 //! - [`log`]: the mail log (structured events);
 //! - [`crypto`]: at-rest encryption (XChaCha20-Poly1305, key from `INTAKE_SECRET_KEY` or a 0600
 //!   key file, key ids for rotation);
 //! - [`tokens`]: encrypted OAuth tokens, pending OAuth flows (any node finishes a callback),
 //!   cross-node single-flight refresh leases and once-only credential warnings.
+//! - [`admin`]: administrators of `intake serve`, hashed API tokens and sessions, failed-login
+//!   counts (rate limit) and the audit log.
+//! - [`config_store`]: integrations and channels kept in the database (sealed bodies, a version
+//!   every node polls), for `intake serve`.
+//! - [`status`]: what the node working a channel last saw (last success, last error, failing
+//!   since), for the status API and alerts.
+//! - [`alerts`]: open/cleared alerts (one open per key) and who sends their webhook.
 //! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
 //!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
+pub mod admin;
+pub mod alerts;
 pub mod apply;
+pub mod browse;
 pub mod checkpoint;
+pub mod config_store;
 pub mod crypto;
 pub mod lease;
 pub mod log;
 pub mod query;
+pub mod status;
 pub mod tokens;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -51,6 +65,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    #[error("no administrator named {0:?} (create one with `intake admin create`)")]
+    NoUser(String),
     #[error("project {0} does not exist")]
     NoProject(String),
     #[error("stored data is inconsistent: {0}")]

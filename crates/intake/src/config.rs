@@ -66,6 +66,21 @@ pub struct Config {
     /// Days the mail log keeps its events (default 90, at least 1); housekeeping deletes older
     /// events.
     pub mail_log_retention_days: Option<u32>,
+    /// `[alerts]`: when `intake serve` raises alerts and where it sends them.
+    #[serde(default)]
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `[alerts]` (docs/configuration.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// URL that gets a JSON POST when an alert is raised or clears (retried).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Seconds a channel may fail before an alert (default 900).
+    #[serde(default)]
+    pub alert_after_seconds: Option<u64>,
 }
 
 /// `[rules]` / `[channel.rules]`: kept as a TOML table so a channel's table can override single

@@ -6,6 +6,7 @@
 //! - [`source`]: where raw messages come from (local `.eml`/Maildir/mbox today);
 //! - [`pipeline`]: read → prepare (all cores) → commit batches, exactly once;
 //! - [`runner`]: channels (`intake run`): open, drain, leases, doctor;
+//! - [`serve`]: `intake serve`: REST API, health, metrics, channel workers;
 //! - [`housekeeping`]: mail-log retention and expired OAuth flows, at start and hourly;
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
@@ -17,5 +18,6 @@ pub mod mailgen;
 pub mod oauth;
 pub mod pipeline;
 pub mod runner;
+pub mod serve;
 pub mod settings;
 pub mod source;

@@ -61,6 +61,63 @@ pub struct Settings {
     pub integrations: Arc<BTreeMap<String, ResolvedIntegration>>,
     /// Every `[[channel]]`, in file order.
     pub channels: Vec<Arc<ChannelSettings>>,
+    /// `[alerts]` (`intake serve`).
+    pub alerts: AlertSettings,
+}
+
+/// Default for `[alerts] alert_after_seconds`.
+pub const DEFAULT_ALERT_AFTER_SECONDS: u64 = 15 * 60;
+
+/// `[alerts]`, checked.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    pub webhook: Option<url::Url>,
+    /// How long a channel may fail before an alert.
+    pub alert_after: Duration,
+}
+
+/// `[alerts]`: the webhook must be an absolute http(s) URL (an error shows only its scheme and
+/// host: the path of a chat webhook is its secret); `alert_after_seconds` at least 1.
+fn alert_settings(config: &Config, problems: &mut Vec<Problem>) -> AlertSettings {
+    let a = config.alerts.clone().unwrap_or_default();
+    let mut problem = |message: String| {
+        problems.push(Problem {
+            scope: "alerts".into(),
+            message,
+        })
+    };
+    let webhook = a
+        .webhook
+        .as_deref()
+        .and_then(|w| match url::Url::parse(w.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) => {
+                problem(format!(
+                    "webhook: {}://{}…: use an http:// or https:// URL",
+                    u.scheme(),
+                    u.host_str().unwrap_or_default()
+                ));
+                None
+            }
+            Err(e) => {
+                problem(format!(
+                    "webhook: not a URL ({e}): use an http:// or https:// URL"
+                ));
+                None
+            }
+        });
+    let alert_after = match a.alert_after_seconds {
+        Some(0) => {
+            problem("alert_after_seconds = 0: use a number of seconds of at least 1".into());
+            DEFAULT_ALERT_AFTER_SECONDS
+        }
+        Some(n) => n,
+        None => DEFAULT_ALERT_AFTER_SECONDS,
+    };
+    AlertSettings {
+        webhook,
+        alert_after: Duration::from_secs(alert_after),
+    }
 }
 
 impl Settings {
@@ -260,6 +317,7 @@ pub fn resolve(config: Config) -> Result<Settings, ConfigError> {
         });
     }
 
+    let alerts = alert_settings(&config, &mut problems);
     let mut integrations = BTreeMap::new();
     for i in &config.integrations {
         let scope = format!("integration {:?}", i.name);
@@ -316,6 +374,7 @@ pub fn resolve(config: Config) -> Result<Settings, ConfigError> {
         mail_log_retention_days: retention,
         integrations: Arc::new(integrations),
         channels,
+        alerts,
     })
 }
 
@@ -782,6 +841,32 @@ mod tests {
         assert_eq!(server.folder, "INBOX");
         assert!(matches!(server.auth, Auth::Password(SecretRef::Env(ref v)) if v == "PW"));
         assert_eq!(c.origin(), "mail.example.com:INBOX");
+    }
+
+    #[test]
+    fn alerts_keys_are_checked_and_a_webhook_path_is_never_shown() {
+        let s = load(IMAP).unwrap();
+        assert_eq!(s.alerts.alert_after, Duration::from_secs(900));
+        assert!(s.alerts.webhook.is_none());
+        let s = load(&format!(
+            "{IMAP}[alerts]\nwebhook = \"https://hooks.example.com/T0/secret-path\"\nalert_after_seconds = 60\n"
+        ))
+        .unwrap();
+        assert_eq!(s.alerts.alert_after, Duration::from_secs(60));
+        assert_eq!(
+            s.alerts.webhook.unwrap().host_str(),
+            Some("hooks.example.com")
+        );
+        let p = problems(&format!(
+            "{IMAP}[alerts]\nwebhook = \"ftp://hooks.example.com/secret-path\"\nalert_after_seconds = 0\n"
+        ))
+        .join("\n");
+        assert!(
+            p.contains("alerts: webhook") && p.contains("alert_after_seconds = 0"),
+            "{p}"
+        );
+        assert!(!p.contains("secret-path"), "{p}");
+        assert!(load(&format!("{IMAP}[alerts]\nwebhok = \"x\"\n")).is_err());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Command-line interface. Command names, flags and `--json` field names are a public contract
 //! (docs/cli.md): scripts depend on them.
 
+mod admin;
 mod authorize;
 mod bench;
+mod config;
 mod doctor;
 mod ingest;
-mod run;
+pub(crate) mod run;
+mod serve;
 mod tickets;
 
 use std::path::PathBuf;
@@ -53,19 +56,49 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The long-running service: REST API, OAuth callback, /healthz, /readyz, /metrics and the
+    /// channel workers of `intake run` (docs/deploy.md, docs/api.md).
+    Serve(serve::ServeArgs),
+    /// The configuration kept in the database (`intake serve`).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Administrators of `intake serve`: create one, or issue an API token.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
-/// Logs go to stderr; level from `INTAKE_LOG` (default `warn`).
-pub fn init_tracing() {
+/// Logs go to stderr; level from `INTAKE_LOG` (default `warn`); one JSON object per line when
+/// `INTAKE_LOG_FORMAT=json` (`text`, the default, otherwise). Any other format is an error
+/// naming the variable.
+pub fn init_tracing() -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    let json = match std::env::var("INTAKE_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => false,
+        Ok("json") => true,
+        Ok(other) => {
+            return Err(format!("INTAKE_LOG_FORMAT = {other:?}: use json or text"));
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("INTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::registry()
+    let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(dependency_caps())
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .try_init();
+        .with(dependency_caps());
+    let _ = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
+    };
+    Ok(())
 }
 
 /// Dependencies whose debug/trace output can carry secrets or whole messages, and the most
@@ -112,5 +145,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(a) => authorize::token(config, &db, a).await,
         Command::Doctor(a) => doctor::run(&settings, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
+        Command::Serve(a) => serve::run(&settings, cli.config.as_deref(), &db, a).await,
+        Command::Admin(c) => admin::run(&db, c).await,
+        Command::Config(c) => config::run(&settings, &db, c).await,
     }
 }

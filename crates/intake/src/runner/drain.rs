@@ -288,7 +288,12 @@ impl Ctx {
         work: impl Future<Output = Result<T, E>>,
     ) -> Result<T, RunError> {
         let _running = self.progress.begin(stage, bound);
-        match tokio::time::timeout(bound, work).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(bound, work).await;
+        // `intake serve`'s /metrics: fetch, commit and every other stage's latency.
+        metrics::histogram!("intake_stage_seconds", "stage" => stage.as_str())
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(r) => r.map_err(|e| e.at(stage)),
             Err(_) => Err(RunError::Timeout {
                 stage,

@@ -12,6 +12,7 @@
 
 pub mod doctor;
 pub mod drain;
+pub mod fleet;
 pub mod lease;
 pub mod open;
 
@@ -211,6 +212,7 @@ pub async fn run_forever(
         if let Err(e) = &result {
             let msg = format!("{e:#}");
             tracing::warn!(channel = %c.name, error = %msg, "channel failed; reconnecting");
+            let _ = store.record_channel_failure(&c.name, node(), &msg).await;
             let _ = store
                 .log_event(
                     Some(&c.name),
@@ -260,6 +262,20 @@ async fn session(
             .await?;
         let mut summary = Summary::default();
         drain::drain(store, &mut source, &origin, &ctx, &mut summary, Some(&halt)).await?;
+        // The status API and the alerts read this (channel_status): a round went through.
+        let _ = store.record_channel_success(&c.name, node()).await;
+        for (outcome, n) in [
+            ("created", summary.created),
+            ("commented", summary.commented),
+            ("ignored", summary.ignored),
+            ("quarantined", summary.quarantined),
+            ("duplicate", summary.duplicate),
+        ] {
+            if n > 0 {
+                metrics::counter!("intake_messages_total", "channel" => c.name.clone(), "outcome" => outcome)
+                    .increment(n);
+            }
+        }
         if *halt.borrow() {
             close(source, &ctx).await;
             return Ok(());

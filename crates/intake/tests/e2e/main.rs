@@ -25,6 +25,9 @@ mod imap;
 mod nodes;
 /// OAuth: single-flight refresh across processes, decoded errors, device code, certificates.
 mod oauth;
+/// `intake serve`: health, authentication (tokens, sessions + CSRF, rate limit), audit, JSON
+/// logs, SIGTERM.
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};

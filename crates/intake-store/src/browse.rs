@@ -1,0 +1,322 @@
+//! Paged reads for the REST API: ticket search, attachments by id, the mail log with filters,
+//! quarantined messages.
+//!
+//! Ticket search is a case-insensitive substring match over the summary, the description and
+//! the comments (`LIKE`, the same statement on both backends); docs/decisions.md says why it
+//! is not a full-text index yet.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::log::LogEvent;
+use crate::{Store, StoreError, TicketSummary};
+
+/// One page of a listing.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Matching rows in all pages.
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// What `GET /api/tickets` filters on.
+#[derive(Debug, Clone, Default)]
+pub struct TicketQuery {
+    pub project: Option<String>,
+    pub q: Option<String>,
+    pub status: Option<String>,
+    /// 1-based.
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// An attachment's bytes and how to serve them.
+#[derive(Debug, Clone)]
+pub struct AttachmentData {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// One attachment of a ticket, with the id the download route takes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AttachmentRef {
+    pub id: i64,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub comment_id: Option<i64>,
+    pub inline: bool,
+}
+
+/// What `GET /api/log` filters on.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub channel: Option<String>,
+    pub level: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// A quarantined message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The ledger row's id.
+    pub id: i64,
+    pub channel: String,
+    pub message_id: Option<String>,
+    pub sender: Option<String>,
+    pub reason: Option<String>,
+    pub received_at: i64,
+    pub raw_size: Option<i64>,
+    /// `quarantined`, or `discarded` once discarded.
+    pub outcome: String,
+}
+
+fn like(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+impl Store {
+    /// Tickets matching `q`, newest first, one page.
+    pub async fn search_tickets(&self, q: &TicketQuery) -> Result<Page<TicketSummary>, StoreError> {
+        let per_page = q.per_page.clamp(1, 500);
+        let page = q.page.max(1);
+        let filter = "FROM tickets t
+             WHERE ($1 = '' OR t.project_key = $1)
+               AND ($2 = '' OR t.status = $2)
+               AND ($3 = '' OR LOWER(t.summary) LIKE $3 ESCAPE '\\'
+                    OR LOWER(t.description) LIKE $3 ESCAPE '\\'
+                    OR EXISTS (SELECT 1 FROM comments c WHERE c.ticket_id = t.id
+                               AND LOWER(c.body) LIKE $3 ESCAPE '\\'))";
+        let project = q
+            .project
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .unwrap_or_default();
+        let status = q.status.clone().unwrap_or_default();
+        let pattern =
+            q.q.as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| like(s.trim()))
+                .unwrap_or_default();
+        let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n {filter}"
+        )))
+        .bind(&project)
+        .bind(&status)
+        .bind(&pattern)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("n")?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT t.key, t.summary, t.reporter, t.status, t.participants, t.channel,
+                    t.created_at, t.updated_at,
+                    (SELECT COUNT(*) FROM comments c WHERE c.ticket_id = t.id) AS comments,
+                    (SELECT COUNT(*) FROM attachments a WHERE a.ticket_id = t.id) AS attachments
+             {filter} ORDER BY t.id DESC LIMIT $4 OFFSET $5"
+        )))
+        .bind(&project)
+        .bind(&status)
+        .bind(&pattern)
+        .bind(per_page)
+        .bind((page - 1) * per_page)
+        .fetch_all(self.pool())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let p: String = r.try_get("participants")?;
+                Ok(TicketSummary {
+                    key: r.try_get("key")?,
+                    summary: r.try_get("summary")?,
+                    reporter: r.try_get("reporter")?,
+                    status: r.try_get("status")?,
+                    participants: serde_json::from_str(&p)
+                        .map_err(|e| StoreError::Corrupt(format!("participants: {e}")))?,
+                    comments: r.try_get("comments")?,
+                    attachments: r.try_get("attachments")?,
+                    channel: r.try_get("channel")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            per_page,
+        })
+    }
+
+    /// A ticket's attachments with their ids, in order.
+    pub async fn attachment_refs(&self, key: &str) -> Result<Vec<AttachmentRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.filename, a.content_type, a.size, a.comment_id, a.inline
+             FROM attachments a JOIN tickets t ON t.id = a.ticket_id
+             WHERE t.key = $1 ORDER BY a.id",
+        )
+        .bind(key)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttachmentRef {
+                    id: r.try_get("id")?,
+                    filename: r.try_get("filename")?,
+                    content_type: r.try_get("content_type")?,
+                    size: r.try_get("size")?,
+                    comment_id: r.try_get("comment_id")?,
+                    inline: r.try_get::<i64, _>("inline")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// One attachment of ticket `key` with its bytes.
+    pub async fn attachment(
+        &self,
+        key: &str,
+        id: i64,
+    ) -> Result<Option<AttachmentData>, StoreError> {
+        let r = sqlx::query(
+            "SELECT a.filename, a.content_type, b.data
+             FROM attachments a JOIN tickets t ON t.id = a.ticket_id
+             JOIN blobs b ON b.hash = a.blob_hash
+             WHERE t.key = $1 AND a.id = $2",
+        )
+        .bind(key)
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        r.map(|r| {
+            Ok(AttachmentData {
+                filename: r.try_get("filename")?,
+                content_type: r.try_get("content_type")?,
+                data: r.try_get("data")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Mail-log events matching `q`, newest first, one page.
+    pub async fn log_page(&self, q: &LogQuery) -> Result<Page<LogEvent>, StoreError> {
+        let per_page = q.per_page.clamp(1, 1000);
+        let page = q.page.max(1);
+        let filter = "FROM mail_log WHERE ($1 = '' OR channel = $1) AND ($2 = '' OR level = $2)
+             AND ($3 = '' OR kind = $3) AND at >= $4 AND at <= $5";
+        let bind = |sql: String| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(q.channel.clone().unwrap_or_default())
+                .bind(q.level.clone().unwrap_or_default())
+                .bind(q.kind.clone().unwrap_or_default())
+                .bind(q.since.unwrap_or(0))
+                .bind(q.until.unwrap_or(i64::MAX))
+        };
+        let total: i64 = bind(format!("SELECT COUNT(*) AS n {filter}"))
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?;
+        let rows = bind(format!(
+            "SELECT at, channel, level, kind, message, fields {filter} ORDER BY id DESC LIMIT $6 OFFSET $7"
+        ))
+        .bind(per_page)
+        .bind((page - 1) * per_page)
+        .fetch_all(self.pool())
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let fields: String = r.try_get("fields")?;
+                Ok(LogEvent {
+                    at: r.try_get("at")?,
+                    channel: r.try_get("channel")?,
+                    level: r.try_get("level")?,
+                    kind: r.try_get("kind")?,
+                    message: r.try_get("message")?,
+                    fields: serde_json::from_str(&fields).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            per_page,
+        })
+    }
+
+    /// Quarantined messages, newest first, one page.
+    pub async fn quarantine_page(
+        &self,
+        page: i64,
+        per_page: i64,
+    ) -> Result<Page<Quarantined>, StoreError> {
+        let per_page = per_page.clamp(1, 500);
+        let page = page.max(1);
+        let total: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM message_ledger WHERE outcome = 'quarantined'")
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?;
+        let rows = sqlx::query(
+            "SELECT l.id, l.channel, l.message_id, l.sender, l.reason, l.received_at, l.outcome,
+                    b.size AS raw_size
+             FROM message_ledger l LEFT JOIN blobs b ON b.hash = l.raw_hash
+             WHERE l.outcome = 'quarantined' ORDER BY l.id DESC LIMIT $1 OFFSET $2",
+        )
+        .bind(per_page)
+        .bind((page - 1) * per_page)
+        .fetch_all(self.pool())
+        .await?;
+        let items = rows
+            .iter()
+            .map(quarantined)
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            per_page,
+        })
+    }
+
+    /// One quarantined message and its raw bytes.
+    pub async fn quarantined(&self, id: i64) -> Result<Option<(Quarantined, Vec<u8>)>, StoreError> {
+        let r = sqlx::query(
+            "SELECT l.id, l.channel, l.message_id, l.sender, l.reason, l.received_at, l.outcome,
+                    b.size AS raw_size, b.data
+             FROM message_ledger l JOIN blobs b ON b.hash = l.raw_hash
+             WHERE l.id = $1 AND l.outcome = 'quarantined'",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        r.map(|r| Ok((quarantined(&r)?, r.try_get("data")?)))
+            .transpose()
+    }
+}
+
+fn quarantined(r: &sqlx::any::AnyRow) -> Result<Quarantined, StoreError> {
+    Ok(Quarantined {
+        id: r.try_get("id")?,
+        channel: r.try_get("channel")?,
+        message_id: r.try_get("message_id")?,
+        sender: r.try_get("sender")?,
+        reason: r.try_get("reason")?,
+        received_at: r.try_get("received_at")?,
+        raw_size: r.try_get("raw_size")?,
+        outcome: r.try_get("outcome")?,
+    })
+}
