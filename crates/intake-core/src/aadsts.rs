@@ -1,5 +1,5 @@
 //! Token-endpoint errors (Microsoft Entra `AADSTS…`, Google, RFC 6749/8628) decoded into a
-//! root cause, a kind the caller can act on, and a fix (facts §4.2, §2).
+//! root cause, a kind the caller can act on, and a fix (docs/troubleshooting.md, "AADSTS codes", "Hosts and endpoints").
 //!
 //! Microsoft answers HTTP 400/401 with JSON `error`, `error_description` (starting
 //! `AADSTSnnnn:`), `error_codes`, `timestamp`, `trace_id`, `correlation_id`, `error_uri`. The
@@ -131,7 +131,7 @@ struct Entry {
 
 use ErrorKind::{Configuration, NeedsReauthorization, Pending, Transient};
 
-/// Every code of facts §4.2, with Microsoft's meaning (paraphrased) and the fix.
+/// Every code of docs/troubleshooting.md, "AADSTS codes", with Microsoft's meaning (paraphrased) and the fix.
 const TABLE: &[Entry] = &[
     Entry {
         code: 50194,
@@ -464,7 +464,7 @@ fn decisive_kind(error: &str) -> Option<ErrorKind> {
     }
 }
 
-/// Google's refresh failure (facts §2).
+/// Google's refresh failure (docs/troubleshooting.md, "Hosts and endpoints").
 const GOOGLE_EXPIRED_OR_REVOKED: &str = "Token has been expired or revoked";
 
 /// Decodes a token-endpoint error.
@@ -518,7 +518,7 @@ mod tests {
     use super::*;
     use ErrorKind::DeviceCodeExpired;
 
-    /// A Microsoft-shaped error body (facts §4.2).
+    /// A Microsoft-shaped error body (docs/troubleshooting.md, "AADSTS codes").
     fn entra_body(error: &str, code: u32, text: &str) -> String {
         serde_json::json!({
             "error": error,
@@ -540,7 +540,7 @@ mod tests {
         serde_json::from_str(body).expect("Microsoft error body parses")
     }
 
-    /// (code, usual `error` value, expected cause, expected kind) for every row of facts §4.2.
+    /// (code, usual `error` value, expected cause, expected kind) for every row of docs/troubleshooting.md, "AADSTS codes".
     /// Rows whose `error` column is "—" use `invalid_request`/`invalid_grant` as seen in practice.
     const CASES: &[(u32, &str, Option<RootCause>, ErrorKind)] = &[
         (

@@ -1,6 +1,6 @@
 //! The known root causes of OAuth mail failures, and findings that point at them.
 //!
-//! [`RootCause`] is the closed list from PRODUCT.md (RC1–RC16, G1, G2). Each cause carries a
+//! [`RootCause`] is the closed list of docs/troubleshooting.md (RC1–RC16, G1, G2). Each cause carries a
 //! title and a fix an administrator can act on (portal, setting, PowerShell cmdlet or
 //! configuration key). Every text is written in an exhaustive `match`, so a new variant without
 //! its text does not compile.
@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-/// One of the known root causes of a failing OAuth mailbox connection (PRODUCT.md).
+/// One of the known root causes of a failing OAuth mailbox connection (docs/troubleshooting.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RootCause {
     Rc1,
@@ -38,7 +38,7 @@ pub enum RootCause {
 }
 
 impl RootCause {
-    /// Every root cause, in PRODUCT.md order.
+    /// Every root cause, in docs/troubleshooting.md order.
     pub fn all() -> &'static [RootCause] {
         use RootCause::*;
         &[
@@ -47,7 +47,7 @@ impl RootCause {
         ]
     }
 
-    /// The identifier used in PRODUCT.md, logs and the doctor's JSON: `RC1` … `RC16`, `G1`, `G2`.
+    /// The identifier used in docs/troubleshooting.md, logs and the doctor's JSON: `RC1` … `RC16`, `G1`, `G2`.
     pub fn id(self) -> &'static str {
         match self {
             RootCause::Rc1 => "RC1",
@@ -331,6 +331,122 @@ impl fmt::Display for Finding {
             write!(f, " [{cause}]")?;
         }
         Ok(())
+    }
+}
+
+/// How much a doctor finding weighs: an `error` makes `intake doctor` exit 1; `warning` and
+/// `info` do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+}
+
+impl From<Severity> for Level {
+    fn from(s: Severity) -> Level {
+        match s {
+            Severity::Error => Level::Error,
+            Severity::Warning => Level::Warning,
+        }
+    }
+}
+
+/// Intake's own finding codes, for problems that are none of the sixteen root causes
+/// (docs/troubleshooting.md lists them with the root causes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OwnCode {
+    /// No token is stored for the mailbox and the resource its protocol needs.
+    TokenMissing,
+    /// The token was refused for good (revoked, expired, reused): sign in again.
+    TokenReauthorize,
+    /// A secret is written in the configuration file itself.
+    PlaintextSecret,
+    /// A check failed with no known root cause: the evidence is the server's own words.
+    Undiagnosed,
+    /// A configuration value the lint warns about that is none of the root causes.
+    Config,
+}
+
+impl OwnCode {
+    pub fn id(self) -> &'static str {
+        match self {
+            OwnCode::TokenMissing => "TOKEN_MISSING",
+            OwnCode::TokenReauthorize => "TOKEN_REAUTHORIZE",
+            OwnCode::PlaintextSecret => "PLAINTEXT_SECRET",
+            OwnCode::Undiagnosed => "UNDIAGNOSED",
+            OwnCode::Config => "CONFIG",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            OwnCode::TokenMissing => "no token for this mailbox and protocol",
+            OwnCode::TokenReauthorize => "the token needs re-authorization",
+            OwnCode::PlaintextSecret => "a secret is written in the configuration file",
+            OwnCode::Undiagnosed => "the check failed for a reason Intake does not know",
+            OwnCode::Config => "a configuration value to review",
+        }
+    }
+}
+
+/// One finding of `intake doctor --json`: `code` (RC1–RC16, G1, G2 or an [`OwnCode`]), how bad
+/// it is, what showed it (`evidence`: the server's words, the counts, the claim) and the fix
+/// with the real channel, mailbox and command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnosed {
+    pub code: &'static str,
+    pub severity: Level,
+    pub title: &'static str,
+    pub evidence: String,
+    pub fix: String,
+}
+
+impl Diagnosed {
+    /// A finding of a known root cause.
+    pub fn cause(
+        rc: RootCause,
+        severity: Level,
+        evidence: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Diagnosed {
+        Diagnosed {
+            code: rc.id(),
+            severity,
+            title: rc.title(),
+            evidence: evidence.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// A finding with one of Intake's own codes.
+    pub fn own(
+        code: OwnCode,
+        severity: Level,
+        evidence: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Diagnosed {
+        Diagnosed {
+            code: code.id(),
+            severity,
+            title: code.title(),
+            evidence: evidence.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Level::Error
+    }
+
+    /// `error`, `warning` or `info`.
+    pub fn severity_label(&self) -> &'static str {
+        match self.severity {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+        }
     }
 }
 

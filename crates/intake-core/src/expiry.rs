@@ -1,7 +1,7 @@
 //! Client-secret expiry: `YYYY-MM-DD` dates and the warnings ahead of them (RC14).
 //!
 //! Microsoft client secrets live at most 24 months and fail with AADSTS7000222 once expired
-//! (facts §5). The configuration records the expiry date (`client_secret_expires`); Intake warns
+//! (docs/troubleshooting.md, "Credentials and token lifetimes"). The configuration records the expiry date (`client_secret_expires`); Intake warns
 //! 30, 14 and 3 days ahead and reports the expired state. Dates are civil UTC dates; a secret is
 //! treated as expiring at 00:00 UTC of its date, the conservative reading of a date-only value.
 //! No date crate is needed for this: [`days_from_civil`] is the classic proleptic-Gregorian

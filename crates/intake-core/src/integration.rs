@@ -35,7 +35,7 @@ use crate::preset::cloud::{
     google_endpoints, microsoft_endpoints_at,
 };
 use crate::preset::hosts::host_of;
-use crate::preset::scopes::{microsoft_scopes, scopes};
+use crate::preset::scopes::{ScopeResource, microsoft_scopes, scope_resource, scopes};
 use crate::secret::SecretRef;
 
 /// One `[[integration]]` table, as written.
@@ -351,6 +351,40 @@ impl ResolvedIntegration {
         self.scopes.get(&protocol).map(Vec::as_slice)
     }
 
+    /// The default server (host, port) of a mail protocol: IMAP 993, POP3 995, SMTP 587
+    /// (STARTTLS) at the provider's and cloud's host. `None` for Graph and when the provider
+    /// names no server (`custom`): the channel must give `host` then.
+    pub fn server_for(&self, protocol: Protocol) -> Option<(&str, u16)> {
+        let (host, port) = match protocol {
+            Protocol::Imap => &self.endpoints.imap,
+            Protocol::Pop3 => &self.endpoints.pop3,
+            Protocol::Smtp => &self.endpoints.smtp,
+            Protocol::Graph => return None,
+        };
+        (!host.is_empty()).then_some((host.as_str(), *port))
+    }
+
+    /// The resource (audience) a token for `protocol` is stored under: `exo` (Exchange
+    /// Online: IMAP, POP3, SMTP) or `graph` for Microsoft, read from the scopes requested for
+    /// the protocol; `""` for providers with one mail resource (Google, custom). One access
+    /// token has one audience, so the two Microsoft resources never share a token.
+    pub fn token_resource(&self, protocol: Protocol) -> &'static str {
+        if self.provider != Provider::Microsoft {
+            return "";
+        }
+        let from_scopes = self.scopes_for(protocol).and_then(|list| {
+            list.iter()
+                .map(|s| scope_resource(s))
+                .find(|r| *r != ScopeResource::Oidc)
+        });
+        match from_scopes {
+            Some(ScopeResource::Graph) => "graph",
+            Some(ScopeResource::Exo) => "exo",
+            _ if protocol == Protocol::Graph => "graph",
+            _ => "exo",
+        }
+    }
+
     /// The RC14 warning due at `now_unix` for the client secret's configured expiry.
     pub fn secret_expiry_warning(&self, now_unix: i64) -> Option<ExpiryWarning> {
         match self.credential {
@@ -510,6 +544,69 @@ mod tests {
             r.secret_expiry_warning(1_801_353_600 - 60 * 86_400)
                 .is_none()
         );
+    }
+
+    /// Every protocol resolves its own scopes, its own default server and its own token
+    /// resource (POP3 is not IMAP: pop.gmail.com, POP.AccessAsUser.All).
+    #[test]
+    fn each_protocol_has_its_own_scopes_server_and_token_resource() {
+        let ms = one(FULL).resolve().unwrap();
+        assert_eq!(
+            ms.scopes_for(Protocol::Pop3).unwrap()[0],
+            "https://outlook.office365.us/POP.AccessAsUser.All"
+        );
+        assert_eq!(
+            ms.scopes_for(Protocol::Smtp).unwrap()[0],
+            "https://outlook.office365.us/SMTP.Send"
+        );
+        assert_eq!(
+            ms.server_for(Protocol::Imap),
+            Some(("outlook.office365.us", 993))
+        );
+        assert_eq!(
+            ms.server_for(Protocol::Pop3),
+            Some(("outlook.office365.us", 995))
+        );
+        assert_eq!(
+            ms.server_for(Protocol::Smtp),
+            Some(("smtp.office365.us", 587))
+        );
+        assert_eq!(ms.server_for(Protocol::Graph), None);
+        for (p, r) in [
+            (Protocol::Imap, "exo"),
+            (Protocol::Pop3, "exo"),
+            (Protocol::Smtp, "exo"),
+            (Protocol::Graph, "graph"),
+        ] {
+            assert_eq!(ms.token_resource(p), r, "{p:?}");
+        }
+        let google = one(r#"
+            [[integration]]
+            name = "g"
+            provider = "google"
+            client_id = "c.apps.googleusercontent.com"
+            client_secret = "env:G"
+            "#)
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            google.server_for(Protocol::Pop3),
+            Some(("pop.gmail.com", 995))
+        );
+        assert_eq!(
+            google.server_for(Protocol::Imap),
+            Some(("imap.gmail.com", 993))
+        );
+        assert_eq!(
+            google.server_for(Protocol::Smtp),
+            Some(("smtp.gmail.com", 587))
+        );
+        assert_eq!(
+            google.scopes_for(Protocol::Pop3).unwrap(),
+            ["https://mail.google.com/"]
+        );
+        assert_eq!(google.token_resource(Protocol::Imap), "");
+        assert_eq!(google.token_resource(Protocol::Pop3), "");
     }
 
     #[test]

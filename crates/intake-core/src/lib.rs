@@ -24,6 +24,7 @@
 //! (the binary: configuration, sources, the ingest pipeline).
 
 pub mod aadsts;
+pub mod catalogue;
 pub mod diagnosis;
 pub mod expiry;
 pub mod ids;
@@ -36,7 +37,7 @@ pub mod secret;
 pub mod token;
 
 pub use aadsts::{Diagnosis, ErrorKind, TokenEndpointError, classify};
-pub use diagnosis::{Finding, RootCause, Severity};
+pub use diagnosis::{Diagnosed, Finding, Level, OwnCode, RootCause, Severity};
 pub use expiry::{
     ExpiryStage, ExpiryWarning, days_from_civil, expiry_warning, parse_date_to_unix_days,
     parse_date_to_unix_seconds,

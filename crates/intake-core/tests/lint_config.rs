@@ -1,4 +1,4 @@
-//! `lint_integration` / `lint_integrations`: every configuration mistake PRODUCT.md names is
+//! `lint_integration` / `lint_integrations`: every configuration mistake docs/troubleshooting.md names is
 //! caught with the right root cause, and clean configurations (including every computed scope
 //! list) produce no finding.
 

@@ -106,7 +106,8 @@ impl Report {
     }
 }
 
-/// Known mail-server answers to a login, to their root cause (facts §4.1).
+/// Known mail-server answers to a login or SELECT, to their root cause (docs/troubleshooting.md,
+/// "Server answers"; the catalogue in intake-core lists the ranked alternatives).
 pub fn diagnose_login(server: &str, oauth: bool) -> Option<Cause> {
     let t = server.to_ascii_lowercase();
     if t.contains("authenticated but not connected") {
@@ -124,15 +125,35 @@ pub fn diagnose_login(server: &str, oauth: bool) -> Option<Cause> {
             "assign an Exchange Online licence to the mailbox",
         ));
     }
+    if t.contains("protocol error. connection is closed. 10") {
+        return Some(Cause::new(
+            RootCause::Rc10,
+            "the server wants the POP3 XOAUTH2 response on its own line after the `+` \
+             challenge: Intake retries in that form; if it persists, request only the POP scope \
+             so the token is shorter",
+        ));
+    }
+    if t.contains("mailbox doesn't exist")
+        || t.contains("mailbox does not exist")
+        || t.contains("no such mailbox")
+        || t.contains("nonexistent")
+    {
+        return Some(Cause::new(
+            RootCause::Rc5,
+            "the folder does not exist under this name: use INBOX (the protocol's name in every \
+             language) or a name from `intake folders`, never a localized display name",
+        ));
+    }
     let rejected = t.contains("authenticate failed")
         || t.contains("authenticationfailed")
         || t.contains("authentication failure")
+        || t.contains("authentication unsuccessful")
         || t.contains("invalid credentials");
     if rejected && oauth {
         return Some(Cause::new(
             RootCause::Rc1,
-            "the server rejected the access token: run `intake token NAME --mailbox M` and check \
-             its audience and scopes for this protocol (IMAP.AccessAsUser.All / \
+            "the server rejected the access token: `intake token` (with the integration, \
+             `--mailbox` and `--protocol`) prints its audience and scopes; check them for this protocol (IMAP.AccessAsUser.All / \
              POP.AccessAsUser.All, or .AccessAsApp for app-only with the Exchange service \
              principal granted Full Access), its tenant and cloud, and that it belongs to the \
              mailbox",
@@ -244,7 +265,10 @@ fn login_failure(r: Report, target: String, e: &SourceError, oauth: bool) -> Rep
         SourceError::Tls { .. } => r.fail(
             "login",
             target,
-            e.to_string(),
+            match crate::http::certificate_hint(&e.to_string()) {
+                Some(hint) => format!("{e} — {hint}"),
+                None => e.to_string(),
+            },
             Some(Cause::new(
                 RootCause::Rc7,
                 "TLS failed: check the port and tls mode (implicit 993/995, starttls 143/110), \
@@ -352,6 +376,30 @@ pub async fn check_graph(src: &mut GraphSource, folder: &str) -> Report {
             r
         }
         Err(e) => {
+            // A folder Graph does not find is a name or ID that is not there (RC5); the stage
+            // is `folder`, since the token was accepted.
+            let missing_folder = e.api().is_some_and(|a| {
+                matches!(
+                    a.code.as_str(),
+                    "ErrorItemNotFound" | "ErrorInvalidIdMalformed"
+                )
+            });
+            if missing_folder {
+                r.pass("login", src.mailbox_url().to_string(), "token accepted");
+                return r.fail(
+                    "folder",
+                    target,
+                    e.to_string(),
+                    Some(Cause::new(
+                        RootCause::Rc5,
+                        format!(
+                            "Graph has no folder {folder:?} in this mailbox: use a well-known name \
+                             (inbox, archive, …) or a folder ID listed by `intake folders`; display \
+                             names are localized"
+                        ),
+                    )),
+                );
+            }
             let cause = e.root_cause().map(|rc| Cause::new(rc, rc.fix()));
             r.fail("login", target, e.to_string(), cause)
         }

@@ -33,6 +33,71 @@ pub enum HttpError {
     TooLarge { url: String, cap: u64 },
 }
 
+/// A failed request in words an administrator can act on: reqwest's own message ("error
+/// sending request") followed by its causes (connection refused, the proxy's answer, the TLS
+/// alert or certificate problem), and, for a certificate the client refused, what that means
+/// (docs/troubleshooting.md, RC7 and RC16). URLs are left out (they may carry credentials).
+pub fn explain(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        let text = if parts.is_empty() {
+            e.without_url_text()
+        } else {
+            err.to_string()
+        };
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = err.source();
+    }
+    let mut out = parts.join(": ");
+    if let Some(hint) = certificate_hint(&out) {
+        out.push_str(" — ");
+        out.push_str(hint);
+    }
+    out
+}
+
+trait WithoutUrlText {
+    fn without_url_text(&self) -> String;
+}
+
+impl WithoutUrlText for reqwest::Error {
+    fn without_url_text(&self) -> String {
+        let mut s = self.to_string();
+        if let Some(url) = self.url() {
+            s = s.replace(&format!(" for url ({url})"), "");
+            s = s.replace(url.as_str(), "");
+        }
+        s
+    }
+}
+
+/// What a TLS certificate failure means, from rustls' words (also used for IMAP/POP3 TLS).
+pub fn certificate_hint(text: &str) -> Option<&'static str> {
+    let t = text.to_ascii_lowercase();
+    if t.contains("notvalidforname") || t.contains("not valid for name") {
+        Some(
+            "the server's certificate is not valid for this host name: connect to the name the \
+             certificate was issued for, or fix the certificate",
+        )
+    } else if t.contains("unknownissuer") || t.contains("unknown issuer") {
+        Some(
+            "the certificate is signed by an authority this machine does not trust: a \
+             TLS-inspecting proxy or a private CA; set ca_file to its CA certificate (PEM)",
+        )
+    } else if t.contains("expired") && t.contains("certificate") {
+        Some("the server's certificate has expired (or this machine's clock is wrong)")
+    } else if t.contains("notvalidyet") {
+        Some("the server's certificate is not valid yet (check this machine's clock)")
+    } else if t.contains("badsignature") || t.contains("invalid peer certificate") {
+        Some("the server's certificate was refused; check ca_file and the host name")
+    } else {
+        None
+    }
+}
+
 /// Read a response body of at most `cap` bytes: `Err(n)` with the bytes counted when it is
 /// larger (the declared `Content-Length` or what arrived before the cap), without reading on.
 pub async fn read_capped(
@@ -151,7 +216,7 @@ pub async fn send(
     let url = parts.uri.to_string();
     let err = |e: reqwest::Error| HttpError::Request {
         url: url.clone(),
-        message: e.without_url().to_string(),
+        message: explain(&e),
     };
     let resp = client
         .request(parts.method, &url)

@@ -308,6 +308,24 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Discard a quarantined message: its ledger row's outcome becomes `discarded` (the message
+    /// keeps its one outcome, so it is never ingested again) and the reason records who and
+    /// why. The raw bytes stay. Returns false when `id` is not a quarantined message.
+    pub async fn discard_quarantined(&self, id: i64, reason: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE message_ledger SET outcome = 'discarded', reason = $1
+             WHERE id = $2 AND outcome = 'quarantined'",
+        )
+        .bind(reason)
+        .bind(id)
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            == 1)
+    }
+}
+
 fn quarantined(r: &sqlx::any::AnyRow) -> Result<Quarantined, StoreError> {
     Ok(Quarantined {
         id: r.try_get("id")?,

@@ -10,6 +10,7 @@
 //!   and applied (ticket created / comment added / ignored / quarantined) in one transaction.
 //! - [`browse`]: paged reads for the REST API (ticket search, attachments by id, mail-log
 //!   filters, quarantine).
+//! - [`activity`]: messages per channel and hour (the admin UI's overview charts).
 //! - [`query`]: reading tickets, comments, attachments and the ledger back.
 //! - [`log`]: the mail log (structured events);
 //! - [`crypto`]: at-rest encryption (XChaCha20-Poly1305, key from `INTAKE_SECRET_KEY` or a 0600
@@ -26,6 +27,7 @@
 //! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
 //!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
+pub mod activity;
 pub mod admin;
 pub mod alerts;
 pub mod apply;
@@ -54,7 +56,7 @@ pub use lease::node_id;
 pub use query::{
     AttachmentInfo, CommentInfo, LedgerRow, RelatedTicket, Table, TicketDetail, TicketSummary,
 };
-pub use tokens::{PendingFlow, StoredToken, TokenStatus};
+pub use tokens::{PendingFlow, StoredToken, TokenStatus, Tokens};
 
 /// Errors from the store. Messages never contain stored secrets or message bodies.
 #[derive(Debug, thiserror::Error)]

@@ -128,3 +128,46 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// The integration of a pending, unexpired OAuth flow, without taking it (the callback
+    /// needs it to build the client that finishes the flow).
+    pub async fn pending_flow_integration(
+        &self,
+        state: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query("SELECT integration FROM oauth_flows WHERE state = $1 AND expires_at > $2")
+                .bind(state)
+                .bind(now())
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get("integration"))
+                .transpose()?,
+        )
+    }
+
+    /// The mail-log event that finished the flow `flow_id` (`authorization_completed` or
+    /// `authorization_failed`), if any.
+    pub async fn flow_outcome(
+        &self,
+        flow_id: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, fields FROM mail_log
+             WHERE kind IN ('authorization_completed', 'authorization_failed') AND fields LIKE $1
+             ORDER BY id DESC LIMIT 10",
+        )
+        .bind(format!("%{flow_id}%"))
+        .fetch_all(self.pool())
+        .await?;
+        for r in &rows {
+            let fields: String = r.try_get("fields")?;
+            let v: serde_json::Value = serde_json::from_str(&fields).unwrap_or_default();
+            if v["flow_id"] == flow_id {
+                return Ok(Some((r.try_get("kind")?, v)));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,4 +1,4 @@
-//! OAuth state in the store: token sets per (integration, mailbox), single-flight refresh
+//! OAuth state in the store: token sets per (integration, mailbox, resource), single-flight refresh
 //! across nodes, pending authorization-code flows, and the credential-expiry warning ledger.
 //!
 //! Why here: with several nodes on one PostgreSQL database (or several processes on one SQLite
@@ -10,6 +10,11 @@
 //! together as one JSON document and the PKCE verifier on its own, with [`Keyring::seal`]; the
 //! AAD names the row, so a ciphertext copied to another row does not open. Scopes, expiry and
 //! the [`TokenIdentity`] are not secret and stay readable for the UI and diagnosis.
+//!
+//! A token row is keyed by its resource too ([`Tokens`]: `exo`, `graph`, or `""`), because one
+//! access token has one audience. The AAD names (integration, mailbox) only, so rows written
+//! before the resource column existed (migration 0006 classified them) still open; a token
+//! moved to another resource's row is caught by the claims pre-flight, not by the seal.
 //!
 //! ## Refresh protocol (per integration + mailbox)
 //! 1. [`Store::load_token`]; if the access token is still fresh, use it.
@@ -160,7 +165,145 @@ fn scopes_list(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
 
+/// The token rows of one resource (audience): `exo` or `graph` for Microsoft integrations, `""`
+/// for providers with one mail resource. One access token has one audience, so a mailbox read
+/// over IMAP and over Graph has a row for each.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens<'a> {
+    store: &'a Store,
+    resource: &'a str,
+}
+
 impl Store {
+    /// The token rows of `resource` (see [`Tokens`]).
+    pub fn tokens<'a>(&'a self, resource: &'a str) -> Tokens<'a> {
+        Tokens {
+            store: self,
+            resource,
+        }
+    }
+
+    /// Every token a mailbox has, with its resource (to redeem a refresh token for another
+    /// resource, or to show what is stored).
+    pub async fn tokens_of_mailbox(
+        &self,
+        keys: &Keyring,
+        integration: &str,
+        mailbox: &str,
+    ) -> Result<Vec<(String, StoredToken)>, StoreError> {
+        let resources: Vec<String> = sqlx::query_scalar(
+            "SELECT resource FROM oauth_tokens WHERE integration = $1 AND mailbox = $2
+             ORDER BY resource",
+        )
+        .bind(integration)
+        .bind(mailbox)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::new();
+        for r in resources {
+            if let Some(t) = self
+                .tokens(&r)
+                .load_token(keys, integration, mailbox)
+                .await?
+            {
+                out.push((r, t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Tokens::save_token`] for the resource `""`.
+    pub async fn save_token(
+        &self,
+        keys: &Keyring,
+        integration: &str,
+        mailbox: &str,
+        tokens: &TokenSet,
+        identity: &TokenIdentity,
+    ) -> Result<i64, StoreError> {
+        self.tokens("")
+            .save_token(keys, integration, mailbox, tokens, identity)
+            .await
+    }
+
+    /// [`Tokens::load_token`] for the resource `""`.
+    pub async fn load_token(
+        &self,
+        keys: &Keyring,
+        integration: &str,
+        mailbox: &str,
+    ) -> Result<Option<StoredToken>, StoreError> {
+        self.tokens("").load_token(keys, integration, mailbox).await
+    }
+
+    /// [`Tokens::try_begin_refresh`] for the resource `""`.
+    pub async fn try_begin_refresh(
+        &self,
+        integration: &str,
+        mailbox: &str,
+        owner: &str,
+        lease_seconds: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.tokens("")
+            .try_begin_refresh(integration, mailbox, owner, lease_seconds, now)
+            .await
+    }
+
+    /// [`Tokens::finish_refresh`] for the resource `""`.
+    pub async fn finish_refresh(
+        &self,
+        keys: &Keyring,
+        integration: &str,
+        mailbox: &str,
+        owner: &str,
+        tokens: &TokenSet,
+        expected_version: i64,
+    ) -> Result<bool, StoreError> {
+        self.tokens("")
+            .finish_refresh(keys, integration, mailbox, owner, tokens, expected_version)
+            .await
+    }
+
+    /// [`Tokens::abandon_refresh`] for the resource `""`.
+    pub async fn abandon_refresh(
+        &self,
+        integration: &str,
+        mailbox: &str,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        self.tokens("")
+            .abandon_refresh(integration, mailbox, owner)
+            .await
+    }
+
+    /// [`Tokens::fail_refresh`] for the resource `""`.
+    pub async fn fail_refresh(
+        &self,
+        integration: &str,
+        mailbox: &str,
+        owner: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.tokens("")
+            .fail_refresh(integration, mailbox, owner, reason)
+            .await
+    }
+
+    /// [`Tokens::mark_needs_reauthorization`] for the resource `""`.
+    pub async fn mark_needs_reauthorization(
+        &self,
+        integration: &str,
+        mailbox: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.tokens("")
+            .mark_needs_reauthorization(integration, mailbox, reason)
+            .await
+    }
+}
+
+impl Tokens<'_> {
     /// Store a token set from a completed authorization (insert or replace). The token is
     /// `valid` afterwards, with no status reason and no refresh lease. Returns the new version.
     pub async fn save_token(
@@ -184,9 +327,9 @@ impl Store {
         let version: i64 = sqlx::query_scalar(
             "INSERT INTO oauth_tokens (integration, mailbox, key_id, nonce, ciphertext, expires_at,
                  scopes, identity, status, status_reason, version, lease_owner, lease_until,
-                 updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'valid', NULL, 1, NULL, NULL, $9)
-             ON CONFLICT (integration, mailbox) DO UPDATE SET
+                 updated_at, resource)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'valid', NULL, 1, NULL, NULL, $9, $10)
+             ON CONFLICT (integration, mailbox, resource) DO UPDATE SET
                  key_id = excluded.key_id, nonce = excluded.nonce,
                  ciphertext = excluded.ciphertext, expires_at = excluded.expires_at,
                  scopes = excluded.scopes, identity = excluded.identity, status = 'valid',
@@ -203,7 +346,8 @@ impl Store {
         .bind(scopes_text(&tokens.scopes))
         .bind(identity)
         .bind(now())
-        .fetch_one(self.pool())
+        .bind(self.resource)
+        .fetch_one(self.store.pool())
         .await?;
         Ok(version)
     }
@@ -218,11 +362,12 @@ impl Store {
         let Some(r) = sqlx::query(
             "SELECT key_id, nonce, ciphertext, expires_at, scopes, identity, status,
                     status_reason, version
-             FROM oauth_tokens WHERE integration = $1 AND mailbox = $2",
+             FROM oauth_tokens WHERE integration = $1 AND mailbox = $2 AND resource = $3",
         )
         .bind(integration)
         .bind(mailbox)
-        .fetch_optional(self.pool())
+        .bind(self.resource)
+        .fetch_optional(self.store.pool())
         .await?
         else {
             return Ok(None);
@@ -284,14 +429,16 @@ impl Store {
         let done = sqlx::query(
             "UPDATE oauth_tokens SET lease_owner = $1, lease_until = $2
              WHERE integration = $3 AND mailbox = $4 AND status = 'valid'
-               AND (lease_until IS NULL OR lease_until < $5 OR lease_owner = $1)",
+               AND (lease_until IS NULL OR lease_until < $5 OR lease_owner = $1)
+               AND resource = $6",
         )
         .bind(owner)
         .bind(now.saturating_add(lease_seconds))
         .bind(integration)
         .bind(mailbox)
         .bind(now)
-        .execute(self.pool())
+        .bind(self.resource)
+        .execute(self.store.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -315,12 +462,13 @@ impl Store {
         // by the conditional UPDATE below alone (a check here would only be a snapshot).
         let Some(r) = sqlx::query(
             "SELECT key_id, nonce, ciphertext, scopes FROM oauth_tokens
-             WHERE integration = $1 AND mailbox = $2 AND version = $3",
+             WHERE integration = $1 AND mailbox = $2 AND version = $3 AND resource = $4",
         )
         .bind(integration)
         .bind(mailbox)
         .bind(expected_version)
-        .fetch_optional(self.pool())
+        .bind(self.resource)
+        .fetch_optional(self.store.pool())
         .await?
         else {
             return Ok(false);
@@ -368,7 +516,7 @@ impl Store {
                  scopes = $5, version = version + 1, lease_owner = NULL, lease_until = NULL,
                  updated_at = $6
              WHERE integration = $7 AND mailbox = $8 AND status = 'valid'
-               AND lease_owner = $9 AND version = $10",
+               AND lease_owner = $9 AND version = $10 AND resource = $11",
         )
         .bind(sealed.key_id)
         .bind(sealed.nonce)
@@ -380,7 +528,8 @@ impl Store {
         .bind(mailbox)
         .bind(owner)
         .bind(expected_version)
-        .execute(self.pool())
+        .bind(self.resource)
+        .execute(self.store.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -395,12 +544,13 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE oauth_tokens SET lease_owner = NULL, lease_until = NULL
-             WHERE integration = $1 AND mailbox = $2 AND lease_owner = $3",
+             WHERE integration = $1 AND mailbox = $2 AND lease_owner = $3 AND resource = $4",
         )
         .bind(integration)
         .bind(mailbox)
         .bind(owner)
-        .execute(self.pool())
+        .bind(self.resource)
+        .execute(self.store.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -419,14 +569,15 @@ impl Store {
         let done = sqlx::query(
             "UPDATE oauth_tokens SET status = 'needs_reauthorization', status_reason = $1,
                  lease_owner = NULL, lease_until = NULL, updated_at = $2
-             WHERE integration = $3 AND mailbox = $4 AND lease_owner = $5",
+             WHERE integration = $3 AND mailbox = $4 AND lease_owner = $5 AND resource = $6",
         )
         .bind(reason)
         .bind(now())
         .bind(integration)
         .bind(mailbox)
         .bind(owner)
-        .execute(self.pool())
+        .bind(self.resource)
+        .execute(self.store.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -443,17 +594,20 @@ impl Store {
         let done = sqlx::query(
             "UPDATE oauth_tokens SET status = 'needs_reauthorization', status_reason = $1,
                  lease_owner = NULL, lease_until = NULL, updated_at = $2
-             WHERE integration = $3 AND mailbox = $4",
+             WHERE integration = $3 AND mailbox = $4 AND resource = $5",
         )
         .bind(reason)
         .bind(now())
         .bind(integration)
         .bind(mailbox)
-        .execute(self.pool())
+        .bind(self.resource)
+        .execute(self.store.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
 
+impl Store {
     /// Remember a flow until its callback; the PKCE verifier is sealed. Fails if the state is
     /// already in use.
     pub async fn save_flow(&self, keys: &Keyring, flow: &PendingFlow) -> Result<(), StoreError> {

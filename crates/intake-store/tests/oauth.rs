@@ -748,3 +748,103 @@ async fn credential_warnings_are_recorded_once() {
         warnings(&db).await;
     }
 }
+
+async fn tokens_per_resource(db: &TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let k = keys();
+    let exo = store.tokens("exo");
+    let graph = store.tokens("graph");
+    exo.save_token(
+        &k,
+        I,
+        M,
+        &tokens("AT-EXO", Some("RT-EXO"), 2_000_000_000),
+        &identity(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        graph.load_token(&k, I, M).await.unwrap().is_none(),
+        "an EXO token is not a Graph token"
+    );
+    assert!(
+        store.load_token(&k, I, M).await.unwrap().is_none(),
+        "nor the single-resource row"
+    );
+    graph
+        .save_token(
+            &k,
+            I,
+            M,
+            &tokens("AT-GRAPH", Some("RT-GRAPH"), 2_000_000_000),
+            &identity(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        at(&exo.load_token(&k, I, M).await.unwrap().unwrap().tokens),
+        "AT-EXO"
+    );
+    assert_eq!(
+        at(&graph.load_token(&k, I, M).await.unwrap().unwrap().tokens),
+        "AT-GRAPH"
+    );
+    let all = store.tokens_of_mailbox(&k, I, M).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|(r, t)| (r.as_str(), at(&t.tokens)))
+            .collect::<Vec<_>>(),
+        [("exo", "AT-EXO"), ("graph", "AT-GRAPH")]
+    );
+    // Leases, refreshes and re-authorization marks stay on their own row.
+    assert!(
+        exo.try_begin_refresh(I, M, "node-a", 60, 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        graph
+            .try_begin_refresh(I, M, "node-b", 60, 100)
+            .await
+            .unwrap()
+    );
+    let v = graph.load_token(&k, I, M).await.unwrap().unwrap().version;
+    assert!(
+        graph
+            .finish_refresh(
+                &k,
+                I,
+                M,
+                "node-b",
+                &tokens("AT-GRAPH-2", None, 2_000_000_100),
+                v
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        exo.fail_refresh(I, M, "node-a", "invalid_grant")
+            .await
+            .unwrap()
+    );
+    let g = graph.load_token(&k, I, M).await.unwrap().unwrap();
+    assert_eq!(
+        (at(&g.tokens), rt(&g.tokens)),
+        ("AT-GRAPH-2", Some("RT-GRAPH"))
+    );
+    assert_eq!(g.status, TokenStatus::Valid);
+    assert!(matches!(
+        exo.load_token(&k, I, M).await.unwrap().unwrap().status,
+        TokenStatus::NeedsReauthorization { .. }
+    ));
+    store.close().await;
+}
+
+/// One access token has one audience: a mailbox read over IMAP and over Graph keeps a token
+/// per resource, and nothing done to one touches the other.
+#[tokio::test]
+async fn tokens_are_kept_per_resource() {
+    for db in TestDb::each().await {
+        tokens_per_resource(&db).await;
+    }
+}

@@ -9,6 +9,7 @@
 //! - [`serve`]: `intake serve`: REST API, health, metrics, channel workers;
 //! - [`housekeeping`]: mail-log retention and expired OAuth flows, at start and hourly;
 //! - [`mailgen`]: deterministic synthetic mail for benchmarks and crash tests;
+//! - [`web`]: the admin web UI's pages (mounted by `serve::app`);
 //! - [`cli`]: the subcommands (`ingest`, `tickets`, `log`, `bench`).
 
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod runner;
 pub mod serve;
 pub mod settings;
 pub mod source;
+pub mod web;

@@ -33,11 +33,27 @@ pub const FLOW_SECONDS: i64 = 600;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error(
-        "integration {integration} has no token for {mailbox}: run `intake authorize {integration} --mailbox {mailbox}`"
+        "integration {integration} has no {} token for {mailbox}: run `{}`",
+        protocol.as_str().to_ascii_uppercase(),
+        authorize_command(integration, mailbox, *protocol)
     )]
     NotAuthorized {
         integration: String,
         mailbox: String,
+        protocol: Protocol,
+    },
+    /// The stored token's claims do not fit the protocol (audience, scopes or roles, cloud):
+    /// it is not handed to the connection (RC1, G1, G2, RC9).
+    #[error(
+        "the stored token of {integration} for {mailbox} does not fit {}: {finding}. Run `{}`",
+        protocol.as_str().to_ascii_uppercase(),
+        authorize_command(integration, mailbox, *protocol)
+    )]
+    WrongToken {
+        integration: String,
+        mailbox: String,
+        protocol: Protocol,
+        finding: intake_core::diagnosis::Finding,
     },
     #[error(
         "the token of {integration} for {mailbox} needs re-authorization: {reason}. Run `intake authorize {integration} --mailbox {mailbox}`"
@@ -65,6 +81,78 @@ pub struct TokenService {
     store: Store,
     keys: std::sync::Arc<Keyring>,
     owner: String,
+}
+
+/// The command that authorizes `mailbox` for `protocol`: without `--protocol` `intake authorize`
+/// covers every protocol the mailbox's channels use, so the flag is named only for SMTP (used
+/// by no channel).
+pub fn authorize_command(integration: &str, mailbox: &str, protocol: Protocol) -> String {
+    match protocol {
+        Protocol::Smtp => {
+            format!("intake authorize {integration} --mailbox {mailbox} --protocol smtp")
+        }
+        _ => format!("intake authorize {integration} --mailbox {mailbox}"),
+    }
+}
+
+/// What one sign-in is for: the protocols a mailbox needs, grouped by the resource (audience)
+/// their token is stored under, in first-seen order. Microsoft needs two groups when a mailbox
+/// is read over Graph and over IMAP/POP3/SMTP: the sign-in gets the first group's token, and
+/// the refresh token is redeemed for the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPlan {
+    pub groups: Vec<(&'static str, Vec<Protocol>)>,
+}
+
+impl AuthPlan {
+    /// Group `protocols` (duplicates ignored) by [`ResolvedIntegration::token_resource`];
+    /// protocols the integration does not serve are left out. Empty `protocols`: the
+    /// integration's default ([`default_protocol`]).
+    pub fn new(i: &ResolvedIntegration, protocols: &[Protocol]) -> AuthPlan {
+        let mut groups: Vec<(&'static str, Vec<Protocol>)> = Vec::new();
+        let fallback = [default_protocol(i)];
+        let wanted = if protocols.is_empty() {
+            &fallback[..]
+        } else {
+            protocols
+        };
+        for &p in wanted {
+            if i.scopes_for(p).is_none() {
+                continue;
+            }
+            let r = i.token_resource(p);
+            match groups.iter_mut().find(|(g, _)| *g == r) {
+                Some((_, list)) if !list.contains(&p) => list.push(p),
+                Some(_) => {}
+                None => groups.push((r, vec![p])),
+            }
+        }
+        if groups.is_empty() {
+            groups.push((i.token_resource(fallback[0]), vec![fallback[0]]));
+        }
+        AuthPlan { groups }
+    }
+
+    /// The scopes to request for group `n`: the union of its protocols' scopes, in order.
+    pub fn scopes(&self, i: &ResolvedIntegration, n: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in self.groups.get(n).map(|(_, l)| l.as_slice()).unwrap_or(&[]) {
+            for s in i.scopes_for(*p).unwrap_or(&[]) {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every protocol of the plan, group by group.
+    pub fn protocols(&self) -> Vec<Protocol> {
+        self.groups
+            .iter()
+            .flat_map(|(_, l)| l.iter().copied())
+            .collect()
+    }
 }
 
 /// The protocol a grant is for when none is named: IMAP (every provider serves it).
@@ -111,11 +199,12 @@ impl TokenService {
         &self.store
     }
 
-    /// Save a fresh grant and return the identity it belongs to.
+    /// Save a fresh grant for `protocol`'s resource and return the identity it belongs to.
     pub async fn save(
         &self,
         client: &OAuthClient,
         mailbox: &str,
+        protocol: Protocol,
         tokens: &TokenSet,
     ) -> Result<TokenIdentity, TokenError> {
         let id_token = tokens
@@ -124,6 +213,7 @@ impl TokenService {
             .map(|t| t.expose_secret().to_string());
         let identity = claims::identity(tokens.access_token.expose_secret(), id_token.as_deref());
         self.store
+            .tokens(client.integration().token_resource(protocol))
             .save_token(
                 &self.keys,
                 &client.integration().name,
@@ -135,6 +225,21 @@ impl TokenService {
         Ok(identity)
     }
 
+    /// Redeem a refresh token from one sign-in for another resource's scopes (Microsoft: one
+    /// sign-in, two audiences) and save the result under `protocol`'s resource.
+    pub async fn redeem_for(
+        &self,
+        client: &OAuthClient,
+        mailbox: &str,
+        refresh_token: &SecretString,
+        protocol: Protocol,
+        scopes: &[String],
+    ) -> Result<(TokenIdentity, TokenSet), TokenError> {
+        let t = client.refresh(refresh_token, scopes).await?;
+        let id = self.save(client, mailbox, protocol, &t).await?;
+        Ok((id, t))
+    }
+
     /// Start an authorization-code flow; the pending flow is stored so any node can finish it.
     pub async fn start_authorization(
         &self,
@@ -144,7 +249,20 @@ impl TokenService {
         protocol: Protocol,
     ) -> Result<String, TokenError> {
         let scopes = scopes(client.integration(), protocol)?;
-        let start = client.start_authorization(mailbox, redirect_uri, &scopes)?;
+        self.start_authorization_with(client, mailbox, redirect_uri, &scopes)
+            .await
+    }
+
+    /// [`TokenService::start_authorization`] asking consent for `scopes` (which may span
+    /// resources: the token comes in the exchange, one resource at a time).
+    pub async fn start_authorization_with(
+        &self,
+        client: &OAuthClient,
+        mailbox: &str,
+        redirect_uri: &str,
+        scopes: &[String],
+    ) -> Result<String, TokenError> {
+        let start = client.start_authorization(mailbox, redirect_uri, scopes)?;
         let flow = PendingFlow {
             state: start.state,
             integration: client.integration().name.clone(),
@@ -165,18 +283,38 @@ impl TokenService {
         code: &str,
         protocol: Protocol,
     ) -> Result<(String, TokenIdentity), TokenError> {
+        let i = client.integration();
+        let (mailbox, identity, _, _) = self
+            .complete_authorization_with(client, state, code, |_| AuthPlan::new(i, &[protocol]))
+            .await?;
+        Ok((mailbox, identity))
+    }
+
+    /// Finish a flow with the plan for its mailbox (`plan_for(mailbox)`): the code is
+    /// exchanged for the first group's token, which is saved. Returns the mailbox, the
+    /// identity, the plan and the token set (whose refresh token can be redeemed for the other
+    /// groups, [`TokenService::redeem_for`]).
+    pub async fn complete_authorization_with(
+        &self,
+        client: &OAuthClient,
+        state: &str,
+        code: &str,
+        plan_for: impl FnOnce(&str) -> AuthPlan,
+    ) -> Result<(String, TokenIdentity, AuthPlan, TokenSet), TokenError> {
         let flow = self
             .store
             .take_flow(&self.keys, state, now())
             .await?
             .filter(|f| f.integration == client.integration().name)
             .ok_or_else(|| TokenError::UnknownFlow(state.chars().take(8).collect()))?;
-        let scopes = scopes(client.integration(), protocol)?;
+        let plan = plan_for(&flow.mailbox);
+        let first = plan.groups[0].1[0];
+        let scopes = plan.scopes(client.integration(), 0);
         let tokens = client
             .exchange_code(code, &flow.pkce_verifier, &flow.redirect_uri, &scopes)
             .await?;
-        let identity = self.save(client, &flow.mailbox, &tokens).await?;
-        Ok((flow.mailbox, identity))
+        let identity = self.save(client, &flow.mailbox, first, &tokens).await?;
+        Ok((flow.mailbox, identity, plan, tokens))
     }
 
     /// A valid access token for `mailbox`, refreshing single-flight when due.
@@ -188,19 +326,29 @@ impl TokenService {
     ) -> Result<SecretString, TokenError> {
         let i = client.integration();
         let scopes = scopes(i, protocol)?;
+        let rows = self.store.tokens(i.token_resource(protocol));
         let wait = Duration::from_secs(30);
         let deadline = Instant::now() + wait;
         loop {
-            let stored = self.store.load_token(&self.keys, &i.name, mailbox).await?;
+            let stored = rows.load_token(&self.keys, &i.name, mailbox).await?;
             let Some(stored) = stored else {
                 if i.grant == Grant::ClientCredentials {
                     let t = client.client_credentials(&scopes).await?;
-                    self.save(client, mailbox, &t).await?;
+                    self.save(client, mailbox, protocol, &t).await?;
                     return Ok(t.access_token);
+                }
+                // One sign-in serves both Microsoft resources: redeem the other resource's
+                // refresh token for this one's scopes.
+                if let Some(t) = self
+                    .redeem_from_sibling(client, mailbox, protocol, &scopes)
+                    .await?
+                {
+                    return Ok(t);
                 }
                 return Err(TokenError::NotAuthorized {
                     integration: i.name.clone(),
                     mailbox: mailbox.into(),
+                    protocol,
                 });
             };
             if let TokenStatus::NeedsReauthorization { reason } = &stored.status {
@@ -210,25 +358,25 @@ impl TokenService {
                     reason: reason.clone(),
                 });
             }
+            self.fits(i, mailbox, protocol, &stored.identity)?;
             if stored.expires_at - now() > REFRESH_AHEAD_SECONDS {
                 return Ok(stored.tokens.access_token);
             }
             tracing::debug!(integration = %i.name, mailbox, "access token due; taking the refresh lease");
             if self
                 .store
+                .tokens(i.token_resource(protocol))
                 .try_begin_refresh(&i.name, mailbox, &self.owner, LEASE_SECONDS, now())
                 .await?
             {
                 // Another node may have finished between our read and our lease.
-                let Some(fresh) = self.store.load_token(&self.keys, &i.name, mailbox).await? else {
+                let Some(fresh) = rows.load_token(&self.keys, &i.name, mailbox).await? else {
                     continue;
                 };
                 if fresh.version != stored.version
                     && fresh.expires_at - now() > REFRESH_AHEAD_SECONDS
                 {
-                    self.store
-                        .abandon_refresh(&i.name, mailbox, &self.owner)
-                        .await?;
+                    rows.abandon_refresh(&i.name, mailbox, &self.owner).await?;
                     return Ok(fresh.tokens.access_token);
                 }
                 let result = match (&fresh.tokens.refresh_token, i.grant) {
@@ -241,6 +389,7 @@ impl TokenService {
                         tracing::info!(integration = %i.name, mailbox, token = %fingerprint(&new.access_token), "token refreshed");
                         if self
                             .store
+                            .tokens(i.token_resource(protocol))
                             .finish_refresh(
                                 &self.keys,
                                 &i.name,
@@ -256,8 +405,7 @@ impl TokenService {
                     }
                     Err(e) if e.kind() == ErrorKind::NeedsReauthorization => {
                         let reason = e.to_string();
-                        self.store
-                            .fail_refresh(&i.name, mailbox, &self.owner, &reason)
+                        rows.fail_refresh(&i.name, mailbox, &self.owner, &reason)
                             .await?;
                         return Err(TokenError::NeedsReauthorization {
                             integration: i.name.clone(),
@@ -266,9 +414,7 @@ impl TokenService {
                         });
                     }
                     Err(e) => {
-                        self.store
-                            .abandon_refresh(&i.name, mailbox, &self.owner)
-                            .await?;
+                        rows.abandon_refresh(&i.name, mailbox, &self.owner).await?;
                         return Err(e.into());
                     }
                 }
@@ -279,6 +425,129 @@ impl TokenService {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The pre-flight of a stored token (RC1, G1, G2, RC9): its claims against the protocol
+    /// and cloud. An error finding keeps the token from the connection and names the command
+    /// that gets the right one. Microsoft only: other providers' claims say nothing about
+    /// these (and opaque tokens carry no claims, so they pass).
+    fn fits(
+        &self,
+        i: &ResolvedIntegration,
+        mailbox: &str,
+        protocol: Protocol,
+        identity: &TokenIdentity,
+    ) -> Result<(), TokenError> {
+        if i.provider != intake_core::preset::Provider::Microsoft {
+            return Ok(());
+        }
+        match intake_core::lint::check_token_for_protocol(identity, protocol, i.cloud)
+            .into_iter()
+            .find(intake_core::diagnosis::Finding::is_error)
+        {
+            Some(finding) => Err(TokenError::WrongToken {
+                integration: i.name.clone(),
+                mailbox: mailbox.into(),
+                protocol,
+                finding,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A token for `protocol`'s resource made from the refresh token another resource of the
+    /// same mailbox holds (Microsoft: one sign-in, two audiences). `None` when there is no
+    /// such token or the provider has one resource; the provider's refusal is an error.
+    async fn redeem_from_sibling(
+        &self,
+        client: &OAuthClient,
+        mailbox: &str,
+        protocol: Protocol,
+        scopes: &[String],
+    ) -> Result<Option<SecretString>, TokenError> {
+        let i = client.integration();
+        if i.provider != intake_core::preset::Provider::Microsoft {
+            return Ok(None);
+        }
+        let wanted = i.token_resource(protocol);
+        let sibling = self
+            .store
+            .tokens_of_mailbox(&self.keys, &i.name, mailbox)
+            .await?
+            .into_iter()
+            .find(|(r, t)| {
+                r != wanted
+                    && !r.is_empty()
+                    && t.status == TokenStatus::Valid
+                    && t.tokens.refresh_token.is_some()
+            });
+        let Some((from, t)) = sibling else {
+            return Ok(None);
+        };
+        let Some(rt) = t.tokens.refresh_token.as_ref() else {
+            return Ok(None);
+        };
+        tracing::info!(integration = %i.name, mailbox, from = %from, to = wanted, "redeeming the refresh token for the other resource");
+        let (_, t) = self
+            .redeem_for(client, mailbox, rt, protocol, scopes)
+            .await?;
+        Ok(Some(t.access_token))
+    }
+
+    /// The pre-flight findings of the stored token for `protocol` that do not keep it from
+    /// the connection: the signed-in identity against the mailbox (RC11, RC3; a shared
+    /// mailbox with Full Access is legitimate, so these are warnings at run time) and claim
+    /// warnings. Empty when nothing is stored.
+    pub async fn preflight_warnings(
+        &self,
+        client: &OAuthClient,
+        mailbox: &str,
+        protocol: Protocol,
+    ) -> Result<Vec<intake_core::diagnosis::Finding>, TokenError> {
+        let i = client.integration();
+        let Some(stored) = self
+            .store
+            .tokens(i.token_resource(protocol))
+            .load_token(&self.keys, &i.name, mailbox)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if i.provider == intake_core::preset::Provider::Microsoft {
+            out.extend(
+                intake_core::lint::check_token_for_protocol(&stored.identity, protocol, i.cloud)
+                    .into_iter()
+                    .filter(|f| !f.is_error()),
+            );
+        }
+        if i.grant != Grant::ClientCredentials
+            && let Some(mut f) =
+                intake_core::lint::check_identity_matches_mailbox(&stored.identity, mailbox)
+        {
+            f.severity = intake_core::diagnosis::Severity::Warning;
+            out.push(f);
+        }
+        Ok(out)
+    }
+}
+
+/// The integration's credential with a known end: ("client secret", `client_secret_expires`)
+/// or ("client certificate", its `notAfter`). `None` for public clients, secrets without a
+/// date and unreadable certificates.
+pub fn credential_expiry(i: &ResolvedIntegration) -> Option<(&'static str, i64)> {
+    use intake_core::integration::ClientCredential;
+    match &i.credential {
+        ClientCredential::Secret {
+            expires_unix: Some(e),
+            ..
+        } => Some(("client secret", *e)),
+        ClientCredential::Certificate { certificate, .. } => {
+            let pem = intake_mail::secret::resolve(certificate).ok()?;
+            intake_mail::oauth::assertion::certificate_not_after(pem.expose_secret().as_bytes())
+                .map(|e| ("client certificate", e))
+        }
+        _ => None,
     }
 }
 
@@ -291,28 +560,10 @@ pub async fn credential_warnings(
     now_unix: i64,
 ) -> Result<Vec<String>, StoreError> {
     use intake_core::expiry::{ExpiryStage, expiry_warning};
-    use intake_core::integration::ClientCredential;
     let mut out = Vec::new();
     for i in integrations {
-        let (what, expires) = match &i.credential {
-            ClientCredential::Secret {
-                expires_unix: Some(e),
-                ..
-            } => ("client secret", *e),
-            ClientCredential::Certificate { certificate, .. } => {
-                let pem = intake_mail::secret::resolve(certificate)
-                    .ok()
-                    .and_then(|p| {
-                        intake_mail::oauth::assertion::certificate_not_after(
-                            p.expose_secret().as_bytes(),
-                        )
-                    });
-                match pem {
-                    Some(e) => ("client certificate", e),
-                    None => continue,
-                }
-            }
-            _ => continue,
+        let Some((what, expires)) = credential_expiry(i) else {
+            continue;
         };
         let Some(w) = expiry_warning(expires, now_unix) else {
             continue;

@@ -209,6 +209,10 @@ pub struct Graph {
     pub folder: String,
     pub proxy: Option<String>,
     pub no_proxy: Vec<String>,
+    /// Extra CA certificates for the Graph host: the channel's `ca_file`, else the
+    /// integration's (a TLS-inspecting proxy or a private CA signs both the token and the
+    /// Graph answers).
+    pub ca_file: Option<SecretRef>,
 }
 
 /// Where a channel's mail comes from.
@@ -605,7 +609,16 @@ fn source(
                     "Graph requests go through an HTTP(S) proxy, not SOCKS5 (socks5:// is for IMAP and POP3)",
                 );
             }
+            let ca_file = match c.ca_file.as_deref().map(SecretRef::parse) {
+                Some(Ok(r)) => Some(r),
+                Some(Err(e)) => {
+                    p.add(format!("ca_file: {e}"));
+                    None
+                }
+                None => integration.and_then(|i| i.ca_file.clone()),
+            };
             Some(SourceSettings::Graph(Graph {
+                ca_file,
                 mailbox: mailbox?,
                 integration: integration?.name.clone(),
                 graph_url: graph_url?,
@@ -820,6 +833,51 @@ mod tests {
     }
 
     const IMAP: &str = "[[channel]]\nname = \"support\"\nproject = \"HELP\"\nhost = \"mail.example.com\"\nmailbox = \"help@example.com\"\nauth = \"password:env:PW\"\n";
+
+    /// Each protocol its own default host and port: `tls = "starttls"` without `port` is 143
+    /// (POP3 110), a Google POP3 channel goes to pop.gmail.com, and a Graph channel trusts the
+    /// integration's `ca_file` unless it names its own.
+    #[test]
+    fn ports_hosts_and_graph_ca_file_follow_the_protocol() {
+        let starttls = load(&format!("{IMAP}tls = \"starttls\"\n")).unwrap();
+        let SourceSettings::Imap(server) = &starttls.channels[0].source else {
+            panic!("imap")
+        };
+        assert_eq!((server.port, server.tls), (143, Tls::StartTls));
+        let pop = IMAP.replace("project", "protocol = \"pop3\"\nproject");
+        let s = load(&format!("{pop}tls = \"starttls\"\n")).unwrap();
+        let SourceSettings::Pop3(server) = &s.channels[0].source else {
+            panic!("pop3")
+        };
+        assert_eq!((server.port, server.tls), (110, Tls::StartTls));
+        let google = "[[integration]]\nname = \"g\"\nprovider = \"google\"\nclient_id = \"c\"\nclient_secret = \"env:G\"\nca_file = \"file:/etc/ca.pem\"\n\
+             [[channel]]\nname = \"pop\"\nproject = \"HELP\"\nprotocol = \"pop3\"\nmailbox = \"a@example.com\"\nauth = \"oauth:g\"\n";
+        let s = load(google).unwrap();
+        let SourceSettings::Pop3(server) = &s.channels[0].source else {
+            panic!("pop3")
+        };
+        assert_eq!((server.host.as_str(), server.port), ("pop.gmail.com", 995));
+        let ms = "[[integration]]\nname = \"m\"\nprovider = \"microsoft\"\ntenant = \"contoso.example\"\nclient_id = \"c\"\nclient_secret = \"env:M\"\nca_file = \"file:/etc/ca.pem\"\n\
+             [[channel]]\nname = \"g\"\nproject = \"HELP\"\nprotocol = \"graph\"\nmailbox = \"a@contoso.example\"\nauth = \"oauth:m\"\n";
+        let s = load(ms).unwrap();
+        let SourceSettings::Graph(g) = &s.channels[0].source else {
+            panic!("graph")
+        };
+        assert!(
+            matches!(&g.ca_file, Some(SecretRef::File(p)) if p.ends_with("ca.pem")),
+            "{:?}",
+            g.ca_file
+        );
+        let own = load(&format!("{ms}ca_file = \"file:/other.pem\"\n")).unwrap();
+        let SourceSettings::Graph(g) = &own.channels[0].source else {
+            panic!("graph")
+        };
+        assert!(
+            matches!(&g.ca_file, Some(SecretRef::File(p)) if p.ends_with("other.pem")),
+            "{:?}",
+            g.ca_file
+        );
+    }
 
     #[test]
     fn a_good_channel_resolves_into_typed_settings_with_documented_defaults() {

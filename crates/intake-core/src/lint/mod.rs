@@ -7,7 +7,7 @@
 //!   protocol and cloud (RC1, G1, G2, RC9), before connecting.
 //! - [`check_identity_matches_mailbox`]: who signed in versus the mailbox (RC11, RC3).
 //!
-//! Token claims are for diagnosis only (facts §1.5): absent claims (opaque tokens) produce no
+//! Token claims are for diagnosis only (docs/troubleshooting.md, "Token claims"): absent claims (opaque tokens) produce no
 //! finding, and an audience Intake does not recognise is a warning, not an error.
 //!
 //! Submodules: `cloud` (RC9/G2 host checks), `scopes` (RC1/G1 scope composition) and `token`

@@ -1,4 +1,4 @@
-//! Scope-composition lint (RC1, G1, G2) of a Microsoft `scopes` override, following facts §1.4
+//! Scope-composition lint (RC1, G1, G2) of a Microsoft `scopes` override, following docs/troubleshooting.md, "Scopes"
 //! and §1.6: bare OpenID Connect scopes, one resource per token, `.default` alone per resource,
 //! `{resource}/.default` only for client credentials, Exchange permissions on the Exchange
 //! resource and Graph permissions on Graph.
@@ -12,7 +12,7 @@ use crate::preset::scopes::{
     parse_scope, scope_resource,
 };
 
-/// RC1 / G1: the scope composition rules of facts §1.4 and §1.6.
+/// RC1 / G1: the scope composition rules of docs/troubleshooting.md, "Scopes".
 pub(super) fn lint_microsoft_scopes(
     cloud: Cloud,
     grant: Grant,

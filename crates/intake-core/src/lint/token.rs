@@ -1,6 +1,6 @@
 //! Token checks before connecting: the token's `aud`, `scp`/`roles` and `iss` against the
 //! protocol and cloud (RC1, G1, G2, RC9), and the signed-in identity against the mailbox (RC11,
-//! RC3). Claims are for diagnosis only (facts §1.5): absent claims (opaque tokens) give no
+//! RC3). Claims are for diagnosis only (docs/troubleshooting.md, "Token claims"): absent claims (opaque tokens) give no
 //! finding, and an unrecognised audience is a warning.
 
 use super::scopes::graph_scope;

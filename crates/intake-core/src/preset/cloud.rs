@@ -1,6 +1,6 @@
 //! Providers, Microsoft clouds, protocols, grants, and the endpoints each combination uses.
 //!
-//! Hosts per cloud are facts §1.1, endpoint templates §1.2, Google §2. GCC (moderate) is not a
+//! Hosts per cloud are docs/troubleshooting.md, "Hosts and endpoints", endpoint templates §1.2, Google §2. GCC (moderate) is not a
 //! separate cloud for identity, Graph or mail: it uses the worldwide hosts. Only GCC High and DoD
 //! move to `.us`, China to `.cn`.
 
@@ -109,7 +109,7 @@ impl Cloud {
             Cloud::Worldwide | Cloud::Gcc => "https://login.microsoftonline.com",
             Cloud::GccHigh | Cloud::Dod => "https://login.microsoftonline.us",
             // [D] Graph's deployments page lists login.chinacloudapi.cn; Entra's national-cloud
-            // page and docs.azure.cn use this one, which the facts doc recommends.
+            // page and docs.azure.cn use this one, which docs/troubleshooting.md ("Hosts and endpoints") follows.
             Cloud::China => "https://login.partner.microsoftonline.cn",
         }
     }
@@ -139,7 +139,7 @@ impl Cloud {
             Cloud::Worldwide | Cloud::Gcc => "https://outlook.office.com",
             Cloud::GccHigh => "https://outlook.office365.us",
             // [D] EmailEngine uses outlook.office365.us for DoD; Microsoft's endpoint list and
-            // CSS-Exchange say outlook-dod, the facts doc's default.
+            // CSS-Exchange say outlook-dod, the default in docs/troubleshooting.md ("Hosts and endpoints").
             Cloud::Dod => "https://outlook-dod.office365.us",
             Cloud::China => "https://partner.outlook.cn",
         }
@@ -169,7 +169,7 @@ impl Cloud {
     pub fn smtp_host(self) -> &'static str {
         match self {
             Cloud::Worldwide | Cloud::Gcc => "smtp.office365.com",
-            // [3P] Microsoft's list names only outlook.office365.us:587; the facts doc defaults
+            // [3P] Microsoft's list names only outlook.office365.us:587; docs/troubleshooting.md defaults
             // to smtp.office365.us and lets the doctor fall back.
             Cloud::GccHigh => "smtp.office365.us",
             Cloud::Dod => "outlook-dod.office365.us",
@@ -318,7 +318,7 @@ pub(crate) fn microsoft_endpoints_at(authority: &str, cloud: Cloud, tenant: &str
     }
 }
 
-/// Google endpoints (facts §2). Google's device endpoint is not in the verified facts, so
+/// Google endpoints (docs/troubleshooting.md, "Hosts and endpoints"). Google's device endpoint does not serve mail scopes, so
 /// `device_authorization_url` is `None` and must be configured for the device-code grant.
 pub fn google_endpoints() -> Endpoints {
     Endpoints {
@@ -339,7 +339,7 @@ pub fn google_endpoints() -> Endpoints {
 mod tests {
     use super::*;
 
-    /// (cloud, authority, graph root, EXO resource, IMAP host, SMTP host) exactly as facts §1.1.
+    /// (cloud, authority, graph root, EXO resource, IMAP host, SMTP host) exactly as docs/troubleshooting.md, "Hosts and endpoints".
     const TABLE: &[(Cloud, &str, &str, &str, &str, &str)] = &[
         (
             Cloud::Worldwide,

@@ -1,7 +1,7 @@
 //! Which Microsoft cloud a host name belongs to, and what it serves.
 //!
 //! Used by the mixed-cloud lint (RC9, G2) and the token checks (`aud`, `iss`). Known hosts come
-//! from facts §1.1; other Microsoft hosts are placed by their domain (`.microsoftonline.us`,
+//! from docs/troubleshooting.md, "Hosts and endpoints"; other Microsoft hosts are placed by their domain (`.microsoftonline.us`,
 //! `.chinacloudapi.cn`, …). Hosts that are not Microsoft's (a custom IdP, a test server) are not
 //! classified and never produce a mixed-cloud finding.
 

@@ -2,7 +2,7 @@
 //!
 //! One `cloud` setting drives the login host, the mail hosts, the Graph root and the scopes
 //! together (RC9, G2), and scopes are computed from provider + cloud + protocol + grant (RC1).
-//! Every value comes from the verified facts in `shared/reference/oauth-mail-facts.md` §1–§2;
+//! Every value comes from docs/troubleshooting.md ("Hosts and endpoints", "Scopes");
 //! where that document marks a disagreement, the default it recommends is used and noted at the
 //! constant.
 //!

@@ -1,4 +1,4 @@
-//! Scopes per provider, cloud, protocol and grant (facts §1.3, §1.4, §1.6, §2), and the scope
+//! Scopes per provider, cloud, protocol and grant (docs/troubleshooting.md, "Scopes", "Hosts and endpoints"), and the scope
 //! parsing the lint uses to explain wrong ones (RC1, G1).
 //!
 //! Rules the lists follow:
@@ -161,7 +161,7 @@ pub(crate) fn is_oidc(permission: &str) -> bool {
 pub(crate) fn scope_resource(scope: &str) -> ScopeResource {
     let parsed = parse_scope(scope);
     let Some(prefix) = parsed.prefix else {
-        // A scope with no resource prefix is a Graph scope (facts §1.4).
+        // A scope with no resource prefix is a Graph scope (docs/troubleshooting.md, "Scopes").
         return if is_oidc(parsed.permission) {
             ScopeResource::Oidc
         } else {
@@ -211,7 +211,7 @@ mod tests {
         list.iter().map(|x| x.to_string()).collect()
     }
 
-    /// Every cloud × protocol × grant for Microsoft, with the exact strings of facts §1.3–§1.6.
+    /// Every cloud × protocol × grant for Microsoft, with the exact strings of docs/troubleshooting.md, "Scopes".
     #[test]
     fn microsoft_scopes_table() {
         use Cloud::*;

@@ -1,4 +1,4 @@
-//! Certificate credentials: the client assertion JWT Microsoft documents (facts §5).
+//! Certificate credentials: the client assertion JWT Microsoft documents (docs/troubleshooting.md, "Credentials and token lifetimes").
 //!
 //! Header `alg=PS256`, `typ=JWT`, `x5t#S256` = base64url SHA-256 of the certificate's DER;
 //! claims `aud` = token endpoint, `iss` = `sub` = client id, a unique `jti`, and a five-minute

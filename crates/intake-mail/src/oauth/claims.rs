@@ -1,6 +1,6 @@
 //! Reading who and what a token is for from its claims, without verifying it.
 //!
-//! For diagnosis only (facts §1.5): Microsoft access tokens for APIs we do not own may be opaque
+//! For diagnosis only (docs/troubleshooting.md, "Token claims"): Microsoft access tokens for APIs we do not own may be opaque
 //! or change format, so a token that is not a three-part JWT simply yields no claims. The
 //! id_token is the stable place for the user's identity.
 

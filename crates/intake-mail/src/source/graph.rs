@@ -1,4 +1,4 @@
-//! Microsoft Graph mail source on plain reqwest (facts §6): delta query per folder for the
+//! Microsoft Graph mail source on plain reqwest (docs/troubleshooting.md, "Graph folders and sync"): delta query per folder for the
 //! checkpoint, `$value` for the raw MIME, and the post-actions mark read (PATCH `isRead`), move
 //! (POST `move`) and delete, applied only once the caller has committed the tickets.
 //!
@@ -12,9 +12,9 @@
 //!   [`GraphError::Resync`]: start again without a checkpoint (the ledger de-duplicates).
 //! - 429, 503 and 504 are retried a bounded number of times, waiting `Retry-After` seconds
 //!   (exponential backoff without the header). Other errors keep Graph's `code`, `message` and
-//!   `request-id` and name the root cause and its fix (facts §4.3).
+//!   `request-id` and name the root cause and its fix (docs/troubleshooting.md, "Graph errors").
 //! - Every request carries `Prefer: IdType="ImmutableId"`, so a message keeps its ID when it is
-//!   moved (the ledger identity `graph:<id>` stays the same across a move, facts §6).
+//!   moved (the ledger identity `graph:<id>` stays the same across a move, docs/troubleshooting.md, "Graph folders and sync").
 //! - Links (nextLink, deltaLink) are followed only on the configured Graph root's origin, so the
 //!   bearer token never goes to another host. The token is never logged or put into an error.
 //! - Bounds: HTTP connect and per-read deadlines ([`crate::http`]); a JSON answer is read up
@@ -45,7 +45,7 @@ use url::Url;
 use super::{Fetched, Listed, Listing, MailSource, Oversized, PostAction, SourceError, Start};
 use crate::http::{HttpError, HttpOptions};
 
-/// Well-known mail folder names (facts §6.1): locale-independent, unlike display names.
+/// Well-known mail folder names (docs/troubleshooting.md, "Graph folders and sync"): locale-independent, unlike display names.
 pub const WELL_KNOWN_FOLDERS: &[&str] = &[
     "inbox",
     "archive",
@@ -66,7 +66,7 @@ pub const WELL_KNOWN_FOLDERS: &[&str] = &[
     "syncissues",
 ];
 
-/// Page size when the configuration says 0 (facts §6.2: 50–100 with `$select`).
+/// Page size when the configuration says 0 (docs/troubleshooting.md, "Graph folders and sync": 50–100 with `$select`).
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// How many times a throttled (429) or unavailable (503/504) request is retried.
 pub const MAX_RETRIES: u32 = 3;
@@ -74,7 +74,7 @@ pub const MAX_RETRIES: u32 = 3;
 /// [`GraphError::Throttled`] so the caller's scheduler waits instead of a blocked task.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
-/// Asks Graph for IDs that survive a move (facts §6).
+/// Asks Graph for IDs that survive a move (docs/troubleshooting.md, "Graph folders and sync").
 const IMMUTABLE_ID: &str = "IdType=\"ImmutableId\"";
 
 /// The MAPI property PidTagMessageSize (ID 0x0E08, 32-bit integer): the message's size in
@@ -165,7 +165,7 @@ impl fmt::Display for GraphApiError {
     }
 }
 
-/// The root cause and fix of a Graph error (facts §4.3).
+/// The root cause and fix of a Graph error (docs/troubleshooting.md, "Graph errors").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphDiagnosis {
     pub cause: Option<RootCause>,
@@ -283,7 +283,7 @@ fn mentions_expiry(message: &str) -> bool {
     m.contains("expired") || m.contains("lifetime validation")
 }
 
-/// Decode Graph's `code` + message into a root cause (facts §4.3). `shared` says whether the
+/// Decode Graph's `code` + message into a root cause (docs/troubleshooting.md, "Graph errors"). `shared` says whether the
 /// request named another mailbox (`/users/{address}`).
 pub fn diagnose(status: u16, code: &str, message: &str, shared: bool) -> GraphDiagnosis {
     let cause = |c: RootCause| GraphDiagnosis {
@@ -812,7 +812,7 @@ impl GraphSource {
             let transport = |e: reqwest::Error| {
                 GraphError::Http(HttpError::Request {
                     url: format!("{} {}", method, url.path()),
-                    message: e.without_url().to_string(),
+                    message: crate::http::explain(&e),
                 })
             };
             let resp = req.send().await.map_err(transport)?;

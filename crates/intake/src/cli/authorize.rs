@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
 use crate::oauth::{self, TokenError, TokenService, fingerprint};
+use crate::settings::{Auth, Settings, SourceSettings};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ProtocolArg {
@@ -61,7 +62,12 @@ pub struct AuthorizeArgs {
     /// Finish a flow started with --print-url: the full URL the browser was sent back to.
     #[arg(long, value_name = "URL")]
     pub callback_url: Option<String>,
-    /// Protocol the token is for (one token has one audience).
+    /// Device-code sign-in, whatever `grant` says (the code is shown here; sign in on any
+    /// device).
+    #[arg(long, conflicts_with = "browser")]
+    pub device: bool,
+    /// Protocol the token is for (one token has one audience). Default: every protocol the
+    /// mailbox's channels use.
     #[arg(long, value_enum)]
     pub protocol: Option<ProtocolArg>,
     #[arg(long)]
@@ -108,105 +114,327 @@ async fn open(
     Ok((integration, client, TokenService::new(store, keys)))
 }
 
-pub async fn authorize(config: &Config, db: &str, a: AuthorizeArgs) -> anyhow::Result<ExitCode> {
-    let (integration, client, tokens) = open(config, db, &a.integration).await?;
-    let protocol = a
-        .protocol
-        .map(Protocol::from)
-        .unwrap_or_else(|| oauth::default_protocol(&integration));
-    let scopes = integration
-        .scopes_for(protocol)
-        .map(<[String]>::to_vec)
-        .unwrap_or_default();
-    let (mailbox, identity, expires_at) = if integration.grant == Grant::ClientCredentials {
-        let t = client.client_credentials(&scopes).await?;
-        let mailbox = a.mailbox.clone().unwrap_or_else(|| "*".into());
-        let id = tokens.save(&client, &mailbox, &t).await?;
-        (mailbox, id, t.expires_at)
-    } else if let Some(cb) = &a.callback_url {
-        let url = url::Url::parse(cb)
-            .context("--callback-url must be the full URL the browser was sent to")?;
-        let (state, code) = parse_callback(&url)?;
-        let (mailbox, id) = tokens
-            .complete_authorization(&client, &state, &code, protocol)
-            .await?;
-        (signed_in_mailbox(mailbox, &id), id, 0)
-    } else if a.browser && a.print_url {
-        let redirect = format!(
-            "http://127.0.0.1:{}/callback",
-            if a.port == 0 { 8400 } else { a.port }
-        );
-        let hint = a.mailbox.clone().unwrap_or_default();
-        let url = tokens
-            .start_authorization(&client, &hint, &redirect, protocol)
-            .await?;
-        if a.json {
-            println!(
-                "{}",
-                serde_json::to_string(
-                    &json!({"url": url, "redirect_uri": redirect, "expires_in": oauth::FLOW_SECONDS})
-                )?
-            );
-        } else {
-            println!(
-                "Open this URL, sign in, then run `intake authorize {} --callback-url '<the URL the browser ends on>'` on any node:\n\n{url}",
-                integration.name
-            );
+/// The protocols the channels of `mailbox` (all channels of the integration when `None`) use
+/// with `integration`, in file order.
+pub fn channel_protocols(
+    settings: &Settings,
+    integration: &str,
+    mailbox: Option<&str>,
+) -> Vec<Protocol> {
+    let mut out = Vec::new();
+    for c in &settings.channels {
+        let (name, m, p) = match &c.source {
+            SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
+                Auth::OAuth { integration, .. } => (integration, &s.mailbox, c.protocol()),
+                Auth::Password(_) => continue,
+            },
+            SourceSettings::Graph(g) => (&g.integration, &g.mailbox, c.protocol()),
+            _ => continue,
+        };
+        let p = match p {
+            crate::settings::Protocol::Imap => Protocol::Imap,
+            crate::settings::Protocol::Pop3 => Protocol::Pop3,
+            crate::settings::Protocol::Graph => Protocol::Graph,
+            _ => continue,
+        };
+        if name == integration
+            && mailbox.is_none_or(|want| want.eq_ignore_ascii_case(m))
+            && !out.contains(&p)
+        {
+            out.push(p);
         }
-        return Ok(ExitCode::SUCCESS);
-    } else if a.browser {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.port)).await?;
-        let redirect = format!(
-            "http://127.0.0.1:{}/callback",
-            listener.local_addr()?.port()
-        );
-        let hint = a.mailbox.clone().unwrap_or_default();
-        let url = tokens
-            .start_authorization(&client, &hint, &redirect, protocol)
-            .await?;
-        eprintln!(
-            "Open this URL in a browser and sign in as {}:\n\n{url}\n",
-            if hint.is_empty() {
-                "the mailbox owner"
-            } else {
-                &hint
-            }
-        );
-        let (state, code) = wait_for_callback(&listener).await?;
-        let (mailbox, id) = tokens
-            .complete_authorization(&client, &state, &code, protocol)
-            .await?;
-        (signed_in_mailbox(mailbox, &id), id, 0)
-    } else {
-        let sign_in = client.start_device(&scopes).await?;
-        eprintln!("{}", sign_in.message());
-        let t = client.finish_device(&sign_in, &scopes).await?;
-        let id_token = t
-            .id_token
-            .as_ref()
-            .map(|s| secrecy::ExposeSecret::expose_secret(s).to_string());
-        let id = intake_mail::oauth::claims::identity(
-            secrecy::ExposeSecret::expose_secret(&t.access_token),
-            id_token.as_deref(),
-        );
-        let mailbox = a
-            .mailbox
-            .clone()
-            .unwrap_or_else(|| id.username.clone().unwrap_or_default().to_lowercase());
-        tokens.save(&client, &mailbox, &t).await?;
-        (mailbox, id, t.expires_at)
-    };
-    let mut findings = check_token_for_protocol(&identity, protocol, integration.cloud);
-    if integration.grant != Grant::ClientCredentials {
-        findings.extend(check_identity_matches_mailbox(&identity, &mailbox));
     }
+    out
+}
+
+/// How the user signs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Browser,
+    Device,
+    ClientCredentials,
+}
+
+/// `--browser` / `--device` win; else the `grant` written in the file; else device code
+/// where the provider has a device endpoint and the browser where it has none (Google).
+fn choose_flow(
+    a: &AuthorizeArgs,
+    written: Option<Grant>,
+    i: &ResolvedIntegration,
+) -> anyhow::Result<Flow> {
+    let has_device = i.endpoints.device_authorization_url.is_some();
+    let flow = if i.grant == Grant::ClientCredentials {
+        Flow::ClientCredentials
+    } else if a.browser || a.callback_url.is_some() {
+        Flow::Browser
+    } else if a.device {
+        Flow::Device
+    } else {
+        match written {
+            Some(Grant::AuthorizationCode) => Flow::Browser,
+            Some(Grant::DeviceCode) => Flow::Device,
+            _ if has_device => Flow::Device,
+            _ => Flow::Browser,
+        }
+    };
+    if flow == Flow::Device && !has_device {
+        anyhow::bail!(
+            "integration {} has no device-code endpoint ({} does not offer device sign-in for \
+             mail): run `intake authorize {}{} --browser`, or set grant = \"authorization_code\"",
+            i.name,
+            i.provider.as_str(),
+            i.name,
+            a.mailbox
+                .as_deref()
+                .map(|m| format!(" --mailbox {m}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(flow)
+}
+
+/// One token obtained by `intake authorize`: the protocols it serves and who it belongs to.
+struct Obtained {
+    protocols: Vec<Protocol>,
+    identity: TokenIdentity,
+    expires_at: i64,
+}
+
+pub async fn authorize(
+    settings: &Settings,
+    db: &str,
+    a: AuthorizeArgs,
+) -> anyhow::Result<ExitCode> {
+    let config = &*settings.config;
+    let (integration, client, tokens) = open(config, db, &a.integration).await?;
+    let written = config
+        .integrations
+        .iter()
+        .find(|i| i.name == a.integration)
+        .and_then(|i| i.grant);
+    let flow = choose_flow(&a, written, &integration)?;
+    let plan_for = |mailbox: &str| -> oauth::AuthPlan {
+        match a.protocol {
+            Some(p) => oauth::AuthPlan::new(&integration, &[p.into()]),
+            None => oauth::AuthPlan::new(
+                &integration,
+                &channel_protocols(
+                    settings,
+                    &integration.name,
+                    (!mailbox.is_empty()).then_some(mailbox),
+                ),
+            ),
+        }
+    };
+    // Consent for every resource in the browser; the token comes one resource at a time.
+    let consent = |plan: &oauth::AuthPlan| {
+        let mut all: Vec<String> = Vec::new();
+        for n in 0..plan.groups.len() {
+            for s in plan.scopes(&integration, n) {
+                if !all.contains(&s) {
+                    all.push(s);
+                }
+            }
+        }
+        all
+    };
+    let (mailbox, plan, first) = match flow {
+        Flow::ClientCredentials => {
+            let mailbox = a.mailbox.clone().unwrap_or_else(|| "*".into());
+            let plan = plan_for(&mailbox);
+            let mut got = Vec::new();
+            for (n, (_, protocols)) in plan.groups.iter().enumerate() {
+                let t = client
+                    .client_credentials(&plan.scopes(&integration, n))
+                    .await?;
+                let id = tokens.save(&client, &mailbox, protocols[0], &t).await?;
+                got.push(Obtained {
+                    protocols: protocols.clone(),
+                    identity: id,
+                    expires_at: t.expires_at,
+                });
+            }
+            return report(&integration, &mailbox, got, a.json);
+        }
+        Flow::Browser if a.callback_url.is_some() => {
+            let cb = a.callback_url.as_deref().unwrap_or_default();
+            let url = url::Url::parse(cb)
+                .context("--callback-url must be the full URL the browser was sent to")?;
+            let (state, code) = parse_callback(&url)?;
+            let (mailbox, id, plan, t) = tokens
+                .complete_authorization_with(&client, &state, &code, plan_for)
+                .await?;
+            (signed_in_mailbox(mailbox, &id), plan, (id, t))
+        }
+        Flow::Browser if a.print_url => {
+            let redirect = format!(
+                "http://127.0.0.1:{}/callback",
+                if a.port == 0 { 8400 } else { a.port }
+            );
+            let hint = a.mailbox.clone().unwrap_or_default();
+            let url = tokens
+                .start_authorization_with(&client, &hint, &redirect, &consent(&plan_for(&hint)))
+                .await?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(
+                        &json!({"url": url, "redirect_uri": redirect, "expires_in": oauth::FLOW_SECONDS})
+                    )?
+                );
+            } else {
+                println!(
+                    "Open this URL, sign in, then run `intake authorize {} --callback-url '<the URL the browser ends on>'` on any node:\n\n{url}",
+                    integration.name
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Flow::Browser => {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.port)).await?;
+            let redirect = format!(
+                "http://127.0.0.1:{}/callback",
+                listener.local_addr()?.port()
+            );
+            let hint = a.mailbox.clone().unwrap_or_default();
+            let url = tokens
+                .start_authorization_with(&client, &hint, &redirect, &consent(&plan_for(&hint)))
+                .await?;
+            eprintln!(
+                "Open this URL in a browser and sign in as {}:\n\n{url}\n",
+                if hint.is_empty() {
+                    "the mailbox owner"
+                } else {
+                    &hint
+                }
+            );
+            let (state, code) = wait_for_callback(&listener).await?;
+            let (mailbox, id, plan, t) = tokens
+                .complete_authorization_with(&client, &state, &code, plan_for)
+                .await?;
+            (signed_in_mailbox(mailbox, &id), plan, (id, t))
+        }
+        Flow::Device => {
+            let hint = a.mailbox.clone().unwrap_or_default();
+            let plan = plan_for(&hint);
+            let scopes = plan.scopes(&integration, 0);
+            let sign_in = client.start_device(&scopes).await?;
+            eprintln!("{}", sign_in.message());
+            let t = client.finish_device(&sign_in, &scopes).await?;
+            let id_token = t
+                .id_token
+                .as_ref()
+                .map(|s| secrecy::ExposeSecret::expose_secret(s).to_string());
+            let id = intake_mail::oauth::claims::identity(
+                secrecy::ExposeSecret::expose_secret(&t.access_token),
+                id_token.as_deref(),
+            );
+            let mailbox = a
+                .mailbox
+                .clone()
+                .unwrap_or_else(|| id.username.clone().unwrap_or_default().to_lowercase());
+            let plan = if hint.is_empty() {
+                plan_for(&mailbox)
+            } else {
+                plan
+            };
+            tokens
+                .save(&client, &mailbox, plan.groups[0].1[0], &t)
+                .await?;
+            (mailbox, plan, (id, t))
+        }
+    };
+    let (id, t) = first;
+    let mut got = vec![Obtained {
+        protocols: plan.groups[0].1.clone(),
+        identity: id,
+        expires_at: t.expires_at,
+    }];
+    // The other resources from the same sign-in: redeem its refresh token.
+    for (n, (_, protocols)) in plan.groups.iter().enumerate().skip(1) {
+        let Some(rt) = t.refresh_token.as_ref() else {
+            anyhow::bail!(
+                "the sign-in returned no refresh token, so no {} token could be made from it: \
+                 run `intake authorize {} --mailbox {mailbox} --protocol {}`",
+                protocols[0].as_str().to_ascii_uppercase(),
+                integration.name,
+                protocols[0].as_str()
+            );
+        };
+        match tokens
+            .redeem_for(
+                &client,
+                &mailbox,
+                rt,
+                protocols[0],
+                &plan.scopes(&integration, n),
+            )
+            .await
+        {
+            Ok((id, t)) => got.push(Obtained {
+                protocols: protocols.clone(),
+                identity: id,
+                expires_at: t.expires_at,
+            }),
+            Err(e) => anyhow::bail!(
+                "signed in for {}, but the refresh token could not be redeemed for {}: {e}. Run \
+                 `intake authorize {} --mailbox {mailbox} --protocol {}`",
+                got[0]
+                    .protocols
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                protocols[0].as_str(),
+                integration.name,
+                protocols[0].as_str()
+            ),
+        }
+    }
+    report(&integration, &mailbox, got, a.json)
+}
+
+/// Print what was authorized (text or JSON) with the pre-flight findings of every token.
+fn report(
+    integration: &ResolvedIntegration,
+    mailbox: &str,
+    got: Vec<Obtained>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut findings = Vec::new();
+    for o in &got {
+        for p in &o.protocols {
+            for f in check_token_for_protocol(&o.identity, *p, integration.cloud) {
+                if !findings.contains(&f) {
+                    findings.push(f);
+                }
+            }
+        }
+    }
+    if integration.grant != Grant::ClientCredentials
+        && let Some(f) = check_identity_matches_mailbox(&got[0].identity, mailbox)
+    {
+        findings.push(f);
+    }
+    let tokens_json: Vec<_> = got
+        .iter()
+        .map(|o| {
+            json!({
+                "protocols": o.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "resource": integration.token_resource(o.protocols[0]),
+                "audience": o.identity.audience, "scopes": o.identity.scopes,
+                "roles": o.identity.roles, "expires_at": o.expires_at,
+            })
+        })
+        .collect();
     print_identity(
         &integration.name,
-        &mailbox,
-        &identity,
-        expires_at,
+        mailbox,
+        &got[0].identity,
+        got[0].expires_at,
         &findings,
-        a.json,
+        as_json,
+        tokens_json,
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -218,12 +446,14 @@ fn print_identity(
     expires_at: i64,
     findings: &[intake_core::diagnosis::Finding],
     as_json: bool,
+    tokens: Vec<serde_json::Value>,
 ) -> anyhow::Result<()> {
     if as_json {
         let v = json!({
             "integration": integration, "mailbox": mailbox, "username": id.username, "tenant": id.tenant,
             "audience": id.audience, "scopes": id.scopes, "roles": id.roles, "expires_at": expires_at,
             "warnings": findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            "tokens": tokens,
         });
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
@@ -244,6 +474,20 @@ fn print_identity(
     }
     if !id.roles.is_empty() {
         println!("  roles:        {}", id.roles.join(" "));
+    }
+    for t in tokens.iter().skip(1) {
+        println!(
+            "  also for {}: audience {}",
+            t["protocols"]
+                .as_array()
+                .map(|l| l
+                    .iter()
+                    .filter_map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            t["audience"].as_str().unwrap_or("(not in the token)")
+        );
     }
     for f in findings {
         println!("warning: {f}");
@@ -325,17 +569,21 @@ fn signed_in_mailbox(started_for: String, id: &TokenIdentity) -> String {
 
 /// `intake token`: make sure a valid access token exists (refreshing single-flight when due) and
 /// print its metadata — never the token, only a fingerprint.
-pub async fn token(config: &Config, db: &str, a: TokenArgs) -> anyhow::Result<ExitCode> {
+pub async fn token(settings: &Settings, db: &str, a: TokenArgs) -> anyhow::Result<ExitCode> {
+    let config = &*settings.config;
     let (integration, client, tokens) = open(config, db, &a.integration).await?;
-    let protocol = a
-        .protocol
-        .map(Protocol::from)
-        .unwrap_or_else(|| oauth::default_protocol(&integration));
+    let protocol = a.protocol.map(Protocol::from).unwrap_or_else(|| {
+        channel_protocols(settings, &integration.name, Some(&a.mailbox))
+            .first()
+            .copied()
+            .unwrap_or_else(|| oauth::default_protocol(&integration))
+    });
     match tokens.access_token(&client, &a.mailbox, protocol).await {
         Ok(t) => {
             let keys = Keyring::from_env_or_file(&config.secret_key_file())?;
             let stored = tokens
                 .store()
+                .tokens(integration.token_resource(protocol))
                 .load_token(&keys, &integration.name, &a.mailbox)
                 .await?;
             let (expires_at, version, id) = stored
@@ -343,15 +591,30 @@ pub async fn token(config: &Config, db: &str, a: TokenArgs) -> anyhow::Result<Ex
                 .unwrap_or_default();
             if a.json {
                 let v = json!({"integration": integration.name, "mailbox": a.mailbox, "status": "valid",
-                    "expires_at": expires_at, "version": version, "fingerprint": fingerprint(&t), "username": id.username});
+                    "expires_at": expires_at, "version": version, "fingerprint": fingerprint(&t), "username": id.username,
+                    "protocol": protocol.as_str(), "audience": id.audience, "scopes": id.scopes, "roles": id.roles});
                 println!("{}", serde_json::to_string(&v)?);
             } else {
                 println!(
-                    "{} / {}: valid until {expires_at} (token {})",
+                    "{} / {} ({}): valid until {expires_at} (token {})",
                     integration.name,
                     a.mailbox,
+                    protocol.as_str(),
                     fingerprint(&t)
                 );
+                println!(
+                    "  audience: {}",
+                    id.audience.as_deref().unwrap_or("(not in the token)")
+                );
+                if !id.scopes.is_empty() {
+                    println!("  scopes:   {}", id.scopes.join(" "));
+                }
+                if !id.roles.is_empty() {
+                    println!("  roles:    {}", id.roles.join(" "));
+                }
+                if let Some(u) = &id.username {
+                    println!("  user:     {u}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

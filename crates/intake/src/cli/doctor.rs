@@ -2,6 +2,12 @@
 //! (`intake_mail::check`), as text or one JSON array. It only counts messages, so a flooded
 //! inbox cannot make it fail (RC15), and it names the failing stage, host:port and proxy (RC7,
 //! RC16) with the root cause and fix where the server's answer is known.
+//!
+//! `--json` keeps the original fields and adds `findings` per channel and, for OAuth channels,
+//! `integration: {name, findings}`: `[{code, severity, title, evidence, fix}]`, codes from
+//! docs/troubleshooting.md. The exit code is 1 only when a check failed or a finding is an
+//! error; warnings (RC14 expiry, RC15 flood, RC8 tenant, RC11/RC3 identity, plaintext
+//! secrets) leave it 0.
 
 use std::process::ExitCode;
 
@@ -16,7 +22,8 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub channel: Option<String>,
     /// Print one JSON array: [{channel, protocol, ok, stages:[{stage,target,ok,detail}],
-    /// counts:{messages,unread}|null, root_cause:{id,title,fix}|null}].
+    /// counts:{messages,unread}|null, root_cause:{id,title,fix}|null,
+    /// findings:[{code,severity,title,evidence,fix}], integration:{name,findings}|null}].
     #[arg(long)]
     pub json: bool,
 }
@@ -27,6 +34,16 @@ struct ChannelReport {
     protocol: String,
     #[serde(flatten)]
     report: intake_mail::check::Report,
+    findings: Vec<intake_core::Diagnosed>,
+    integration: Option<IntegrationReport>,
+    #[serde(skip)]
+    error: bool,
+}
+
+#[derive(Serialize)]
+struct IntegrationReport {
+    name: String,
+    findings: Vec<intake_core::Diagnosed>,
 }
 
 pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -42,11 +59,17 @@ pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result
     );
     let mut out = Vec::new();
     for c in channels {
-        let report = crate::runner::check(settings, &store, c).await;
+        let d = crate::runner::diagnose(settings, &store, c, intake_store::now()).await;
+        let error = d.has_error();
         out.push(ChannelReport {
             channel: c.name.clone(),
             protocol: c.protocol().as_str().to_string(),
-            report,
+            report: d.report,
+            findings: d.findings,
+            integration: d
+                .integration
+                .map(|(name, findings)| IntegrationReport { name, findings }),
+            error,
         });
     }
     store.close().await;
@@ -78,9 +101,27 @@ pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result
             if let Some(rc) = &r.report.root_cause {
                 println!("  cause: {} {}\n  fix:   {}", rc.id, rc.title, rc.fix);
             }
+            let integration = r.integration.iter().flat_map(|i| i.findings.iter());
+            for f in r.findings.iter().chain(integration) {
+                if r.report
+                    .root_cause
+                    .as_ref()
+                    .is_some_and(|rc| rc.id == f.code)
+                {
+                    continue;
+                }
+                println!(
+                    "  {} {} {}: {}\n      fix: {}",
+                    f.severity_label(),
+                    f.code,
+                    f.title,
+                    f.evidence,
+                    f.fix
+                );
+            }
         }
     }
-    Ok(if out.iter().all(|r| r.report.ok) {
+    Ok(if out.iter().all(|r| !r.error) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -56,7 +56,7 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// The long-running service: REST API, OAuth callback, /healthz, /readyz, /metrics and the
+    /// The long-running service: REST API, /healthz, /readyz, /metrics and the
     /// channel workers of `intake run` (docs/deploy.md, docs/api.md).
     Serve(serve::ServeArgs),
     /// The configuration kept in the database (`intake serve`).
@@ -141,8 +141,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tickets(c) => tickets::run(&db, c).await,
         Command::Log(a) => tickets::log(&db, a).await,
         Command::Run(a) => run::run(&settings, &db, a).await,
-        Command::Authorize(a) => authorize::authorize(config, &db, a).await,
-        Command::Token(a) => authorize::token(config, &db, a).await,
+        Command::Authorize(a) => authorize::authorize(&settings, &db, a).await,
+        Command::Token(a) => authorize::token(&settings, &db, a).await,
         Command::Doctor(a) => doctor::run(&settings, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
         Command::Serve(a) => serve::run(&settings, cli.config.as_deref(), &db, a).await,

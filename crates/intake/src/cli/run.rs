@@ -32,9 +32,38 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// Aborts its task when dropped (the hourly expiry check ends with `intake run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub async fn run(settings: &Settings, db: &str, a: RunArgs) -> anyhow::Result<ExitCode> {
     let store = intake_store::Store::connect(db).await?;
     let _housekeeping = crate::housekeeping::start(&settings.config, &store).await;
+    // RC14: client secrets and certificates expiring within 30, 14 and 3 days (and expired)
+    // are written to the mail log once per stage; `intake run` checks at start and hourly.
+    let integrations: Vec<_> = settings.integrations.values().cloned().collect();
+    for w in crate::oauth::credential_warnings(&store, &integrations, intake_store::now())
+        .await
+        .unwrap_or_default()
+    {
+        eprintln!("warning: {w}");
+    }
+    let _expiry = {
+        let (store, integrations) = (store.clone(), integrations.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                let _ =
+                    crate::oauth::credential_warnings(&store, &integrations, intake_store::now())
+                        .await;
+            }
+        }))
+    };
     let channels: Vec<Arc<ChannelSettings>> = settings
         .channels
         .iter()
@@ -71,6 +100,10 @@ pub async fn run(settings: &Settings, db: &str, a: RunArgs) -> anyhow::Result<Ex
             Err(e) => {
                 failed += 1;
                 eprintln!("error: channel {}: {e:#}", c.name);
+                if let Some(d) = crate::runner::doctor::diagnose_error(settings, c, &e) {
+                    eprintln!("  cause: {} {}\n  fix:   {}", d.code, d.title, d.fix);
+                    crate::runner::log_diagnosis(&store, &c.name, &d).await;
+                }
                 let fields = serde_json::json!({"error": format!("{e:#}")});
                 let _ = store
                     .log_event(

@@ -1,5 +1,5 @@
 //! `intake serve [--listen ADDR] [--public-url URL] [--metrics-public]`: the long-running
-//! service (REST API, OAuth callback, health, metrics, channel workers). See `serve/mod.rs`.
+//! service (REST API, health, metrics, channel workers). See `serve/mod.rs`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

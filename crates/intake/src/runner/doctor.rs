@@ -1,38 +1,691 @@
 //! The runner's side of `intake doctor`: the staged connection check of one channel
-//! ([`intake_mail::check`]) with the same typed settings, secrets and tokens a run would use.
+//! ([`intake_mail::check`]) with the same typed settings, secrets and tokens a run would use,
+//! and the findings drawn from it (docs/troubleshooting.md lists every code).
+//!
 //! It counts only: nothing is fetched, committed or acknowledged. The whole check is bounded
 //! like a `connect` stage (4 × `timeout_seconds`, 2 minutes when unset), so a server that
 //! stops answering fails the check instead of hanging it.
+//!
+//! An OAuth channel's check starts with a `token` stage that always contacts the token
+//! endpoint, through the integration's proxy, even when a cached token would do: a blocked
+//! login host (RC7) or a proxy refusing it (RC16) is found before it breaks the next refresh.
 
-use intake_mail::check::{self, Counts, Report};
+use intake_core::diagnosis::{Diagnosed, Level, OwnCode, RootCause};
+use intake_core::integration::{IntegrationConfig, ResolvedIntegration};
+use intake_core::secret::SecretRef;
+use intake_mail::check::{self, Cause, Counts, Report, StageResult};
+use intake_mail::source::Start;
 use intake_store::Store;
 
+use super::RunError;
 use super::open::{self, Source};
-use crate::settings::{ChannelSettings, Settings, SourceSettings};
+use crate::oauth::{TokenError, authorize_command};
+use crate::settings::{Auth, ChannelSettings, Settings, SourceSettings};
 
-/// The staged connection check of one channel (`intake doctor`): counts only, changes nothing.
-pub async fn check(settings: &Settings, store: &Store, c: &ChannelSettings) -> Report {
-    let unit = c.timeout.unwrap_or(std::time::Duration::from_secs(
-        crate::settings::DEFAULT_TIMEOUT_SECONDS,
-    ));
-    let bound = super::drain::Bounds::new(unit).stage;
-    match tokio::time::timeout(bound, staged(settings, store, c)).await {
-        Ok(report) => report,
-        Err(_) => Report::default().fail(
-            "timeout",
-            c.origin(),
-            format!(
-                "the check did not finish within {}s: the server stopped answering",
-                bound.as_secs()
-            ),
-            None,
-        ),
+/// The check of one channel with its findings, and the findings of its integration.
+#[derive(Debug, Clone)]
+pub struct ChannelDiagnosis {
+    pub report: Report,
+    pub findings: Vec<Diagnosed>,
+    /// The integration behind `auth = "oauth:NAME"`, with its own findings.
+    pub integration: Option<(String, Vec<Diagnosed>)>,
+}
+
+impl ChannelDiagnosis {
+    /// Whether anything is an error (the check failed, or an error finding).
+    pub fn has_error(&self) -> bool {
+        !self.report.ok
+            || self.findings.iter().any(Diagnosed::is_error)
+            || self
+                .integration
+                .as_ref()
+                .is_some_and(|(_, f)| f.iter().any(Diagnosed::is_error))
     }
 }
 
-async fn staged(settings: &Settings, store: &Store, c: &ChannelSettings) -> Report {
-    let failed = |e: &dyn std::fmt::Display| {
-        Report::default().fail("config", c.name.clone(), format!("{e:#}"), None)
+/// Who a channel is: the names a fix text uses.
+struct Ctx<'a> {
+    channel: &'a str,
+    mailbox: Option<&'a str>,
+    integration: Option<&'a ResolvedIntegration>,
+    protocol: intake_core::preset::Protocol,
+}
+
+impl Ctx<'_> {
+    fn authorize(&self) -> String {
+        match (self.integration, self.mailbox) {
+            (Some(i), Some(m)) => authorize_command(&i.name, m, self.protocol),
+            _ => "intake authorize".to_string(),
+        }
+    }
+
+    /// A root cause's generic fix with the channel's real names put in.
+    fn fix(&self, rc: RootCause) -> String {
+        let mut text = rc.fix().to_string();
+        if let Some(m) = self.mailbox {
+            text = text.replace("<mailbox>", m);
+        }
+        text = text.replace("`intake authorize`", &format!("`{}`", self.authorize()));
+        format!("[[channel]] \"{}\": {text}", self.channel)
+    }
+}
+
+fn token_protocol(c: &ChannelSettings) -> intake_core::preset::Protocol {
+    use intake_core::preset::Protocol as P;
+    match c.protocol() {
+        crate::settings::Protocol::Pop3 => P::Pop3,
+        crate::settings::Protocol::Graph => P::Graph,
+        _ => P::Imap,
+    }
+}
+
+/// The staged connection check of one channel (`intake doctor`): counts only, changes nothing.
+pub async fn check(settings: &Settings, store: &Store, c: &ChannelSettings) -> Report {
+    diagnose(settings, store, c, intake_store::now())
+        .await
+        .report
+}
+
+/// The check and every finding of one channel at `now` (Unix seconds).
+pub async fn diagnose(
+    settings: &Settings,
+    store: &Store,
+    c: &ChannelSettings,
+    now: i64,
+) -> ChannelDiagnosis {
+    let unit = c.timeout.unwrap_or(std::time::Duration::from_secs(
+        crate::settings::DEFAULT_TIMEOUT_SECONDS,
+    ));
+    let (mailbox, integration_name, secret) = match &c.source {
+        SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
+            Auth::OAuth { integration, .. } => (Some(s.mailbox.as_str()), Some(integration), None),
+            Auth::Password(r) => (Some(s.mailbox.as_str()), None, Some(r)),
+        },
+        SourceSettings::Graph(g) => (Some(g.mailbox.as_str()), Some(&g.integration), None),
+        _ => (None, None, None),
+    };
+    let integration = integration_name.and_then(|n| settings.integrations.get(n));
+    let ctx = Ctx {
+        channel: &c.name,
+        mailbox,
+        integration,
+        protocol: token_protocol(c),
+    };
+    let bound = super::drain::Bounds::new(unit).stage;
+    let (report, error) = match tokio::time::timeout(bound, staged(settings, store, c)).await {
+        Ok(done) => done,
+        Err(_) => (
+            Report::default().fail(
+                "timeout",
+                c.origin(),
+                format!(
+                    "the check did not finish within {}s: the server stopped answering",
+                    bound.as_secs()
+                ),
+                None,
+            ),
+            None,
+        ),
+    };
+    let mut findings = Vec::new();
+    if let Some(f) = failure_finding(&report, error.as_ref(), &ctx) {
+        findings.push(f);
+    }
+    if let (Some(counts), true) = (report.counts, report.ok)
+        && let Some(f) = flood(store, c, counts, now).await
+    {
+        findings.push(f);
+    }
+    if let (Some(i), Some(m)) = (integration, mailbox)
+        && report.ok
+    {
+        findings.extend(preflight(settings, store, i, m, &ctx).await);
+    }
+    if let Some(SecretRef::Literal(_)) = secret {
+        findings.push(Diagnosed::own(
+            OwnCode::PlaintextSecret,
+            Level::Warning,
+            format!(
+                "[[channel]] \"{}\": auth = \"password:…\" holds the password itself",
+                c.name
+            ),
+            format!(
+                "write the password to a file readable by Intake only and set auth = \
+                 \"password:file:PATH\" on [[channel]] \"{}\" (or password:env:VAR)",
+                c.name
+            ),
+        ));
+    }
+    let integration = integration.map(|i| (i.name.clone(), integration_findings(settings, i, now)));
+    ChannelDiagnosis {
+        report,
+        findings,
+        integration,
+    }
+}
+
+/// The checks that need a stored token: identity ≠ mailbox (RC11, RC3) and claim warnings.
+async fn preflight(
+    settings: &Settings,
+    store: &Store,
+    i: &ResolvedIntegration,
+    mailbox: &str,
+    ctx: &Ctx<'_>,
+) -> Vec<Diagnosed> {
+    let Ok(keys) = intake_store::Keyring::from_env_or_file(&settings.config.secret_key_file())
+    else {
+        return Vec::new();
+    };
+    let Ok(client) = intake_mail::oauth::OAuthClient::new(i) else {
+        return Vec::new();
+    };
+    let tokens = crate::oauth::TokenService::new(store.clone(), keys);
+    let Ok(found) = tokens
+        .preflight_warnings(&client, mailbox, ctx.protocol)
+        .await
+    else {
+        return Vec::new();
+    };
+    found
+        .into_iter()
+        .filter_map(|f| {
+            let rc = f.cause?;
+            let fix = match rc {
+                RootCause::Rc3 | RootCause::Rc11 => format!(
+                    "{} If the signed-in account is the wrong one, run `{}` and pick {mailbox}.",
+                    f.message,
+                    ctx.authorize()
+                ),
+                _ => ctx.fix(rc),
+            };
+            Some(Diagnosed::cause(
+                rc,
+                f.severity.into(),
+                f.message.clone(),
+                fix,
+            ))
+        })
+        .collect()
+}
+
+/// RC15: on a first sync (no checkpoint yet) the `start` policy would take more messages than
+/// one batch. Not an error (Intake works in bounded batches from a checkpoint), but the
+/// administrator may want to start later.
+async fn flood(store: &Store, c: &ChannelSettings, counts: Counts, now: i64) -> Option<Diagnosed> {
+    if store.checkpoint(&c.name).await.ok().flatten().is_some() {
+        return None;
+    }
+    let (policy, would_take) = match &c.start {
+        Start::All => ("all", counts.messages),
+        Start::Unread => ("unread", counts.unread.unwrap_or(counts.messages)),
+        Start::Now | Start::Since(_) => return None,
+    };
+    if would_take <= c.batch as u64 {
+        return None;
+    }
+    let since = {
+        let days = now.div_euclid(86_400) - 7;
+        let (y, m, d) = civil_from_days(days);
+        format!("since:{y:04}-{m:02}-{d:02}")
+    };
+    let pop3 = c.protocol() == crate::settings::Protocol::Pop3;
+    let start_values = if pop3 {
+        "start = \"now\"".to_string()
+    } else {
+        format!("start = \"now\" (or start = \"{since}\" for the last 7 days)")
+    };
+    Some(Diagnosed::cause(
+        RootCause::Rc15,
+        Level::Warning,
+        format!(
+            "{} messages in {} ({} unread); the first sync with start = \"{policy}\" would ingest \
+             {would_take} of them, {} batches of {}",
+            counts.messages,
+            c.origin(),
+            counts
+                .unread
+                .map_or_else(|| "unknown".to_string(), |u| u.to_string()),
+            would_take.div_ceil(c.batch as u64),
+            c.batch
+        ),
+        format!(
+            "to ingest only new mail set {start_values} on [[channel]] \"{}\" before the first \
+             run; to take them all keep start = \"{policy}\": Intake ingests in batches from a \
+             checkpoint, so the flood only takes time",
+            c.name
+        ),
+    ))
+}
+
+/// Days since 1970-01-01 to a civil date (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Findings of an integration: the lint's warnings (RC8 `common` tenant, …), credential
+/// expiry within 30 days (RC14) and secrets written in the file.
+pub fn integration_findings(
+    settings: &Settings,
+    i: &ResolvedIntegration,
+    now: i64,
+) -> Vec<Diagnosed> {
+    let mut out = Vec::new();
+    for w in &i.warnings {
+        let fix_for = |rc: RootCause| format!("[[integration]] \"{}\": {}", i.name, rc.fix());
+        out.push(match w.cause {
+            Some(rc) => Diagnosed::cause(rc, w.severity.into(), w.to_string(), fix_for(rc)),
+            // The lint's words for a secret written in the file.
+            None if w.message.contains("written in the configuration file") => Diagnosed::own(
+                OwnCode::PlaintextSecret,
+                w.severity.into(),
+                w.to_string(),
+                format!(
+                    "move the value out of the file: `env:VARIABLE` or `file:/path/readable/by/intake/only` \
+                     for {} in [[integration]] \"{}\"",
+                    w.path, i.name
+                ),
+            ),
+            None => Diagnosed::own(
+                OwnCode::Config,
+                w.severity.into(),
+                w.to_string(),
+                format!("[[integration]] \"{}\": {}", i.name, w.message),
+            ),
+        });
+    }
+    if let Some((what, expires)) = crate::oauth::credential_expiry(i)
+        && let Some(w) = intake_core::expiry::expiry_warning(expires, now)
+    {
+        let expired = w.days_left < 0 || w.stage == intake_core::expiry::ExpiryStage::Expired;
+        out.push(Diagnosed::cause(
+            RootCause::Rc14,
+            if expired {
+                Level::Error
+            } else {
+                Level::Warning
+            },
+            if expired {
+                format!(
+                    "the {what} of integration {} expired {} day(s) ago",
+                    i.name, -w.days_left
+                )
+            } else {
+                format!(
+                    "the {what} of integration {} expires in {} day(s)",
+                    i.name, w.days_left
+                )
+            },
+            format!(
+                "create a new {what} for the app (Entra admin center > App registrations > \
+                 Certificates & secrets), put it in [[integration]] \"{}\" (client_secret = \
+                 \"env:…\" / \"file:…\") with its new client_secret_expires, then run `intake \
+                 doctor` again",
+                i.name
+            ),
+        ));
+    }
+    if let Some(cfg) = settings
+        .config
+        .integrations
+        .iter()
+        .find(|c| c.name == i.name)
+    {
+        // What the lint did not already report.
+        for f in plaintext_secrets(cfg) {
+            if !out.iter().any(|o| o.code == f.code) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+fn plaintext_secrets(cfg: &IntegrationConfig) -> Vec<Diagnosed> {
+    [
+        ("client_secret", &cfg.client_secret),
+        ("client_key", &cfg.client_key),
+    ]
+    .into_iter()
+    .filter(|(_, v)| matches!(v, Some(SecretRef::Literal(_))))
+    .map(|(key, _)| {
+        Diagnosed::own(
+            OwnCode::PlaintextSecret,
+            Level::Warning,
+            format!(
+                "[[integration]] \"{}\": {key} is written in the file",
+                cfg.name
+            ),
+            format!(
+                "move the value out of the file: {key} = \"env:VARIABLE\" or {key} = \
+                 \"file:/path/readable/by/intake/only\" in [[integration]] \"{}\"",
+                cfg.name
+            ),
+        )
+    })
+    .collect()
+}
+
+/// The finding of a failed check: its root cause with the channel's names, or an own code.
+fn failure_finding(report: &Report, error: Option<&RunError>, ctx: &Ctx<'_>) -> Option<Diagnosed> {
+    if report.ok {
+        return None;
+    }
+    let failed = report.stages.iter().rev().find(|s| !s.ok)?;
+    let evidence = format!("{} {}: {}", failed.stage, failed.target, failed.detail);
+    if let Some(e) = error
+        && let Some(f) = token_finding(e, &evidence, ctx)
+    {
+        return Some(f);
+    }
+    match &report.root_cause {
+        Some(cause) => {
+            let rc = RootCause::from_id(cause.id)?;
+            let fix = match rc {
+                RootCause::Rc1 | RootCause::G1 if ctx.integration.is_some() => format!(
+                    "[[channel]] \"{}\": the server refused the token. Run `{}` (it asks for the \
+                     scopes of every protocol {} is used with) and check with `intake token {} \
+                     --mailbox {} --protocol {}` that its audience and scopes fit. {}",
+                    ctx.channel,
+                    ctx.authorize(),
+                    ctx.mailbox.unwrap_or_default(),
+                    ctx.integration.map(|i| i.name.as_str()).unwrap_or_default(),
+                    ctx.mailbox.unwrap_or_default(),
+                    ctx.protocol.as_str(),
+                    cause.fix
+                ),
+                _ => format!(
+                    "[[channel]] \"{}\": {}",
+                    ctx.channel,
+                    with_names(&cause.fix, ctx)
+                ),
+            };
+            Some(Diagnosed::cause(rc, Level::Error, evidence, fix))
+        }
+        None => {
+            // Words the live decoders do not know may still be in the catalogue.
+            if let Some((entry, code)) = intake_core::catalogue::most_likely(&failed.detail) {
+                let others: Vec<&str> = entry.causes.iter().skip(1).map(|(c, _)| c.id()).collect();
+                let fix = match code {
+                    intake_core::catalogue::Code::Root(rc) => ctx.fix(rc),
+                    intake_core::catalogue::Code::Own(_) => format!("run `{}`", ctx.authorize()),
+                };
+                let fix = if others.is_empty() {
+                    fix
+                } else {
+                    format!(
+                        "{fix} (if not, in this order: {}; docs/troubleshooting.md)",
+                        others.join(", ")
+                    )
+                };
+                let d = match code {
+                    intake_core::catalogue::Code::Root(rc) => {
+                        Diagnosed::cause(rc, Level::Error, evidence, fix)
+                    }
+                    intake_core::catalogue::Code::Own(c) => {
+                        Diagnosed::own(c, Level::Error, evidence, fix)
+                    }
+                };
+                return Some(d);
+            }
+            Some(Diagnosed::own(
+                OwnCode::Undiagnosed,
+                Level::Error,
+                evidence,
+                format!(
+                    "[[channel]] \"{}\": the stage `{}` failed with the words above; \
+                 docs/troubleshooting.md lists the known causes",
+                    ctx.channel, failed.stage
+                ),
+            ))
+        }
+    }
+}
+
+fn with_names(text: &str, ctx: &Ctx<'_>) -> String {
+    let mut t = text.to_string();
+    if let Some(m) = ctx.mailbox {
+        t = t.replace("<mailbox>", m);
+    }
+    t
+}
+
+/// What a failure to get the token says: no token, refused for good, the wrong one, or the
+/// identity provider's decoded error.
+fn token_finding(e: &RunError, evidence: &str, ctx: &Ctx<'_>) -> Option<Diagnosed> {
+    let authorize = ctx.authorize();
+    match e {
+        RunError::Token(TokenError::NotAuthorized { .. }) => Some(Diagnosed::own(
+            OwnCode::TokenMissing,
+            Level::Error,
+            evidence,
+            format!(
+                "run `{authorize}` (one sign-in covers every protocol the mailbox's channels use)"
+            ),
+        )),
+        RunError::Token(TokenError::NeedsReauthorization { .. }) => Some(Diagnosed::own(
+            OwnCode::TokenReauthorize,
+            Level::Error,
+            evidence,
+            format!(
+                "run `{authorize}` and sign in as {}",
+                ctx.mailbox.unwrap_or("the mailbox owner")
+            ),
+        )),
+        RunError::Token(TokenError::WrongToken { finding, .. }) => {
+            let rc = finding.cause.unwrap_or(RootCause::Rc1);
+            Some(Diagnosed::cause(
+                rc,
+                Level::Error,
+                evidence,
+                format!(
+                    "run `{authorize}`: Intake then asks for the scopes of {} ({})",
+                    ctx.protocol.as_str().to_ascii_uppercase(),
+                    finding.message
+                ),
+            ))
+        }
+        RunError::Token(TokenError::OAuth(o)) | RunError::OAuth(o) => match o {
+            intake_mail::oauth::OAuthError::Endpoint { diagnosis, .. } => {
+                let fix = format!("[[channel]] \"{}\": {}", ctx.channel, diagnosis.fix);
+                Some(match diagnosis.cause {
+                    Some(rc) => Diagnosed::cause(rc, Level::Error, evidence, fix),
+                    None => Diagnosed::own(OwnCode::Undiagnosed, Level::Error, evidence, fix),
+                })
+            }
+            intake_mail::oauth::OAuthError::Http(_) => {
+                let proxy = ctx.integration.and_then(|i| i.proxy.as_deref());
+                let rc = if proxy.is_some() {
+                    RootCause::Rc16
+                } else {
+                    RootCause::Rc7
+                };
+                Some(Diagnosed::cause(rc, Level::Error, evidence, ctx.fix(rc)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The `token` stage: reach the token endpoint (TCP, through the proxy when one applies,
+/// naming it and what it answered), then an HTTPS request (TLS verified with `ca_file`): any
+/// HTTP answer proves the login leg works. Nothing is signed in or refreshed.
+async fn token_stage(
+    i: &ResolvedIntegration,
+    limit: std::time::Duration,
+) -> Result<StageResult, Report> {
+    let url = i.endpoints.token_url.clone();
+    let parsed = url::Url::parse(&url).ok();
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let port = parsed
+        .as_ref()
+        .and_then(url::Url::port_or_known_default)
+        .unwrap_or(443);
+    let target = format!("{host}:{port}");
+    let (proxy_url, no_proxy) =
+        intake_mail::http::resolve_proxy_env(i.proxy.as_deref(), &i.no_proxy);
+    let via = proxy_url
+        .as_deref()
+        .filter(|_| !intake_mail::net::bypasses(&host, &no_proxy));
+    let shown_proxy = via.map(intake_mail::net::redact);
+    // A tunnel probe names the proxy and its answer (refused, 407, 403, timeout); HTTPS
+    // proxies are left to the HTTP client below.
+    let probe = via
+        .filter(|p| intake_mail::net::proxy_label(p).is_ok())
+        .map(|p| intake_mail::net::ProxySettings {
+            url: p.to_string(),
+            no_proxy: no_proxy.clone(),
+        });
+    if via.is_none() || probe.is_some() {
+        let tried = tokio::time::timeout(
+            limit,
+            intake_mail::net::connect(&host, port, probe.as_ref()),
+        )
+        .await;
+        let failure = match tried {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "no answer within {}s{}",
+                limit.as_secs(),
+                shown_proxy
+                    .as_deref()
+                    .map(|p| format!(" from proxy {p}"))
+                    .unwrap_or_default()
+            )),
+        };
+        if let Some(detail) = failure {
+            let cause = match &shown_proxy {
+                Some(p) => Cause::new(
+                    RootCause::Rc16,
+                    format!(
+                        "the proxy {p} did not open a tunnel to the login host {target} ({detail}): \
+                         allow CONNECT to {target} on the proxy (and its authentication), fix \
+                         `proxy` in [[integration]] \"{}\", or add {host} to its no_proxy",
+                        i.name
+                    ),
+                ),
+                None => Cause::new(
+                    RootCause::Rc7,
+                    format!(
+                        "the login host {target} cannot be reached from this machine: allow \
+                         outbound TCP {port} to {host}, or set `proxy` in [[integration]] \"{}\"",
+                        i.name
+                    ),
+                ),
+            };
+            return Err(Report::default().fail("token", target, detail, Some(cause)));
+        }
+    }
+    let ca_pem = match &i.ca_file {
+        Some(r) => match intake_mail::secret::resolve(r) {
+            Ok(pem) => Some(
+                secrecy::ExposeSecret::expose_secret(&pem)
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            Err(e) => {
+                return Err(Report::default().fail("token", target, format!("ca_file: {e}"), None));
+            }
+        },
+        None => None,
+    };
+    let client = intake_mail::http::client(&intake_mail::http::HttpOptions {
+        proxy: proxy_url.clone(),
+        no_proxy: no_proxy.clone(),
+        ca_pem,
+        timeout: Some(limit),
+        ..Default::default()
+    });
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return Err(Report::default().fail("token", target, e.to_string(), None)),
+    };
+    match client.get(&url).send().await {
+        Ok(resp) => Ok(StageResult {
+            stage: "token",
+            target,
+            ok: true,
+            detail: format!(
+                "the token endpoint answered HTTP {} {}",
+                resp.status().as_u16(),
+                shown_proxy
+                    .as_deref()
+                    .map(|p| format!("through proxy {p}"))
+                    .unwrap_or_else(|| "directly".to_string())
+            ),
+        }),
+        Err(e) => {
+            let detail = intake_mail::http::explain(&e);
+            let certificate = intake_mail::http::certificate_hint(&detail).is_some();
+            let rc = if shown_proxy.is_some() {
+                RootCause::Rc16
+            } else {
+                RootCause::Rc7
+            };
+            let fix = if certificate {
+                format!(
+                    "TLS to the login host {target} failed on its certificate{}: if a proxy or \
+                     firewall inspects TLS, set ca_file in [[integration]] \"{}\" to its CA \
+                     certificate (PEM)",
+                    shown_proxy
+                        .as_deref()
+                        .map(|p| format!(" (through proxy {p})"))
+                        .unwrap_or_default(),
+                    i.name
+                )
+            } else {
+                format!(
+                    "the login host {target} did not answer over HTTPS{}: check the firewall \
+                     and `proxy` in [[integration]] \"{}\"",
+                    shown_proxy
+                        .as_deref()
+                        .map(|p| format!(" through proxy {p}"))
+                        .unwrap_or_default(),
+                    i.name
+                )
+            };
+            Err(Report::default().fail("token", target, detail, Some(Cause::new(rc, fix))))
+        }
+    }
+}
+
+/// The root cause a source names for a refused setting (a Graph display-name folder: RC5).
+fn source_cause(e: &intake_mail::source::SourceError) -> Option<Cause> {
+    match e {
+        intake_mail::source::SourceError::Graph(g) => {
+            g.root_cause().map(|rc| Cause::new(rc, rc.fix()))
+        }
+        _ => None,
+    }
+}
+
+async fn staged(
+    settings: &Settings,
+    store: &Store,
+    c: &ChannelSettings,
+) -> (Report, Option<RunError>) {
+    let failed = |e: RunError| {
+        let cause = match &e {
+            RunError::Source { error, .. } | RunError::Unsupported(error) => source_cause(error),
+            _ => None,
+        };
+        (
+            Report::default().fail("config", c.name.clone(), format!("{e:#}"), cause),
+            Some(e),
+        )
     };
     let ok_counts = |what: &str, counts: Counts| {
         let mut r = Report::new();
@@ -40,25 +693,160 @@ async fn staged(settings: &Settings, store: &Store, c: &ChannelSettings) -> Repo
         r.pass("counts", what, "counted on disk; nothing read");
         r
     };
-    match &c.source {
+    // The login leg first, for every OAuth channel.
+    let integration = match &c.source {
+        SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
+            Auth::OAuth { integration, .. } => settings.integrations.get(integration),
+            Auth::Password(_) => None,
+        },
+        SourceSettings::Graph(g) => settings.integrations.get(&g.integration),
+        _ => None,
+    };
+    let limit = c
+        .timeout
+        .unwrap_or(std::time::Duration::from_secs(30))
+        .min(std::time::Duration::from_secs(30));
+    let token = match integration {
+        Some(i) => match token_stage(i, limit).await {
+            Ok(stage) => Some(stage),
+            Err(report) => return (report, None),
+        },
+        None => None,
+    };
+    let with_token = |mut r: Report| {
+        if let Some(t) = &token {
+            r.stages.insert(0, t.clone());
+        }
+        r
+    };
+    let (report, error) = match &c.source {
         SourceSettings::Imap(s) => match open::imap_settings(settings, store, c, s).await {
-            Ok(s) => check::check_imap(&s).await,
-            Err(e) => failed(&e),
+            Ok(s) => (check::check_imap(&s).await, None),
+            Err(e) => failed(e),
         },
         SourceSettings::Pop3(s) => match open::pop3_settings(settings, store, c, s).await {
-            Ok(s) => check::check_pop3(&s).await,
-            Err(e) => failed(&e),
+            Ok(s) => (check::check_pop3(&s).await, None),
+            Err(e) => failed(e),
         },
         SourceSettings::Graph(g) => match open::open_graph(settings, store, c, g).await {
-            Ok(Source::Graph(mut src, _)) => check::check_graph(&mut src, &g.folder).await,
-            Ok(_) => failed(&"not a Graph source"),
-            Err(e) => failed(&e),
+            Ok(Source::Graph(mut src, _)) => (check::check_graph(&mut src, &g.folder).await, None),
+            Ok(_) => (
+                Report::default().fail("config", c.name.clone(), "not a Graph source", None),
+                None,
+            ),
+            Err(e) => failed(e),
         },
         SourceSettings::Maildir(path) | SourceSettings::Mbox(path) => {
             match crate::source::folder::count(path) {
-                Ok(counts) => ok_counts(&path.display().to_string(), counts),
-                Err(e) => failed(&e),
+                Ok(counts) => (ok_counts(&path.display().to_string(), counts), None),
+                Err(e) => (
+                    Report::default().fail("config", c.name.clone(), format!("{e:#}"), None),
+                    None,
+                ),
             }
         }
+    };
+    (with_token(report), error)
+}
+
+/// The diagnosis of a channel that failed in `intake run` (code and fix, as the doctor would
+/// give them), from the error alone: token errors, the server's answer to a login or SELECT,
+/// Graph's decoded error, a connection the firewall or proxy refused, else the catalogue.
+/// `None` when nothing is known about it.
+pub fn diagnose_error(settings: &Settings, c: &ChannelSettings, e: &RunError) -> Option<Diagnosed> {
+    use intake_mail::source::SourceError;
+    let (mailbox, integration, oauth, proxy) = match &c.source {
+        SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
+            Auth::OAuth { integration, .. } => (
+                Some(s.mailbox.as_str()),
+                settings.integrations.get(integration),
+                true,
+                s.proxy.is_some(),
+            ),
+            Auth::Password(_) => (Some(s.mailbox.as_str()), None, false, s.proxy.is_some()),
+        },
+        SourceSettings::Graph(g) => (
+            Some(g.mailbox.as_str()),
+            settings.integrations.get(&g.integration),
+            true,
+            g.proxy.is_some(),
+        ),
+        _ => (None, None, false, false),
+    };
+    let ctx = Ctx {
+        channel: &c.name,
+        mailbox,
+        integration,
+        protocol: token_protocol(c),
+    };
+    let evidence = format!("{e:#}");
+    if let Some(d) = token_finding(e, &evidence, &ctx) {
+        return Some(d);
+    }
+    let source = match e {
+        RunError::Source { error, .. } | RunError::Unsupported(error) => Some(error),
+        _ => None,
+    };
+    let cause = match source {
+        Some(SourceError::Auth {
+            server, challenge, ..
+        }) => check::diagnose_login(
+            &format!("{server} {}", challenge.as_deref().unwrap_or("")),
+            oauth,
+        ),
+        Some(SourceError::Refused { command, server }) if command.starts_with("SELECT") => {
+            check::diagnose_login(server, oauth).or(Some(Cause::new(
+                RootCause::Rc5,
+                "use the protocol name of the folder (INBOX) or a name from `intake folders`",
+            )))
+        }
+        Some(SourceError::Graph(g)) => g.root_cause().map(|rc| Cause::new(rc, rc.fix())),
+        Some(SourceError::Connect { .. }) => {
+            let rc = if proxy {
+                RootCause::Rc16
+            } else {
+                RootCause::Rc7
+            };
+            Some(Cause::new(rc, rc.fix()))
+        }
+        _ => None,
+    };
+    if let Some(cause) = cause
+        && let Some(rc) = RootCause::from_id(cause.id)
+    {
+        return Some(Diagnosed::cause(
+            rc,
+            Level::Error,
+            evidence,
+            format!(
+                "[[channel]] \"{}\": {}",
+                c.name,
+                with_names(&cause.fix, &ctx)
+            ),
+        ));
+    }
+    let (_, code) = intake_core::catalogue::most_likely(&evidence)?;
+    Some(match code {
+        intake_core::catalogue::Code::Root(rc) => {
+            Diagnosed::cause(rc, Level::Error, evidence, ctx.fix(rc))
+        }
+        intake_core::catalogue::Code::Own(own) => Diagnosed::own(
+            own,
+            Level::Error,
+            evidence,
+            format!("run `{}`", ctx.authorize()),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

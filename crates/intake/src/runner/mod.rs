@@ -23,7 +23,7 @@ use intake_mail::source::{MailSource, SourceError};
 use intake_store::{Store, StoreError};
 use tokio::sync::watch;
 
-pub use doctor::check;
+pub use doctor::{ChannelDiagnosis, check, diagnose, integration_findings};
 pub use drain::{BATCH_BYTES, Stage};
 pub use lease::node;
 
@@ -152,6 +152,7 @@ pub async fn run_forever(
 ) {
     let ttl = settings.lease;
     let mut backoff = Duration::from_secs(1);
+    let mut last_cause: Option<&'static str> = None;
     while !*shutdown.borrow() {
         let wait = match store.try_acquire_lease(&c.name, node(), ttl).await {
             Ok(true) => None,
@@ -222,6 +223,17 @@ pub async fn run_forever(
                     serde_json::json!({"retry_in_seconds": pause.as_secs(), "node": node()}),
                 )
                 .await;
+            // The doctor's diagnosis, once per change of cause (not every retry).
+            let d = doctor::diagnose_error(settings, c, e);
+            let code = d.as_ref().map(|d| d.code);
+            if code != last_cause {
+                if let Some(d) = d {
+                    log_diagnosis(store, &c.name, &d).await;
+                }
+                last_cause = code;
+            }
+        } else {
+            last_cause = None;
         }
         if release {
             let _ = store.release_lease(&c.name, node()).await;
@@ -237,6 +249,19 @@ pub async fn run_forever(
             backoff = Duration::from_secs(1);
         }
     }
+}
+
+/// Write a failed channel's diagnosis to the mail log (`channel_diagnosis`: code, fix).
+pub async fn log_diagnosis(store: &Store, channel: &str, d: &intake_core::Diagnosed) {
+    let _ = store
+        .log_event(
+            Some(channel),
+            "error",
+            "channel_diagnosis",
+            &format!("{} {}: {}. Fix: {}", d.code, d.title, d.evidence, d.fix),
+            serde_json::json!({"code": d.code, "severity": d.severity_label(), "title": d.title, "fix": d.fix}),
+        )
+        .await;
 }
 
 /// One connection's life: open, then rounds of drain and wait until `halt`.

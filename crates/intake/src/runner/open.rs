@@ -110,6 +110,20 @@ impl Source {
     }
 }
 
+/// The token pre-flight before a connection: what does not keep the token from the
+/// connection (identity ≠ mailbox, RC11/RC3; claim warnings) is logged as a warning. Wrong
+/// audiences, scopes and clouds already failed in [`TokenService::access_token`].
+async fn preflight(tokens: &TokenService, client: &OAuthClient, mailbox: &str, p: TokenProtocol) {
+    match tokens.preflight_warnings(client, mailbox, p).await {
+        Ok(found) => {
+            for f in found {
+                tracing::warn!(integration = %client.integration().name, mailbox, protocol = p.as_str(), "token pre-flight: {f}");
+            }
+        }
+        Err(e) => tracing::debug!("token pre-flight skipped: {e}"),
+    }
+}
+
 fn secret(what: &'static str, r: &SecretRef) -> Result<SecretString, RunError> {
     intake_mail::secret::resolve(r).map_err(|error| RunError::Secret { what, error })
 }
@@ -139,9 +153,9 @@ pub async fn server_login(
             mechanism,
         } => {
             let client = OAuthClient::new(settings.integration(integration)?)?;
-            let token = tokens(settings, store)?
-                .access_token(&client, &s.mailbox, protocol)
-                .await?;
+            let service = tokens(settings, store)?;
+            let token = service.access_token(&client, &s.mailbox, protocol).await?;
+            preflight(&service, &client, &s.mailbox, protocol).await;
             MailAuth::OAuth {
                 mechanism: *mechanism,
                 user: s.mailbox.clone(),
@@ -208,9 +222,9 @@ pub async fn pop3_settings(
     s: &Server,
 ) -> Result<Pop3Settings, RunError> {
     let (timeouts, max_message_bytes) = limits(c);
-    // The token is requested for the IMAP resource, as before: Microsoft and Google issue one
-    // scope for both protocols.
-    let (auth, ca_pem, proxy) = server_login(settings, store, s, TokenProtocol::Imap).await?;
+    // POP3 asks for its own scopes (POP.AccessAsUser.All on Microsoft); the token is stored
+    // under the same resource as IMAP's (Exchange Online).
+    let (auth, ca_pem, proxy) = server_login(settings, store, s, TokenProtocol::Pop3).await?;
     Ok(Pop3Settings {
         host: s.host.clone(),
         port: s.port,
@@ -240,6 +254,15 @@ pub async fn open_graph(
     let token = tokens
         .access_token(&client, &g.mailbox, TokenProtocol::Graph)
         .await?;
+    preflight(&tokens, &client, &g.mailbox, TokenProtocol::Graph).await;
+    let ca_pem = match &g.ca_file {
+        Some(r) => Some(
+            secrecy::ExposeSecret::expose_secret(&secret("ca_file", r)?)
+                .as_bytes()
+                .to_vec(),
+        ),
+        None => None,
+    };
     let src = GraphSource::new(
         GraphSettings {
             graph_url: g.graph_url.clone(),
@@ -249,6 +272,7 @@ pub async fn open_graph(
             http: intake_mail::http::HttpOptions {
                 proxy: g.proxy.clone(),
                 no_proxy: g.no_proxy.clone(),
+                ca_pem,
                 timeouts,
                 ..Default::default()
             },

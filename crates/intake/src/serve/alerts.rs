@@ -106,7 +106,7 @@ pub async fn check(store: &Store, live: &Live) -> Result<(), intake_store::Store
                 &subject,
                 "critical",
                 &format!(
-                    "the token of {mailbox} (integration {integration}) needs re-authorization{}: authorize again (POST /api/integrations/{integration}/authorize or `intake authorize {integration} --mailbox {mailbox}`)",
+                    "the token of {mailbox} (integration {integration}) needs re-authorization{}: authorize again (`intake authorize {integration} --mailbox {mailbox}`)",
                     reason.map(|r| format!(" ({r})")).unwrap_or_default()
                 ),
             )

@@ -291,3 +291,58 @@ async fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_tables_keep_literal_secrets_and_bare_dates_as_text_and_resolve_like_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("intake.toml");
+        std::fs::write(
+            &p,
+            "[[integration]]\nname = \"m365\"\nprovider = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"11111111-2222-3333-4444-555555555555\"\nclient_secret = \"literal-S3CRET\"\n\
+             client_secret_expires = 2099-01-31\n\
+             [[channel]]\nname = \"c\"\nproject = \"HELP\"\nprotocol = \"maildir\"\npath = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let e = file_entries(&p).unwrap();
+        assert_eq!(e.len(), 2);
+        let (kind, name, body) = &e[0];
+        assert_eq!((*kind, name.as_str()), (Kind::Integration, "m365"));
+        assert_eq!(body["client_secret"], "literal-S3CRET", "kept as written");
+        assert_eq!(
+            body["client_secret_expires"], "2099-01-31",
+            "a bare date as text"
+        );
+        let entries: Vec<ConfigEntry> = e
+            .into_iter()
+            .map(|(kind, name, body)| ConfigEntry {
+                kind,
+                name,
+                body,
+                managed_by: "file".into(),
+                paused: false,
+                updated_at: 0,
+            })
+            .collect();
+        let s = resolve_entries(&Config::default(), &entries).unwrap();
+        assert!(s.channel("c").is_some() && s.integration("m365").is_ok());
+        let mut bad = entries.clone();
+        bad[1].body["mode"] = serde_json::json!("pol");
+        let err = resolve_entries(&Config::default(), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("channel \"c\"") && err.contains("mode"),
+            "{err}"
+        );
+        bad[1].body["name"] = serde_json::json!("other");
+        let err = resolve_entries(&Config::default(), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`name` must be"), "{err}");
+    }
+}

@@ -85,6 +85,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router(state.clone()))
         .merge(api)
+        // The admin web UI's pages and assets (issue 13), behind the same sessions + CSRF.
+        .merge(crate::web::router(state.clone()))
         .layer(
             tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
                 axum::http::header::AUTHORIZATION,

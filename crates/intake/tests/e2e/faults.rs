@@ -756,6 +756,7 @@ async fn seed_token(store: &Store, expires_at: i64) {
     };
     let keys = intake_store::Keyring::from_base64(KEY, &[]).unwrap();
     store
+        .tokens("graph")
         .save_token(
             &keys,
             "m365",

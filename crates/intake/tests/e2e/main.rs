@@ -7,6 +7,9 @@ mod channels;
 mod cli;
 /// SIGKILL in the middle of large imports, on SQLite and PostgreSQL: nothing lost or doubled.
 mod crash;
+/// Tokens per resource (one sign-in for Graph and IMAP) and the doctor's findings per root
+/// cause (docs/troubleshooting.md).
+mod diagnose;
 /// `intake doctor`: staged check that only counts (RC15) and names the failing stage (RC7).
 mod doctor;
 /// Durable before destructive (the runner refuses post-actions after non-durable commits) and
@@ -28,6 +31,8 @@ mod oauth;
 /// `intake serve`: health, authentication (tokens, sessions + CSRF, rate limit), audit, JSON
 /// logs, SIGTERM.
 mod serve;
+/// The admin web UI in headless Chromium (playwright-core + axe-core, tests/browser/).
+mod web;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -88,6 +88,11 @@ fn run_token(cfg: &str, db: &str, log: &str) -> std::process::Child {
 }
 
 async fn seed(store: &Store, access: &str, refresh: &str, expires_at: i64) {
+    seed_for(store, "exo", access, refresh, expires_at).await;
+}
+
+/// A stored token of `resource` (`exo` for IMAP/POP3/SMTP, `graph` for Graph).
+async fn seed_for(store: &Store, resource: &str, access: &str, refresh: &str, expires_at: i64) {
     let t = TokenSet {
         access_token: SecretString::from(access.to_string()),
         refresh_token: Some(SecretString::from(refresh.to_string())),
@@ -100,6 +105,7 @@ async fn seed(store: &Store, access: &str, refresh: &str, expires_at: i64) {
         ..Default::default()
     };
     store
+        .tokens(resource)
         .save_token(&keyring(), "m365", MAILBOX, &t, &id)
         .await
         .unwrap();
@@ -184,6 +190,7 @@ async fn rc13_two_processes_refresh_once_against_a_rotating_provider() {
         "both processes use the one refreshed token"
     );
     let stored = store
+        .tokens("exo")
         .load_token(&keyring(), "m365", MAILBOX)
         .await
         .unwrap()
@@ -243,6 +250,7 @@ async fn revoked_refresh_token_needs_reauthorization_everywhere_until_reauthoriz
         "{e}"
     );
     let stored = store
+        .tokens("exo")
         .load_token(&keyring(), "m365", MAILBOX)
         .await
         .unwrap()
@@ -374,6 +382,8 @@ async fn device_code_polling_handles_pending_slow_down_and_expiry() {
             "m365",
             "--mailbox",
             MAILBOX,
+            // the file says grant = "authorization_code" (the browser); --device overrides it
+            "--device",
             "--json",
         ])
         .env("INTAKE_SECRET_KEY", key_b64())
@@ -397,6 +407,7 @@ async fn device_code_polling_handles_pending_slow_down_and_expiry() {
     let store = Store::connect(&db.url).await.unwrap();
     assert!(
         store
+            .tokens("exo")
             .load_token(&keyring(), "m365", MAILBOX)
             .await
             .unwrap()
@@ -607,7 +618,7 @@ async fn graph_channel_runs_delta_value_patch_and_resumes_from_the_delta_link() 
     }
     let db = TestDb::sqlite();
     let store = Store::connect(&db.url).await.unwrap();
-    seed(&store, "GRAPH-TOKEN", "RT-G", now() + 3600).await;
+    seed_for(&store, "graph", "GRAPH-TOKEN", "RT-G", now() + 3600).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),

@@ -102,6 +102,28 @@ impl Node {
             .count()
     }
 
+    /// Wait up to `within` until a JSON log line says `message` (about anything).
+    pub async fn wait_logged_any(&self, message: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self
+                .stderr
+                .lock()
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|v| v["fields"]["message"] == message);
+            if seen {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{message:?} not logged within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Wait up to `within` until [`Node::logged`] reaches `n`.
     pub async fn wait_logged(&self, message: &str, channel: &str, n: usize, within: Duration) {
         let deadline = Instant::now() + within;
@@ -238,6 +260,9 @@ async fn every_route_needs_credentials_sessions_need_csrf_and_logins_are_rate_li
         "get /api/session",
         "delete /api/session",
         "get /api/openapi.json",
+        "post /api/integrations/{name}/authorize",
+        "get /api/flows/{flow_id}",
+        "get /oauth/callback",
     ] {
         assert!(
             names.contains(&r),
@@ -246,9 +271,10 @@ async fn every_route_needs_credentials_sessions_need_csrf_and_logins_are_rate_li
     }
     for (m, path, name) in &all {
         let r = c.request(m.clone(), node.url(path)).send().await.unwrap();
-        if name == "post /api/session" {
-            // Logging in is the one route without credentials: an empty body is refused.
-            assert_ne!(r.status(), 200, "{name}");
+        if name == "post /api/session" || name == "get /oauth/callback" {
+            // Logging in and the OAuth callback need no credentials: without a body or a
+            // state they are refused.
+            assert!(r.status().is_client_error(), "{name}: {}", r.status());
             continue;
         }
         assert_eq!(r.status(), 401, "{name} without credentials");
@@ -1359,6 +1385,37 @@ async fn tickets_attachments_quarantine_and_log_through_the_api() {
     assert_eq!(raw.headers()["content-type"], "message/rfc822");
     assert_eq!(raw.bytes().await.unwrap().as_ref(), junk.as_slice());
 
+    let r = c
+        .post(node.url(&format!("/api/quarantine/{qid}/discard")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "a reason is required");
+    let r = c
+        .post(node.url(&format!("/api/quarantine/{qid}/discard")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "binary junk"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let q: serde_json::Value = get("/api/quarantine".into()).await.json().await.unwrap();
+    assert_eq!(q["total"], 0, "{q}");
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let rows = store.ledger(None).await.unwrap();
+    let d = rows.iter().find(|r| r.outcome == "discarded").unwrap();
+    assert_eq!(d.reason.as_deref(), Some("discarded by alice: binary junk"));
+    let again = c
+        .post(node.url(&format!("/api/quarantine/{qid}/discard")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"reason": "twice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+
     let log: serde_json::Value = get("/api/log?level=warn&per_page=5".into())
         .await
         .json()
@@ -1562,4 +1619,192 @@ async fn three_nodes_twenty_channels_kill_9_one_its_channels_move_and_every_mess
         in_cur += std::fs::read_dir(r.join("cur")).unwrap().count();
     }
     assert_eq!(in_cur, sent, "each message moved to cur/ once");
+}
+
+/// Benchmark of issue 12 (run on demand: `cargo nextest run -p intake --test e2e
+/// --run-ignored only bench_idle_rss`): the resident memory of one idle node with 1,000
+/// channels (Maildir, polling every 60 s), in the test binary's build of `intake`. Numbers in
+/// docs/BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_idle_rss_with_1000_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    // Idle RSS with 1,000 channels (Maildir, polling every 60 s).
+    let mut cfg = String::new();
+    for i in 0..1000 {
+        let root = dir.path().join(format!("m{i}"));
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        cfg += &format!(
+            "[[channel]]\nname = \"c{i}\"\nproject = \"HELP\"\nprotocol = \"maildir\"\npath = \"{}\"\nmode = \"poll\"\npoll_seconds = 60\n",
+            root.display()
+        );
+    }
+    let file = dir.path().join("intake.toml");
+    std::fs::write(&file, cfg).unwrap();
+    let db = TestDb::sqlite();
+    let node = Node::start(
+        &db.url,
+        Some(&file),
+        &[],
+        &[("INTAKE_SECRET_KEY", TEST_KEY)],
+    )
+    .await;
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let held: i64 = {
+            let mut n = 0;
+            for i in (0..1000).step_by(100) {
+                n += i64::from(
+                    store
+                        .lease_holder(&format!("c{i}"))
+                        .await
+                        .unwrap()
+                        .is_some(),
+                );
+            }
+            n
+        };
+        if held == 10 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "channels did not start");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id())).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap()
+        .to_string();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap()
+        .to_string();
+    eprintln!("BENCH idle node with 1000 channels: {rss}; {hwm}");
+}
+
+/// RC13 over the API: a browser flow started on node A (`POST /api/integrations/idp/authorize`)
+/// is finished by the callback on node B (two `intake serve` on one PostgreSQL database, the
+/// token endpoint a local fake that checks the code and that a PKCE verifier is sent); A then
+/// reports the flow done; the same `state` again, or an unknown one, is refused; no secret in
+/// any answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rc13_a_browser_flow_started_on_node_a_is_finished_by_the_callback_on_node_b() {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("code=CODE-1"))
+        .and(body_string_contains("code_verifier="))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3599,
+            "access_token": "AT-API-SECRET-1", "refresh_token": "RT-API-SECRET-1"
+        })))
+        .expect(1)
+        .mount(&idp)
+        .await;
+    let db = TestDb::postgres().await;
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let a = Node::start(&db.url, None, &[], &node_env()).await;
+    let b = Node::start(&db.url, None, &[], &node_env()).await;
+    let c = reqwest::Client::new();
+    let mut answers = String::new();
+    let r = c
+        .post(a.url("/api/integrations"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "idp", "provider": "custom", "client_id": "client-1",
+            "client_secret": "CLIENT-SECRET-VALUE", "grant": "authorization_code",
+            "authorize_url": format!("{}/authorize", idp.uri()),
+            "token_url": format!("{}/token", idp.uri()),
+            "scopes": ["openid", "offline_access", "mail"]
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    answers += &text;
+    // Node B must know the integration before the browser comes back to it.
+    b.wait_logged_any(
+        "configuration loaded from the database",
+        Duration::from_secs(5),
+    )
+    .await;
+    let r = c
+        .post(a.url("/api/integrations/idp/authorize"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"mailbox": "ann@example.com", "flow": "browser"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    answers += &text;
+    let started: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let flow_id = started["flow_id"].as_str().unwrap().to_string();
+    assert!(
+        started["url"].as_str().unwrap().contains("code_challenge="),
+        "{started}"
+    );
+    assert!(
+        started["redirect_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/oauth/callback")
+    );
+    let flow = |node: &Node| {
+        let rq = c
+            .get(node.url(&format!("/api/flows/{flow_id}")))
+            .bearer_auth(&token);
+        async move { rq.send().await.unwrap().text().await.unwrap() }
+    };
+    let pending = flow(&b).await;
+    assert!(pending.contains("pending"), "{pending}");
+    // The browser comes back to node B (no credentials: the state is the credential).
+    let r = c
+        .get(b.url(&format!("/oauth/callback?state={flow_id}&code=CODE-1")))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ann@example.com"), "{text}");
+    let done = flow(&a).await;
+    answers += &done;
+    let v: serde_json::Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(v["mailbox"], "ann@example.com");
+    assert_eq!(v["integration"], "idp");
+    // Reused and unknown states are refused; the provider saw exactly one exchange.
+    for state in [flow_id.as_str(), "not-a-state"] {
+        let r = c
+            .get(a.url(&format!("/oauth/callback?state={state}&code=CODE-1")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "state {state}");
+        answers += &r.text().await.unwrap();
+    }
+    let r = c
+        .get(a.url("/api/flows/not-a-state"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for secret in ["AT-API-SECRET-1", "RT-API-SECRET-1", "CLIENT-SECRET-VALUE"] {
+        assert!(!answers.contains(secret), "{secret} in an answer");
+    }
+    idp.verify().await;
 }

@@ -269,6 +269,48 @@ pub async fn quarantine_raw(
     Ok((h, raw).into_response())
 }
 
+/// Body of `POST /api/quarantine/{id}/discard`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct Discard {
+    /// Why (kept in the ledger with who discarded it).
+    pub reason: String,
+}
+
+/// Discard a quarantined message: it leaves the quarantine list, keeps its raw bytes and its
+/// one outcome (`discarded`, with who and why), and is never ingested again.
+#[utoipa::path(post, path = "/api/quarantine/{id}/discard", tag = "quarantine",
+    params(("id" = i64, Path)), request_body = Discard,
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn quarantine_discard(
+    State(state): State<AppState>,
+    axum::Extension(who): axum::Extension<crate::serve::auth::Principal>,
+    Path(id): Path<String>,
+    Json(body): Json<Discard>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let missing = || ApiError::not_found(format!("no quarantined message {id}"));
+    let n: i64 = id.parse().map_err(|_| missing())?;
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::invalid(
+            "reason: say why the message is discarded",
+        ));
+    }
+    let recorded = format!("discarded by {}: {reason}", who.user);
+    if !state.store.discard_quarantined(n, &recorded).await? {
+        return Err(missing());
+    }
+    state
+        .store
+        .audit(
+            &who.user,
+            "quarantine_discarded",
+            &format!("quarantine:{n}"),
+            serde_json::json!({"reason": reason}),
+        )
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 pub mod browse;
 pub mod config;
+pub mod oauth;
 pub mod session;
 
 use axum::extract::State;
@@ -36,11 +37,13 @@ use super::error::ApiError;
 struct ApiDoc;
 
 /// Routes that need no credentials (only logging in).
-pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("post", "/api/session")];
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("post", "/api/session"), ("get", "/oauth/callback")];
 
 /// The API router (state applied) and its OpenAPI document.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let public = OpenApiRouter::new().routes(routes!(session::login));
+    let public = OpenApiRouter::new()
+        .routes(routes!(session::login))
+        .routes(routes!(oauth::callback));
     let protected = OpenApiRouter::new()
         .routes(routes!(session::current, session::logout))
         .routes(routes!(
@@ -62,12 +65,15 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(config::resume_channel))
         .routes(routes!(config::channel_status))
         .routes(routes!(config::test_channel))
+        .routes(routes!(oauth::authorize))
+        .routes(routes!(oauth::flow))
         .routes(routes!(browse::list_tickets))
         .routes(routes!(browse::get_ticket))
         .routes(routes!(browse::download_attachment))
         .routes(routes!(browse::log))
         .routes(routes!(browse::quarantine))
         .routes(routes!(browse::quarantine_raw))
+        .routes(routes!(browse::quarantine_discard))
         .routes(routes!(alerts))
         .routes(routes!(audit))
         .routes(routes!(openapi_json))

@@ -1,0 +1,46 @@
+//! Every entry of the catalogue (intake-core `catalogue.rs`) that a live decoder understands is
+//! decoded to the catalogue's most likely cause: mail-server answers by `diagnose_login`,
+//! AADSTS errors by `aadsts::classify`, Graph errors by the Graph source's `diagnose`. A
+//! decoder and the catalogue can therefore not drift apart.
+
+use intake_core::aadsts::{TokenEndpointError, classify};
+use intake_core::catalogue::{CATALOGUE, Code, Decoder};
+use intake_mail::check::diagnose_login;
+use intake_mail::source::graph::diagnose;
+
+#[test]
+fn every_decoded_entry_decodes_to_the_catalogues_first_cause() {
+    let mut checked = 0;
+    for e in CATALOGUE {
+        let Code::Root(first) = e.causes[0].0 else {
+            assert_eq!(e.decoder, Decoder::Catalogue, "{:?}", e.key);
+            continue;
+        };
+        let got = match e.decoder {
+            Decoder::Catalogue => continue,
+            Decoder::Login => diagnose_login(e.text, true).map(|c| c.id),
+            Decoder::Aadsts => {
+                let code: u32 = e
+                    .text
+                    .trim_start_matches("AADSTS")
+                    .split(':')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("an AADSTS entry starts with its code");
+                let raw = TokenEndpointError {
+                    error: "invalid_request".into(),
+                    error_description: Some(e.text.to_string()),
+                    error_codes: vec![code],
+                    ..Default::default()
+                };
+                classify(&raw).cause.map(|c| c.id())
+            }
+            Decoder::Graph(status, code) => {
+                diagnose(status, code, e.text, true).cause.map(|c| c.id())
+            }
+        };
+        assert_eq!(got, Some(first.id()), "{:?} ({:?})", e.text, e.decoder);
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} entries have a live decoder");
+}

@@ -1,0 +1,218 @@
+//! The admin web UI in a real browser: Debian's headless Chromium driven by playwright-core
+//! (tests/browser/run.mjs, installed by scripts/testbed/browser.sh) against a real
+//! `intake serve` with a Maildir channel taking mail while the pages are open. Screenshots of
+//! every page land in `target/web-screenshots/` (docs/ui.md shows some of them).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use intake_testkit::TestDb;
+use sha2::{Digest, Sha256};
+
+use crate::serve::{Node, admin_token, create_admin};
+
+const PASSWORD: &str = "a long enough password";
+/// A fixed at-rest key (base64 of 32 bytes).
+const TEST_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn browser_dir() -> PathBuf {
+    crate::repo().join("tests/browser")
+}
+
+/// Whether Chromium and the npm packages are installed; without them the test fails when
+/// INTAKE_REQUIRE_BROWSER=1 (as `./scripts/test` sets it) and is skipped visibly otherwise.
+fn browser_ready() -> bool {
+    let ok = Path::new("/usr/bin/chromium").exists()
+        && browser_dir()
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        && browser_dir()
+            .join("node_modules/axe-core/axe.min.js")
+            .exists();
+    if !ok {
+        assert!(
+            std::env::var("INTAKE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "INTAKE_REQUIRE_BROWSER=1 but chromium or tests/browser/node_modules is missing: run `bash scripts/testbed/browser.sh install`"
+        );
+        eprintln!(
+            "SKIPPED: no /usr/bin/chromium or tests/browser/node_modules (scripts/testbed/browser.sh install)"
+        );
+    }
+    ok
+}
+
+/// Drop one message into a Maildir the way a delivery agent does (tmp/ then rename to new/).
+fn deliver(root: &Path, name: &str, bytes: &[u8]) {
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let tmp = root.join("tmp").join(name);
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, root.join("new").join(name)).unwrap();
+}
+
+fn with_attachment(data: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    format!(
+        "From: Ann Example <ann@example.com>\r\nTo: help@example.com\r\nSubject: Printer on fire\r\n\
+Message-ID: <first@example.com>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+The printer on floor 3 is on fire. Log attached.\r\n--b1\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename=\"printer-log.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b1--\r\n"
+    )
+    .into_bytes()
+}
+
+const REPLY: &str = "From: Ann Example <ann@example.com>\r\nTo: help@example.com\r\nSubject: Re: Printer on fire\r\n\
+Message-ID: <second@example.com>\r\nIn-Reply-To: <first@example.com>\r\nReferences: <first@example.com>\r\n\
+Date: Mon, 1 Jan 2024 11:00:00 +0000\r\n\r\nThe fire is out, the printer is not.\r\n";
+
+/// No From: quarantined, with markup that must show as text.
+const HOSTILE: &str = "Subject: <b>hostile</b>\r\nContent-Type: text/html\r\n\r\n\
+<script>window.__pwned = 1; alert('pwned')</script><img src=\"http://192.0.2.1/pixel.gif\">\r\n";
+
+async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Log in, every page redirects without a session, navigation, axe audit of every page, the
+/// CSRF refusal, a ticket appearing live, the conversation, the attachment byte-identical, the
+/// quarantined message as text, no remote request, log out — all in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_csrf() {
+    if !browser_ready() {
+        return;
+    }
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let env = [
+        ("INTAKE_LOG_FORMAT", "json"),
+        ("INTAKE_LOG", "info"),
+        ("INTAKE_SECRET_KEY", TEST_KEY),
+        ("INTAKE_LEASE_SECONDS", "3"),
+        ("WEB_TEST_PW", "not used: nothing listens"),
+    ];
+    let node = Node::start(&db.url, None, &[], &env).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let attachment: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 256) as u8).collect();
+    deliver(&root, "1700000001.M1.host", &with_attachment(&attachment));
+    deliver(&root, "1700000002.M2.host", REPLY.as_bytes());
+    deliver(&root, "1700000003.M3.host", HOSTILE.as_bytes());
+
+    let c = reqwest::Client::new();
+    let r = c
+        .post(node.url("/api/channels"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "box", "project": "HELP", "protocol": "maildir",
+            "path": root.display().to_string(), "mode": "poll", "poll_seconds": 1,
+            "after": "mark-read"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // A channel whose server refuses connections: failing on the overview, an alert banner on
+    // every page, and a connection test that names the failing stage.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = c
+        .post(node.url("/api/channels"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "broken", "project": "HELP", "protocol": "imap", "host": "127.0.0.1",
+            "port": closed, "tls": "none", "mailbox": "help@example.test",
+            "auth": "password:env:WEB_TEST_PW", "timeout_seconds": 2
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    wait_for(
+        "the first ticket with its comment",
+        Duration::from_secs(30),
+        async || {
+            store
+                .ticket("HELP-1")
+                .await
+                .unwrap()
+                .is_some_and(|t| t.comments.len() == 1)
+        },
+    )
+    .await;
+    let quarantined = {
+        let mut id = None;
+        wait_for(
+            "the quarantined message",
+            Duration::from_secs(30),
+            async || {
+                id = store
+                    .quarantine_page(1, 10)
+                    .await
+                    .unwrap()
+                    .items
+                    .first()
+                    .map(|q| q.id);
+                id.is_some()
+            },
+        )
+        .await;
+        id.unwrap()
+    };
+
+    let shots = crate::repo().join("target/web-screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir().join("run.mjs"))
+        .current_dir(browser_dir())
+        .env("BASE", &node.base)
+        .env("USER", "alice")
+        .env("PASSWORD", PASSWORD)
+        .env("SHOTS", &shots)
+        .env("MAILDIR", &root)
+        .env("TICKET", "HELP-1")
+        .env("ATTACHMENT", "printer-log.bin")
+        .env(
+            "ATTACHMENT_SHA256",
+            format!("{:x}", Sha256::digest(&attachment)),
+        )
+        .env("QUARANTINED", quarantined.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains(" passed, 0 failed"),
+        "browser checks failed:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.stderr.lock().unwrap()
+    );
+    for name in [
+        "login",
+        "overview",
+        "tickets",
+        "ticket",
+        "mail-log",
+        "quarantine",
+        "quarantined",
+        "integrations",
+        "channels",
+        "admin",
+    ] {
+        assert!(
+            shots.join(format!("{name}.png")).exists(),
+            "no screenshot {name}.png"
+        );
+    }
+}
