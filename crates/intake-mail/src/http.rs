@@ -260,7 +260,24 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp {
 
 #[cfg(test)]
 mod tests {
-    use super::resolve_proxy;
+    use super::{certificate_hint, resolve_proxy};
+
+    /// rustls' words for a refused certificate become what it means (wrong host, unknown CA,
+    /// expired); other failures get no certificate hint.
+    #[test]
+    fn certificate_problems_are_named() {
+        let name = "invalid peer certificate: NotValidForName";
+        assert!(
+            certificate_hint(name)
+                .unwrap()
+                .contains("not valid for this host name")
+        );
+        let ca = "invalid peer certificate: UnknownIssuer";
+        assert!(certificate_hint(ca).unwrap().contains("ca_file"));
+        let old = "invalid peer certificate: Expired certificate";
+        assert!(certificate_hint(old).unwrap().contains("expired"));
+        assert!(certificate_hint("tcp connect error: Connection refused").is_none());
+    }
 
     #[test]
     fn the_environment_is_read_only_when_asked_for() {
