@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::net::ProxySettings;
 use crate::source::SourceError;
@@ -164,14 +164,65 @@ impl Deadline {
 /// A stream whose reads and writes fail with [`Stalled`] after making no progress for their
 /// deadline (reads: [`Deadline`], default [`Timeouts::command`]; writes: `command`). The clock
 /// starts when an operation first has to wait and stops at every byte moved.
+///
+/// Cheap per read: a bulk download waits (returns `Pending`) thousands of times, each time only
+/// for a moment. Each direction keeps one timer for the connection's life and notes when the
+/// current wait began; the timer may be set earlier than the wait's deadline (by an earlier
+/// wait), and when it fires early it is moved to the deadline. So the timer is armed about once
+/// per deadline period instead of once per wait (docs/BENCHMARKS.md, issue 15).
 #[derive(Debug)]
 pub struct Timed<S> {
     inner: S,
     addr: String,
     deadline: Deadline,
     write_after: Duration,
-    read_timer: Option<(Pin<Box<Sleep>>, u64)>,
-    write_timer: Option<Pin<Box<Sleep>>>,
+    read: Clock,
+    write: Clock,
+}
+
+/// One direction's stall clock: the running wait (when it began, and the [`Deadline`] epoch it
+/// began in) and the reusable timer.
+#[derive(Debug, Default)]
+struct Clock {
+    waiting: Option<(Instant, u64)>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Clock {
+    /// Progress: the running wait (if any) is over.
+    fn progress(&mut self) {
+        self.waiting = None;
+    }
+
+    /// The operation has to wait: `Ready` with how long it waited once the current wait has
+    /// lasted `after`, else `Pending` with the timer set to wake the task by then. A wait that
+    /// began in an earlier `epoch` is forgotten (the deadline was moved since).
+    fn wait(&mut self, cx: &mut Context<'_>, after: Duration, epoch: u64) -> Poll<Duration> {
+        let since = match self.waiting {
+            Some((t, e)) if e == epoch => t,
+            _ => {
+                let now = Instant::now();
+                self.waiting = Some((now, epoch));
+                now
+            }
+        };
+        let due = since + after;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
+        }
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            if Instant::now() >= due {
+                self.waiting = None;
+                return Poll::Ready(after);
+            }
+            // Set by an earlier wait: move it to this wait's deadline.
+            timer.as_mut().reset(due);
+        }
+    }
 }
 
 impl<S> Timed<S> {
@@ -181,8 +232,8 @@ impl<S> Timed<S> {
             addr: addr.to_string(),
             deadline: Deadline::new(t.command),
             write_after: t.command,
-            read_timer: None,
-            write_timer: None,
+            read: Clock::default(),
+            write: Clock::default(),
         }
     }
 
@@ -215,20 +266,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                this.read_timer = None;
+                this.read.progress();
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let epoch = this.deadline.epoch();
-                let after = this.deadline.read();
-                let fresh = !matches!(&this.read_timer, Some((_, e)) if *e == epoch);
-                if fresh {
-                    this.read_timer = Some((Box::pin(tokio::time::sleep(after)), epoch));
-                }
-                let (timer, _) = this.read_timer.as_mut().expect("just armed");
-                ready!(timer.as_mut().poll(cx));
-                this.read_timer = None;
-                Poll::Ready(Err(this.stalled(after)))
+                let (after, epoch) = (this.deadline.read(), this.deadline.epoch());
+                let waited = ready!(this.read.wait(cx, after, epoch));
+                Poll::Ready(Err(this.stalled(waited)))
             }
         }
     }
@@ -242,17 +286,12 @@ impl<S: AsyncWrite + Unpin> Timed<S> {
     ) -> Poll<io::Result<T>> {
         match r {
             Poll::Ready(r) => {
-                self.write_timer = None;
+                self.write.progress();
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let after = self.write_after;
-                let timer = self
-                    .write_timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-                ready!(timer.as_mut().poll(cx));
-                self.write_timer = None;
-                Poll::Ready(Err(self.stalled(after)))
+                let waited = ready!(self.write.wait(cx, self.write_after, 0));
+                Poll::Ready(Err(self.stalled(waited)))
             }
         }
     }

@@ -14,6 +14,7 @@
 //!     close;
 //! (d) fetchmail over IMAPS (password login, `fetchall`, `keep`, every message to an mda
 //!     `cat >/dev/null`), if `fetchmail` is installed (Debian package `fetchmail`).
+//! `INTAKE_BENCH_NO_FETCHMAIL=1` skips (d) (it takes ~30× as long as the rest of a round).
 //! The summary gives the median of each and the ratios of the medians — (c) ÷ (b), goal ≤ 1.3;
 //! (d) ÷ (c), goal ≥ 10 — with every round's own ratio and the load average before and after.
 //! Results go to docs/BENCHMARKS.md by hand, with this command.
@@ -139,8 +140,13 @@ fn main() {
     std::fs::write(&cfg_path, toml).unwrap();
     let settings = Settings::load(Some(&cfg_path)).unwrap();
     let channel = settings.channels[0].clone();
-    let fetchmail = which("fetchmail");
-    if fetchmail.is_none() {
+    let fetchmail = if std::env::var_os("INTAKE_BENCH_NO_FETCHMAIL").is_some() {
+        println!("(d) skipped: INTAKE_BENCH_NO_FETCHMAIL is set");
+        None
+    } else {
+        which("fetchmail")
+    };
+    if fetchmail.is_none() && std::env::var_os("INTAKE_BENCH_NO_FETCHMAIL").is_none() {
         println!("(d) skipped: fetchmail is not installed (apt-get install fetchmail)");
     }
 

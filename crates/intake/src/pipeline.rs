@@ -43,6 +43,15 @@ impl Summary {
         self.created + self.commented + self.ignored + self.quarantined + self.duplicate
     }
 
+    /// Add another summary's counts to this one.
+    pub fn merge(&mut self, other: &Summary) {
+        self.created += other.created;
+        self.commented += other.commented;
+        self.ignored += other.ignored;
+        self.quarantined += other.quarantined;
+        self.duplicate += other.duplicate;
+    }
+
     fn add(&mut self, a: &Applied) {
         match a {
             Applied::Duplicate => self.duplicate += 1,

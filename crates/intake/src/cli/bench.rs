@@ -38,8 +38,14 @@ pub struct BenchArgs {
     /// Where to generate the Maildir (default: a temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// PostgreSQL server for the PostgreSQL phase; a fresh database is created and dropped.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    /// PostgreSQL server for the PostgreSQL phase; a fresh database is created and dropped
+    /// (the URL's database name is replaced, its `?sslmode=…` and other options are kept).
+    /// The default is the local test server without TLS: on loopback TLS protects nothing and
+    /// costs the writer about half its rate (docs/decisions.md, "PostgreSQL over TLS").
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+    )]
     pub postgres: String,
     /// Skip the PostgreSQL phase.
     #[arg(long)]
@@ -237,6 +243,12 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if !a.no_postgres {
+            println!(
+                "postgres server: {} (a fresh database per round)",
+                super::ingest::redact(&a.postgres)
+            );
+        }
         println!("load average (1, 5, 15 min): before {load_before}, after {load_after}");
     }
     Ok(ExitCode::SUCCESS)
@@ -255,8 +267,7 @@ async fn postgres_phase(
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await?;
-    let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(server);
-    let store = Store::connect(&format!("{base}/{name}")).await?;
+    let store = Store::connect(&with_database(server, &name)).await?;
     settle();
     reset_peak_rss();
     let t = Instant::now();
@@ -271,6 +282,25 @@ async fn postgres_phase(
     let s = res?;
     check(&s, stats)?;
     Ok(phase(POSTGRES, round, s.total(), seconds, Some(s)))
+}
+
+/// `url` naming database `name` instead of its own, keeping its options (`?sslmode=…`).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let server = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, _)) => format!("{scheme}://{authority}"),
+            None => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
 }
 
 /// The 1-, 5- and 15-minute load averages, as the kernel prints them.
@@ -312,7 +342,27 @@ fn check(s: &Summary, g: &mailgen::GenStats) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, with_database};
+
+    #[test]
+    fn the_fresh_database_keeps_the_urls_options() {
+        assert_eq!(
+            with_database(
+                "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+                "b1"
+            ),
+            "postgres://postgres@127.0.0.1:5432/b1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test", "b1"),
+            "postgres://u@h/b1"
+        );
+        assert_eq!(with_database("postgres://u@h", "b1"), "postgres://u@h/b1");
+        assert_eq!(
+            with_database("postgres://u@h?sslmode=require", "b1"),
+            "postgres://u@h/b1?sslmode=require"
+        );
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
