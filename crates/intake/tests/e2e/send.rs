@@ -355,6 +355,7 @@ async fn graph_sendmail_posts_the_mime_as_sent_and_send_as_denied_is_kept_failed
     let store = Store::connect(&db.url).await.unwrap();
     let keys = Keyring::from_base64(KEY, &[]).unwrap();
     store
+        .tokens("graph")
         .save_token(
             &keys,
             "m365",
