@@ -841,6 +841,13 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let refused = loop {
             match TcpStream::connect(p.addr()).await {
+                // A connection caught in the closing listener's backlog is reset: try again
+                // until the closed port refuses.
+                Err(e)
+                    if e.kind() == io::ErrorKind::ConnectionReset && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 Err(e) => break e,
                 Ok(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
