@@ -204,7 +204,7 @@ async fn create(
             json!({"keys": keys_of(&body)}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     Ok(entry)
 }
 
@@ -250,7 +250,7 @@ async fn patch(
             json!({"keys": keys_of(&change)}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     Ok(ConfigEntry { body, ..e })
 }
 
@@ -274,7 +274,7 @@ async fn delete(state: &AppState, who: &Principal, kind: Kind, name: &str) -> Re
             json!({}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     Ok(())
 }
 
@@ -438,7 +438,7 @@ async fn set_paused(
             json!({}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     let all = entries(state).await?;
     Ok(channel_view(find(&all, Kind::Channel, name)?))
 }
