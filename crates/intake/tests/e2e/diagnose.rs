@@ -685,6 +685,7 @@ async fn doctor_rc1_when_dovecot_refuses_the_token_and_rc5_for_a_missing_imap_fo
         id_token: None,
     };
     store
+        .tokens("")
         .save_token(
             &keys,
             "idp",
@@ -730,6 +731,7 @@ async fn doctor_rc1_when_dovecot_refuses_the_token_and_rc5_for_a_missing_imap_fo
 
     let good = mail_access_token(&idp, USER).await.unwrap();
     store
+        .tokens("")
         .save_token(&keys, "idp", USER, &seed(good.clone()), &Default::default())
         .await
         .unwrap();
