@@ -779,6 +779,125 @@ async fn the_token_preflight_runs_before_every_round_of_a_long_running_run() {
     no_secret(&format!("{stderr}{failed:?}{diagnosis:?}"));
 }
 
+/// The pre-flight before every connection, on IMAP: a Microsoft IMAP channel reads Dovecot
+/// (which checks the token at the test IdP) with the mailbox's Exchange token in a
+/// long-running `intake run`. The stored token's claims are then replaced by a Graph audience
+/// — the token itself unchanged, so Dovecot would still accept it — and Dovecot restarted,
+/// cutting the connection. The reconnection refuses the token before connecting: the channel
+/// fails naming `intake authorize m365 --mailbox M` (RC1 in the mail log), and Dovecot sees no
+/// new login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_preflight_runs_before_every_imap_connection_of_a_long_running_run() {
+    const USER: &str = "help@example.test";
+    let Some(idp) = Idp::start_or_skip("preflight_every_imap_connection") else {
+        return;
+    };
+    let Some(mut dc) = Dovecot::start_or_skip(
+        "preflight_every_imap_connection",
+        &DovecotOptions::with_users(&[(USER, "unused")]).introspect(&idp),
+    ) else {
+        return;
+    };
+    let token = mail_access_token(&idp, USER).await.unwrap();
+    let db = TestDb::sqlite();
+    seed_token(
+        &db.url,
+        "m365",
+        USER,
+        "exo",
+        &token,
+        None,
+        exo_identity(USER, "IMAP.AccessAsUser.All"),
+    )
+    .await;
+    dc.deliver(
+        USER,
+        b"From: a@example.org\r\nSubject: before\r\nMessage-ID: <p1@x>\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    let login = token_endpoint(400, serde_json::json!({"error": "invalid_grant"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        &format!(
+            "{}[[channel]]\nname = \"exo\"\nproject = \"EX\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nmailbox = \"{USER}\"\nauth = \"oauth:m365\"\ntimeout_seconds = 5\n",
+            integration(&login.uri(), "client_secret = \"env:M365_SECRET\""),
+            dc.imap_port
+        ),
+    );
+    let running = Running::start(&cfg, &db.url);
+    let logins = |dc: &Dovecot| dc.log().matches("Login: user=<").count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_events(&cfg, &db.url, "channel_started").is_empty() || logins(&dc) == 0 {
+        assert!(Instant::now() < deadline, "no login:\n{}", dc.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, stdout, _) = intake_with(&cfg, &db.url, &["tickets", "list", "--json"], &[]);
+        if stdout.contains("before") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first message was not ingested"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let before = logins(&dc);
+    seed_token(
+        &db.url,
+        "m365",
+        USER,
+        "exo",
+        &token,
+        None,
+        graph_identity(USER),
+    )
+    .await;
+    dc.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let refused = loop {
+        let found: Vec<_> = log_events(&cfg, &db.url, "channel_failed")
+            .into_iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("does not fit IMAP"))
+            })
+            .collect();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reconnection did not refuse the token"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let stderr = running.stop();
+    assert!(
+        refused[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("intake authorize m365 --mailbox {USER}")),
+        "{refused:?}"
+    );
+    let diagnosis = log_events(&cfg, &db.url, "channel_diagnosis");
+    assert!(
+        diagnosis.iter().any(|d| d["fields"]["code"] == "RC1"),
+        "{diagnosis:?}"
+    );
+    assert_eq!(
+        logins(&dc),
+        before,
+        "Dovecot saw a login with the refused token:\n{}",
+        dc.log()
+    );
+    assert!(!stderr.contains(&token) && !format!("{refused:?}{diagnosis:?}").contains(&token));
+}
+
 /// The identity ≠ mailbox finding: a Graph channel whose stored token belongs to another
 /// account of the same domain works (Full Access may be granted), so it is a warning — RC3
 /// for the same domain, RC11 for another — naming both accounts; the doctor exits 0, and
