@@ -28,6 +28,8 @@ use crate::source::local;
 pub enum BenchCommand {
     /// Generate a Maildir and measure parse-only and full-ingest rates.
     Ingest(BenchArgs),
+    /// `GET /api/tickets` latency under concurrent clients (oha), on SQLite and PostgreSQL.
+    Api(super::bench_api::ApiArgs),
 }
 
 #[derive(Debug, Args)]
@@ -114,7 +116,10 @@ const SQLITE: &str = "ingest sqlite";
 const POSTGRES: &str = "ingest postgres";
 
 pub async fn run(c: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Ingest(a) = c;
+    let a = match c {
+        BenchCommand::Ingest(a) => a,
+        BenchCommand::Api(a) => return super::bench_api::run(a).await,
+    };
     let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("maildir"));
     let gen_started = Instant::now();
@@ -285,7 +290,7 @@ async fn postgres_phase(
 }
 
 /// `url` naming database `name` instead of its own, keeping its options (`?sslmode=…`).
-fn with_database(url: &str, name: &str) -> String {
+pub(super) fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -304,7 +309,7 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// The 1-, 5- and 15-minute load averages, as the kernel prints them.
-fn loadavg() -> String {
+pub(super) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()

@@ -4,6 +4,7 @@
 mod admin;
 pub(crate) mod authorize;
 mod bench;
+mod bench_api;
 mod config;
 pub(crate) mod doctor;
 mod folders;
