@@ -144,7 +144,8 @@ impl RootCause {
                 "Set the connection's `folder = \"INBOX\"` (or leave it unset): INBOX is the \
                  protocol's case-insensitive name for the primary mailbox in every language. Do \
                  not use a display name such as \"Posteingang\"; for Graph Intake uses the \
-                 well-known folder name `inbox`."
+                 well-known folder name `inbox`. For another folder use a name (IMAP) or a \
+                 well-known name or ID (Graph) listed by `intake folders`."
             }
             RootCause::Rc6 => {
                 "List the tenant's client access rules in Exchange Online PowerShell with \

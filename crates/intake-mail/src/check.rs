@@ -60,6 +60,11 @@ pub struct Report {
     pub stages: Vec<StageResult>,
     pub counts: Option<Counts>,
     pub root_cause: Option<Cause>,
+    /// Known causes the check met and worked around without failing (RC10: the POP3 server
+    /// refused the one-line SASL form and the two-line form logged in). Not part of the
+    /// report's JSON: `intake doctor` turns them into `info` findings.
+    #[serde(skip)]
+    pub notes: Vec<Cause>,
 }
 
 impl Report {
@@ -282,6 +287,18 @@ fn login_failure(r: Report, target: String, e: &SourceError, oauth: bool) -> Rep
             let cause = diagnose_login(&text, oauth);
             r.fail("login", target, e.to_string(), cause)
         }
+        // A command after a login the server accepted, refused with words that name a cause
+        // (Exchange: `BAD User is authenticated but not connected.`, RC2).
+        SourceError::Refused { command, server }
+            if !command.starts_with("SELECT") && diagnose_login(server, oauth).is_some() =>
+        {
+            r.fail(
+                "login",
+                target,
+                e.to_string(),
+                diagnose_login(server, oauth),
+            )
+        }
         SourceError::Refused { command, server } if command.starts_with("SELECT") => r.fail(
             "folder",
             target,
@@ -289,7 +306,7 @@ fn login_failure(r: Report, target: String, e: &SourceError, oauth: bool) -> Rep
             diagnose_login(server, oauth).or(Some(Cause::new(
                 RootCause::Rc5,
                 "use the protocol name of the folder (INBOX, or the full path of another \
-                 folder), never a localized display name",
+                 folder listed by `intake folders`), never a localized display name",
             ))),
         ),
         _ => r.fail("login", target, e.to_string(), None),
@@ -342,6 +359,15 @@ pub async fn check_pop3(s: &Pop3Settings) -> Report {
     let form = src
         .login_form()
         .map_or_else(String::new, |f| format!(", SASL form {f:?}"));
+    if let Some(refused) = src.one_line_refused() {
+        r.notes.push(Cause::new(
+            RootCause::Rc10,
+            format!(
+                "the server refused the one-line XOAUTH2/OAUTHBEARER form ({refused}); Intake \
+                 fell back to the two-line form, which logged in: nothing to change"
+            ),
+        ));
+    }
     r.pass("login", target, format!("{:?}{form}", s.auth));
     match src.stat().await {
         Ok((n, _octets)) => {

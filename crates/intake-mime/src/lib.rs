@@ -8,6 +8,7 @@
 //! - [`thread`]: ticket keys in the subject and In-Reply-To/References, for commenting;
 //! - [`body`]: HTML → text, quoted-reply and signature stripping with configurable split markers;
 //! - [`map`]: addresses, attachments and limits → [`MailDraft`](intake_core::MailDraft);
+//! - [`original`]: the HTML part of a kept original message (for the admin UI to sanitize);
 //! - [`repair`]: recovering what damaged MIME still holds (lost boundaries, split RFC 2231
 //!   filenames).
 //!
@@ -17,6 +18,7 @@
 pub mod body;
 pub mod loops;
 pub mod map;
+pub mod original;
 pub mod repair;
 pub mod sanitize;
 pub mod thread;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::log::LogEvent;
+use crate::query::SUMMARY_COLUMNS;
 use crate::{Store, StoreError, TicketSummary};
 
 /// One page of a listing.
@@ -120,11 +121,7 @@ impl Store {
         .await?
         .try_get("n")?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT t.key, t.summary, t.reporter, t.status, t.participants, t.channel,
-                    t.created_at, t.updated_at, t.external_key,
-                    (SELECT COUNT(*) FROM comments c WHERE c.ticket_id = t.id) AS comments,
-                    (SELECT COUNT(*) FROM attachments a WHERE a.ticket_id = t.id) AS attachments
-             {filter} ORDER BY t.id DESC LIMIT $4 OFFSET $5"
+            "SELECT {SUMMARY_COLUMNS} {filter} ORDER BY t.id DESC LIMIT $4 OFFSET $5"
         )))
         .bind(&project)
         .bind(&status)
@@ -135,23 +132,7 @@ impl Store {
         .await?;
         let items = rows
             .iter()
-            .map(|r| {
-                let p: String = r.try_get("participants")?;
-                Ok(TicketSummary {
-                    key: r.try_get("key")?,
-                    summary: r.try_get("summary")?,
-                    reporter: r.try_get("reporter")?,
-                    status: r.try_get("status")?,
-                    participants: serde_json::from_str(&p)
-                        .map_err(|e| StoreError::Corrupt(format!("participants: {e}")))?,
-                    comments: r.try_get("comments")?,
-                    attachments: r.try_get("attachments")?,
-                    channel: r.try_get("channel")?,
-                    created_at: r.try_get("created_at")?,
-                    updated_at: r.try_get("updated_at")?,
-                    external_key: r.try_get("external_key")?,
-                })
-            })
+            .map(TicketSummary::from_row)
             .collect::<Result<_, StoreError>>()?;
         Ok(Page {
             items,

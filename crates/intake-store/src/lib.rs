@@ -10,7 +10,9 @@
 //!   and applied (ticket created / comment added / ignored / quarantined) in one transaction.
 //! - [`browse`]: paged reads for the REST API (ticket search, attachments by id, mail-log
 //!   filters, quarantine).
+//! - [`access`]: the administrators and API tokens listed, a token revoked (the admin page).
 //! - [`activity`]: messages per channel and hour (the admin UI's overview charts).
+//! - [`original`]: the kept original (raw) message of a ticket or comment with HTML.
 //! - [`query`]: reading tickets, comments, attachments and the ledger back.
 //! - [`log`]: the mail log (structured events);
 //! - [`crypto`]: at-rest encryption (XChaCha20-Poly1305, key from `INTAKE_SECRET_KEY` or a 0600
@@ -29,6 +31,7 @@
 //! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
 //!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
+pub mod access;
 pub mod activity;
 pub mod admin;
 pub mod alerts;
@@ -39,6 +42,7 @@ pub mod config_store;
 pub mod crypto;
 pub mod lease;
 pub mod log;
+pub mod original;
 pub mod outbox;
 pub mod query;
 pub mod status;

@@ -89,6 +89,32 @@ pub struct LedgerRow {
     pub raw_hash: Option<String>,
 }
 
+/// The columns [`TicketSummary::from_row`] reads, for a query over `tickets t`.
+pub(crate) const SUMMARY_COLUMNS: &str =
+    "t.key, t.summary, t.reporter, t.status, t.participants, t.channel, t.created_at,
+     t.updated_at, t.external_key,
+     (SELECT COUNT(*) FROM comments c WHERE c.ticket_id = t.id) AS comments,
+     (SELECT COUNT(*) FROM attachments a WHERE a.ticket_id = t.id) AS attachments";
+
+impl TicketSummary {
+    /// One row selected with [`SUMMARY_COLUMNS`].
+    pub(crate) fn from_row(r: &AnyRow) -> Result<TicketSummary, StoreError> {
+        Ok(TicketSummary {
+            key: r.try_get("key")?,
+            summary: r.try_get("summary")?,
+            reporter: r.try_get("reporter")?,
+            status: r.try_get("status")?,
+            participants: participants(r)?,
+            comments: r.try_get("comments")?,
+            attachments: r.try_get("attachments")?,
+            channel: r.try_get("channel")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            external_key: r.try_get("external_key")?,
+        })
+    }
+}
+
 fn participants(r: &AnyRow) -> Result<Vec<String>, StoreError> {
     let p: String = r.try_get("participants")?;
     serde_json::from_str(&p).map_err(|e| StoreError::Corrupt(format!("participants: {e}")))
@@ -100,33 +126,14 @@ impl Store {
         &self,
         project: Option<&str>,
     ) -> Result<Vec<TicketSummary>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.key, t.summary, t.reporter, t.status, t.participants, t.channel, t.created_at,
-                    t.updated_at, t.external_key,
-                    (SELECT COUNT(*) FROM comments c WHERE c.ticket_id = t.id) AS comments,
-                    (SELECT COUNT(*) FROM attachments a WHERE a.ticket_id = t.id) AS attachments
-             FROM tickets t WHERE ($1 = '' OR t.project_key = $1) ORDER BY t.id",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SUMMARY_COLUMNS}
+             FROM tickets t WHERE ($1 = '' OR t.project_key = $1) ORDER BY t.id"
+        )))
         .bind(project.map(|p| p.to_ascii_uppercase()).unwrap_or_default())
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TicketSummary {
-                    key: r.try_get("key")?,
-                    summary: r.try_get("summary")?,
-                    reporter: r.try_get("reporter")?,
-                    status: r.try_get("status")?,
-                    participants: participants(r)?,
-                    comments: r.try_get("comments")?,
-                    attachments: r.try_get("attachments")?,
-                    channel: r.try_get("channel")?,
-                    created_at: r.try_get("created_at")?,
-                    updated_at: r.try_get("updated_at")?,
-                    external_key: r.try_get("external_key")?,
-                })
-            })
-            .collect()
+        rows.iter().map(TicketSummary::from_row).collect()
     }
 
     /// One ticket with its comments and attachments.

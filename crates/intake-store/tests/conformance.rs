@@ -224,8 +224,8 @@ async fn attachments_and_loop_guard(db: &TestDb) {
     assert_eq!(store.count(Table::Attachments).await.unwrap(), 2);
     assert_eq!(
         store.count(Table::Blobs).await.unwrap(),
-        1,
-        "attachments are content-addressed"
+        3,
+        "attachments are content-addressed (one blob), and each HTML message keeps its original"
     );
 
     // Loop guard: 3 per 10 minutes; the 4th and 5th within the window are ignored, in this

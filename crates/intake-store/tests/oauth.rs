@@ -48,7 +48,13 @@ fn rt(t: &TokenSet) -> Option<&str> {
 }
 
 async fn version(store: &Store, keys: &Keyring) -> i64 {
-    store.load_token(keys, I, M).await.unwrap().unwrap().version
+    store
+        .tokens("")
+        .load_token(keys, I, M)
+        .await
+        .unwrap()
+        .unwrap()
+        .version
 }
 
 /// Every column of every row of `table`, as bytes (text, blobs and integers alike). Panics on a
@@ -92,8 +98,16 @@ const SECRETS: [&str; 5] = [
 async fn round_trip_and_no_plaintext(db: &TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let keys = keys();
-    assert!(store.load_token(&keys, I, M).await.unwrap().is_none());
+    assert!(
+        store
+            .tokens("")
+            .load_token(&keys, I, M)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let v1 = store
+        .tokens("")
         .save_token(
             &keys,
             I,
@@ -103,7 +117,12 @@ async fn round_trip_and_no_plaintext(db: &TestDb) {
         )
         .await
         .unwrap();
-    let got = store.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = store
+        .tokens("")
+        .load_token(&keys, I, M)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(at(&got.tokens), "AT-SECRET-123", "{}", db.kind);
     assert_eq!(rt(&got.tokens), Some("RT-SECRET-456"));
     assert_eq!(
@@ -120,9 +139,16 @@ async fn round_trip_and_no_plaintext(db: &TestDb) {
     assert!(SECRETS.iter().all(|s| !dbg.contains(s)), "{dbg}");
 
     // A refresh, so the row is rewritten once, and a pending flow.
-    assert!(store.try_begin_refresh(I, M, "n1", 60, 100).await.unwrap());
     assert!(
         store
+            .tokens("")
+            .try_begin_refresh(I, M, "n1", 60, 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .tokens("")
             .finish_refresh(
                 &keys,
                 I,
@@ -197,10 +223,12 @@ async fn ciphertext_bound_to_row_and_key(db: &TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let old = Keyring::generate().unwrap();
     store
+        .tokens("")
         .save_token(&old, I, M, &tokens("AT-1", Some("RT-1"), 1), &identity())
         .await
         .unwrap();
     store
+        .tokens("")
         .save_token(
             &old,
             I,
@@ -237,6 +265,7 @@ async fn ciphertext_bound_to_row_and_key(db: &TestDb) {
     .await
     .unwrap();
     let err = store
+        .tokens("")
         .load_token(&old, I, "other@contoso.example")
         .await
         .unwrap_err();
@@ -250,7 +279,11 @@ async fn ciphertext_bound_to_row_and_key(db: &TestDb) {
     // Another key cannot open it; a rotated keyring that lists the old key can, and a refresh
     // re-seals with the new current key.
     let new_only = Keyring::generate().unwrap();
-    let err = store.load_token(&new_only, I, M).await.unwrap_err();
+    let err = store
+        .tokens("")
+        .load_token(&new_only, I, M)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::Crypto(CryptoError::UnknownKey(_))),
         "{err:?}"
@@ -262,15 +295,28 @@ async fn ciphertext_bound_to_row_and_key(db: &TestDb) {
     );
     let old = Keyring::from_base64(old_b64, &[]).unwrap();
     store
+        .tokens("")
         .save_token(&old, I, M, &tokens("AT-1", Some("RT-1"), 1), &identity())
         .await
         .unwrap();
     let rotated = Keyring::from_base64(new_b64, &[old_b64]).unwrap();
-    let got = store.load_token(&rotated, I, M).await.unwrap().unwrap();
+    let got = store
+        .tokens("")
+        .load_token(&rotated, I, M)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(at(&got.tokens), "AT-1");
-    assert!(store.try_begin_refresh(I, M, "n", 60, 1).await.unwrap());
     assert!(
         store
+            .tokens("")
+            .try_begin_refresh(I, M, "n", 60, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .tokens("")
             .finish_refresh(&rotated, I, M, "n", &tokens("AT-3", None, 2), got.version)
             .await
             .unwrap()
@@ -285,7 +331,12 @@ async fn ciphertext_bound_to_row_and_key(db: &TestDb) {
     .unwrap();
     assert_eq!(kid, rotated.current_key_id());
     let new_only = Keyring::from_base64(new_b64, &[]).unwrap();
-    let got = store.load_token(&new_only, I, M).await.unwrap().unwrap();
+    let got = store
+        .tokens("")
+        .load_token(&new_only, I, M)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((at(&got.tokens), rt(&got.tokens)), ("AT-3", Some("RT-1")));
 }
 
@@ -301,7 +352,8 @@ async fn single_flight(db: &TestDb) {
     let a = Store::connect(&db.url).await.unwrap();
     let b = Store::connect(&db.url).await.unwrap();
     let keys = keys();
-    a.save_token(&keys, I, M, &tokens("AT-0", Some("RT-0"), 1), &identity())
+    a.tokens("")
+        .save_token(&keys, I, M, &tokens("AT-0", Some("RT-0"), 1), &identity())
         .await
         .unwrap();
     let rounds = 30;
@@ -315,6 +367,7 @@ async fn single_flight(db: &TestDb) {
                 let owner = format!("node{n}-task{task}");
                 set.spawn(async move {
                     let won = store
+                        .tokens("")
                         .try_begin_refresh(I, M, &owner, 60, now)
                         .await
                         .unwrap();
@@ -333,17 +386,19 @@ async fn single_flight(db: &TestDb) {
         let new = tokens(&format!("AT-{}", round + 1), None, 2);
         assert!(
             !other
+                .tokens("")
                 .finish_refresh(&keys, I, M, "node9-task9", &new, v)
                 .await
                 .unwrap()
         );
         assert!(
-            node.finish_refresh(&keys, I, M, owner, &new, v)
+            node.tokens("")
+                .finish_refresh(&keys, I, M, owner, &new, v)
                 .await
                 .unwrap()
         );
     }
-    let got = b.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = b.tokens("").load_token(&keys, I, M).await.unwrap().unwrap();
     assert_eq!(at(&got.tokens), format!("AT-{rounds}"));
     assert_eq!(rt(&got.tokens), Some("RT-0"));
     assert_eq!(got.version, 1 + rounds as i64);
@@ -362,38 +417,71 @@ async fn lease_expiry_and_takeover(db: &TestDb) {
     let b = Store::connect(&db.url).await.unwrap();
     let keys = keys();
     let v = a
+        .tokens("")
         .save_token(&keys, I, M, &tokens("AT-0", Some("RT-0"), 1), &identity())
         .await
         .unwrap();
     // Missing token: nobody refreshes it.
     assert!(
-        !a.try_begin_refresh(I, "nobody", "a", 60, 1000)
+        !a.tokens("")
+            .try_begin_refresh(I, "nobody", "a", 60, 1000)
             .await
             .unwrap()
     );
 
-    assert!(a.try_begin_refresh(I, M, "a", 60, 1000).await.unwrap());
+    assert!(
+        a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 1000)
+            .await
+            .unwrap()
+    );
     // The holder may renew; others wait while the lease runs (also at its last second).
-    assert!(a.try_begin_refresh(I, M, "a", 60, 1010).await.unwrap());
-    assert!(!b.try_begin_refresh(I, M, "b", 60, 1030).await.unwrap());
-    assert!(!b.try_begin_refresh(I, M, "b", 60, 1070).await.unwrap());
+    assert!(
+        a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 1010)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.tokens("")
+            .try_begin_refresh(I, M, "b", 60, 1030)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.tokens("")
+            .try_begin_refresh(I, M, "b", 60, 1070)
+            .await
+            .unwrap()
+    );
     // Past expiry (renewed to 1070): b takes over.
-    assert!(b.try_begin_refresh(I, M, "b", 60, 1071).await.unwrap());
-    assert!(!a.try_begin_refresh(I, M, "a", 60, 1072).await.unwrap());
+    assert!(
+        b.tokens("")
+            .try_begin_refresh(I, M, "b", 60, 1071)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 1072)
+            .await
+            .unwrap()
+    );
     // The stale owner's result is refused and changes nothing.
     assert!(
-        !a.finish_refresh(
-            &keys,
-            I,
-            M,
-            "a",
-            &tokens("AT-STALE", Some("RT-STALE"), 5),
-            v
-        )
-        .await
-        .unwrap()
+        !a.tokens("")
+            .finish_refresh(
+                &keys,
+                I,
+                M,
+                "a",
+                &tokens("AT-STALE", Some("RT-STALE"), 5),
+                v
+            )
+            .await
+            .unwrap()
     );
-    let got = b.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = b.tokens("").load_token(&keys, I, M).await.unwrap().unwrap();
     assert_eq!(
         (at(&got.tokens), rt(&got.tokens), got.version),
         ("AT-0", Some("RT-0"), v),
@@ -402,16 +490,18 @@ async fn lease_expiry_and_takeover(db: &TestDb) {
     );
     // The new owner, but with an outdated version (someone wrote since it loaded): refused.
     assert!(
-        !b.finish_refresh(&keys, I, M, "b", &tokens("AT-B", None, 5), v - 1)
+        !b.tokens("")
+            .finish_refresh(&keys, I, M, "b", &tokens("AT-B", None, 5), v - 1)
             .await
             .unwrap()
     );
     assert!(
-        b.finish_refresh(&keys, I, M, "b", &tokens("AT-B", Some("RT-B"), 5), v)
+        b.tokens("")
+            .finish_refresh(&keys, I, M, "b", &tokens("AT-B", Some("RT-B"), 5), v)
             .await
             .unwrap()
     );
-    let got = a.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = a.tokens("").load_token(&keys, I, M).await.unwrap().unwrap();
     assert_eq!(
         (
             at(&got.tokens),
@@ -424,19 +514,40 @@ async fn lease_expiry_and_takeover(db: &TestDb) {
     // Finishing twice does not work: the lease is gone, and anyone may take it at once (b's
     // lease would have run until 1131).
     assert!(
-        !b.finish_refresh(&keys, I, M, "b", &tokens("AT-B2", None, 6), v + 1)
+        !b.tokens("")
+            .finish_refresh(&keys, I, M, "b", &tokens("AT-B2", None, 6), v + 1)
             .await
             .unwrap()
     );
-    assert!(a.try_begin_refresh(I, M, "a", 60, 1080).await.unwrap());
-    assert!(a.abandon_refresh(I, M, "a").await.unwrap());
+    assert!(
+        a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 1080)
+            .await
+            .unwrap()
+    );
+    assert!(a.tokens("").abandon_refresh(I, M, "a").await.unwrap());
 
     // Abandoning releases at once, and only for the holder.
-    assert!(a.try_begin_refresh(I, M, "a", 600, 2000).await.unwrap());
-    assert!(!b.abandon_refresh(I, M, "b").await.unwrap());
-    assert!(!b.try_begin_refresh(I, M, "b", 600, 2001).await.unwrap());
-    assert!(a.abandon_refresh(I, M, "a").await.unwrap());
-    assert!(b.try_begin_refresh(I, M, "b", 600, 2002).await.unwrap());
+    assert!(
+        a.tokens("")
+            .try_begin_refresh(I, M, "a", 600, 2000)
+            .await
+            .unwrap()
+    );
+    assert!(!b.tokens("").abandon_refresh(I, M, "b").await.unwrap());
+    assert!(
+        !b.tokens("")
+            .try_begin_refresh(I, M, "b", 600, 2001)
+            .await
+            .unwrap()
+    );
+    assert!(a.tokens("").abandon_refresh(I, M, "a").await.unwrap());
+    assert!(
+        b.tokens("")
+            .try_begin_refresh(I, M, "b", 600, 2002)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -450,6 +561,7 @@ async fn refresh_token_kept(db: &TestDb) {
     let store = Store::connect(&db.url).await.unwrap();
     let keys = keys();
     let v = store
+        .tokens("")
         .save_token(
             &keys,
             I,
@@ -459,17 +571,29 @@ async fn refresh_token_kept(db: &TestDb) {
         )
         .await
         .unwrap();
-    assert!(store.try_begin_refresh(I, M, "n", 60, 10).await.unwrap());
+    assert!(
+        store
+            .tokens("")
+            .try_begin_refresh(I, M, "n", 60, 10)
+            .await
+            .unwrap()
+    );
     let mut new = tokens("AT-1", None, 2);
     new.id_token = None;
     new.scopes = Vec::new();
     assert!(
         store
+            .tokens("")
             .finish_refresh(&keys, I, M, "n", &new, v)
             .await
             .unwrap()
     );
-    let got = store.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = store
+        .tokens("")
+        .load_token(&keys, I, M)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (at(&got.tokens), rt(&got.tokens)),
         ("AT-1", Some("RT-KEEP")),
@@ -483,17 +607,29 @@ async fn refresh_token_kept(db: &TestDb) {
     );
     assert_eq!(got.tokens.scopes, tokens("", None, 0).scopes, "scopes kept");
     // A rotated refresh token replaces the old one.
-    assert!(store.try_begin_refresh(I, M, "n", 60, 20).await.unwrap());
+    assert!(
+        store
+            .tokens("")
+            .try_begin_refresh(I, M, "n", 60, 20)
+            .await
+            .unwrap()
+    );
     let mut new = tokens("AT-2", Some("RT-ROTATED"), 3);
     new.scopes = vec!["only.this".into()];
     new.id_token = None;
     assert!(
         store
+            .tokens("")
             .finish_refresh(&keys, I, M, "n", &new, got.version)
             .await
             .unwrap()
     );
-    let got = store.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = store
+        .tokens("")
+        .load_token(&keys, I, M)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (at(&got.tokens), rt(&got.tokens)),
         ("AT-2", Some("RT-ROTATED"))
@@ -505,16 +641,28 @@ async fn refresh_token_kept(db: &TestDb) {
         "id token kept when only the refresh token rotates"
     );
     // A new id token replaces the old one.
-    assert!(store.try_begin_refresh(I, M, "n", 60, 30).await.unwrap());
+    assert!(
+        store
+            .tokens("")
+            .try_begin_refresh(I, M, "n", 60, 30)
+            .await
+            .unwrap()
+    );
     let mut new = tokens("AT-3", None, 4);
     new.id_token = Some(SecretString::from("IDT-NEW"));
     assert!(
         store
+            .tokens("")
             .finish_refresh(&keys, I, M, "n", &new, got.version)
             .await
             .unwrap()
     );
-    let got = store.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = store
+        .tokens("")
+        .load_token(&keys, I, M)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (
             rt(&got.tokens),
@@ -536,21 +684,29 @@ async fn reauthorization(db: &TestDb) {
     let b = Store::connect(&db.url).await.unwrap();
     let keys = keys();
     let v = a
+        .tokens("")
         .save_token(&keys, I, M, &tokens("AT-0", Some("RT-0"), 1), &identity())
         .await
         .unwrap();
-    assert!(a.try_begin_refresh(I, M, "a", 60, 10).await.unwrap());
     assert!(
-        a.mark_needs_reauthorization(I, M, "AADSTS70008: refresh token expired")
+        a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 10)
             .await
             .unwrap()
     );
     assert!(
-        !a.mark_needs_reauthorization(I, "nobody", "x")
+        a.tokens("")
+            .mark_needs_reauthorization(I, M, "AADSTS70008: refresh token expired")
             .await
             .unwrap()
     );
-    let got = b.load_token(&keys, I, M).await.unwrap().unwrap();
+    assert!(
+        !a.tokens("")
+            .mark_needs_reauthorization(I, "nobody", "x")
+            .await
+            .unwrap()
+    );
+    let got = b.tokens("").load_token(&keys, I, M).await.unwrap().unwrap();
     assert_eq!(
         got.status,
         TokenStatus::NeedsReauthorization {
@@ -561,15 +717,27 @@ async fn reauthorization(db: &TestDb) {
     );
     // Marking released the lease and the token is no longer refreshed by anyone.
     assert!(
-        !a.finish_refresh(&keys, I, M, "a", &tokens("AT-X", None, 2), v)
+        !a.tokens("")
+            .finish_refresh(&keys, I, M, "a", &tokens("AT-X", None, 2), v)
             .await
             .unwrap()
     );
-    assert!(!b.try_begin_refresh(I, M, "b", 60, 11).await.unwrap());
-    assert!(!a.try_begin_refresh(I, M, "a", 60, 12).await.unwrap());
+    assert!(
+        !b.tokens("")
+            .try_begin_refresh(I, M, "b", 60, 11)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 12)
+            .await
+            .unwrap()
+    );
 
     // Re-authorization (on node b) brings it back.
     let v2 = b
+        .tokens("")
         .save_token(
             &keys,
             I,
@@ -580,32 +748,68 @@ async fn reauthorization(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(v2, v + 1);
-    let got = a.load_token(&keys, I, M).await.unwrap().unwrap();
+    let got = a.tokens("").load_token(&keys, I, M).await.unwrap().unwrap();
     assert_eq!(got.status, TokenStatus::Valid);
     assert_eq!(at(&got.tokens), "AT-NEW");
-    assert!(a.try_begin_refresh(I, M, "a", 60, 13).await.unwrap());
+    assert!(
+        a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 13)
+            .await
+            .unwrap()
+    );
 
     // fail_refresh marks only for the lease holder, so a re-authorization that raced with a
     // failing refresh is not undone.
-    assert!(!b.fail_refresh(I, M, "b", "invalid_grant").await.unwrap());
-    b.save_token(
-        &keys,
-        I,
-        M,
-        &tokens("AT-RACE", Some("RT-RACE"), 4),
-        &identity(),
-    )
-    .await
-    .unwrap();
-    assert!(!a.fail_refresh(I, M, "a", "invalid_grant").await.unwrap());
+    assert!(
+        !b.tokens("")
+            .fail_refresh(I, M, "b", "invalid_grant")
+            .await
+            .unwrap()
+    );
+    b.tokens("")
+        .save_token(
+            &keys,
+            I,
+            M,
+            &tokens("AT-RACE", Some("RT-RACE"), 4),
+            &identity(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !a.tokens("")
+            .fail_refresh(I, M, "a", "invalid_grant")
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        b.load_token(&keys, I, M).await.unwrap().unwrap().status,
+        b.tokens("")
+            .load_token(&keys, I, M)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         TokenStatus::Valid
     );
-    assert!(a.try_begin_refresh(I, M, "a", 60, 14).await.unwrap());
-    assert!(a.fail_refresh(I, M, "a", "invalid_grant").await.unwrap());
+    assert!(
+        a.tokens("")
+            .try_begin_refresh(I, M, "a", 60, 14)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.tokens("")
+            .fail_refresh(I, M, "a", "invalid_grant")
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        b.load_token(&keys, I, M).await.unwrap().unwrap().status,
+        b.tokens("")
+            .load_token(&keys, I, M)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         TokenStatus::NeedsReauthorization {
             reason: "invalid_grant".into()
         }
@@ -768,7 +972,12 @@ async fn tokens_per_resource(db: &TestDb) {
         "an EXO token is not a Graph token"
     );
     assert!(
-        store.load_token(&k, I, M).await.unwrap().is_none(),
+        store
+            .tokens("")
+            .load_token(&k, I, M)
+            .await
+            .unwrap()
+            .is_none(),
         "nor the single-resource row"
     );
     graph

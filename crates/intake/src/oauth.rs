@@ -334,7 +334,10 @@ impl TokenService {
             let Some(stored) = stored else {
                 if i.grant == Grant::ClientCredentials {
                     let t = client.client_credentials(&scopes).await?;
-                    self.save(client, mailbox, protocol, &t).await?;
+                    let identity = self.save(client, mailbox, protocol, &t).await?;
+                    // A fresh token is checked like a stored one: the provider may issue one
+                    // for another cloud's resource (G2, RC9).
+                    self.fits(i, mailbox, protocol, &identity)?;
                     return Ok(t.access_token);
                 }
                 // One sign-in serves both Microsoft resources: redeem the other resource's
@@ -400,6 +403,13 @@ impl TokenService {
                             )
                             .await?
                         {
+                            let id_token =
+                                new.id_token.as_ref().map(|t| t.expose_secret().to_string());
+                            let identity = claims::identity(
+                                new.access_token.expose_secret(),
+                                id_token.as_deref(),
+                            );
+                            self.fits(i, mailbox, protocol, &identity)?;
                             return Ok(new.access_token);
                         }
                     }
@@ -488,9 +498,10 @@ impl TokenService {
             return Ok(None);
         };
         tracing::info!(integration = %i.name, mailbox, from = %from, to = wanted, "redeeming the refresh token for the other resource");
-        let (_, t) = self
+        let (identity, t) = self
             .redeem_for(client, mailbox, rt, protocol, scopes)
             .await?;
+        self.fits(i, mailbox, protocol, &identity)?;
         Ok(Some(t.access_token))
     }
 

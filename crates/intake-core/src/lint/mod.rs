@@ -162,8 +162,18 @@ fn lint_provider_specific(cfg: &IntegrationConfig, out: &mut Vec<Finding>) {
                     "integration.device_authorization_url",
                     format!(
                         "grant = \"device_code\" with provider = {:?} needs \
-                         `device_authorization_url`",
-                        provider.as_str()
+                         `device_authorization_url`{}",
+                        provider.as_str(),
+                        if provider == Provider::Google {
+                            format!(
+                                ": Google offers no device sign-in for mail; set grant = \
+                                 \"authorization_code\" (or remove `grant`) and run `intake \
+                                 authorize {} --browser`",
+                                cfg.name
+                            )
+                        } else {
+                            String::new()
+                        }
                     ),
                 ));
             }

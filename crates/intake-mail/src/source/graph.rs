@@ -66,6 +66,8 @@ pub const WELL_KNOWN_FOLDERS: &[&str] = &[
     "syncissues",
 ];
 
+/// The most folders [`GraphSource::folders`] lists (a mailbox with more is refused, not cut).
+pub const MAX_FOLDERS: usize = 10_000;
 /// Page size when the configuration says 0 (docs/troubleshooting.md, "Graph folders and sync": 50–100 with `$select`).
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// How many times a throttled (429) or unavailable (503/504) request is retried.
@@ -695,6 +697,107 @@ impl GraphSource {
         let c: Counts = serde_json::from_slice(&body)
             .map_err(|e| GraphError::Protocol(format!("folder counts are not valid JSON: {e}")))?;
         Ok((c.total, c.unread))
+    }
+
+    /// Every mail folder of the mailbox (`mailFolders`, then `childFolders` of each folder
+    /// that has some), with display paths, IDs, counts and the roles of the well-known
+    /// folders (each looked up by its well-known name; one Graph does not have, such as an
+    /// unprovisioned `archive`, is left out). See [`super::folders`]. Bounded to
+    /// [`MAX_FOLDERS`] folders.
+    pub async fn folders(&mut self) -> Result<Vec<super::folders::Folder>, GraphError> {
+        use super::folders::{Folder, GRAPH_WELL_KNOWN_ROLES};
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            id: String,
+            #[serde(default, rename = "displayName")]
+            name: String,
+            #[serde(default, rename = "childFolderCount")]
+            children: u64,
+            #[serde(default, rename = "totalItemCount")]
+            total: Option<u64>,
+            #[serde(default, rename = "unreadItemCount")]
+            unread: Option<u64>,
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            value: Vec<Entry>,
+            #[serde(default, rename = "@odata.nextLink")]
+            next: Option<String>,
+        }
+        const SELECT: &str =
+            "$top=100&$select=id,displayName,childFolderCount,totalItemCount,unreadItemCount";
+        let mut roles = Vec::new();
+        for (name, role) in GRAPH_WELL_KNOWN_ROLES {
+            let mut url = self.url(&["mailFolders", name]);
+            url.set_query(Some("$select=id"));
+            match self.send(Method::GET, url, None, None, false).await {
+                Ok(body) => {
+                    let f: Id = serde_json::from_slice(&body).map_err(|e| {
+                        GraphError::Protocol(format!("mailFolders/{name} is not valid JSON: {e}"))
+                    })?;
+                    roles.push((f.id, *name, *role));
+                }
+                Err(e) if e.api().is_some_and(|a| a.status == 404) => {}
+                Err(GraphError::Status { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut out: Vec<Folder> = Vec::new();
+        // (URL of a listing, display path of its parent)
+        let mut todo = std::collections::VecDeque::new();
+        let mut first = self.url(&["mailFolders"]);
+        first.set_query(Some(SELECT));
+        todo.push_back((first, String::new()));
+        while let Some((url, parent)) = todo.pop_front() {
+            let mut next = Some(url);
+            while let Some(url) = next.take() {
+                let body = self.send(Method::GET, url, None, None, false).await?;
+                let page: Page = serde_json::from_slice(&body).map_err(|e| {
+                    GraphError::Protocol(format!("a mailFolders page is not valid JSON: {e}"))
+                })?;
+                for f in page.value {
+                    if out.len() >= MAX_FOLDERS {
+                        return Err(GraphError::TooLarge {
+                            what: "mailFolders".into(),
+                            cap: MAX_FOLDERS as u64,
+                            seen: out.len() as u64,
+                        });
+                    }
+                    let path = if parent.is_empty() {
+                        f.name.clone()
+                    } else {
+                        format!("{parent}/{}", f.name)
+                    };
+                    if f.children > 0 {
+                        let mut u = self.url(&["mailFolders", &f.id, "childFolders"]);
+                        u.set_query(Some(SELECT));
+                        todo.push_back((u, path.clone()));
+                    }
+                    let known = roles.iter().find(|(id, _, _)| *id == f.id);
+                    out.push(Folder {
+                        id: f.id.clone(),
+                        name: path,
+                        role: known.map(|(_, _, r)| *r),
+                        well_known: known.map(|(_, n, _)| (*n).to_string()),
+                        selectable: true,
+                        messages: f.total,
+                        unread: f.unread,
+                    });
+                }
+                next = match page.next {
+                    Some(link) => Some(Url::parse(&self.checked_link(link)?).map_err(|e| {
+                        GraphError::Protocol(format!("a mailFolders nextLink is not a URL: {e}"))
+                    })?),
+                    None => None,
+                };
+            }
+        }
+        Ok(out)
     }
 
     /// The message's full MIME content (`GET …/messages/{id}/$value`), bytes as received.

@@ -149,86 +149,162 @@ async fn greeting<T: AsyncRead + AsyncWrite + Unpin + Debug + Send>(
     .await
 }
 
+/// A logged-in session with nothing selected, its `host:port` and its read deadline.
+type LoggedIn = (Session<Stream>, String, Deadline);
+
+/// Connect, read the greeting (STARTTLS as configured) and log in.
+async fn login(s: &ImapSettings) -> Result<LoggedIn, SourceError> {
+    let ep = Endpoint {
+        host: &s.host,
+        port: s.port,
+        proxy: s.proxy.as_ref(),
+        ca_pem: s.ca_pem.as_deref(),
+        timeouts: s.timeouts,
+    };
+    let addr = ep.addr();
+    let t = s.timeouts;
+    let tcp = transport::connect(&ep).await?;
+    let deadline = tcp.deadline();
+    let client: Client<Stream> = match s.tls {
+        Tls::Implicit => {
+            let mut c = Client::new(Box::new(transport::tls(&ep, tcp).await?) as Stream);
+            greeting(&mut c, &addr, &t).await?;
+            c
+        }
+        Tls::None => {
+            let mut c = Client::new(Box::new(tcp) as Stream);
+            greeting(&mut c, &addr, &t).await?;
+            c
+        }
+        Tls::StartTls => {
+            let mut plain = Client::new(tcp);
+            greeting(&mut plain, &addr, &t).await?;
+            within("STARTTLS", &addr, t.command, async {
+                plain
+                    .run_command_and_check_ok("STARTTLS", None)
+                    .await
+                    .map_err(|e| refused(&addr, "STARTTLS", e))
+            })
+            .await?;
+            Client::new(Box::new(transport::tls(&ep, plain.into_inner()).await?) as Stream)
+        }
+    };
+    let login = async {
+        match &s.auth {
+            ImapAuth::Password { user, password } => client
+                .login(user, password.expose_secret())
+                .await
+                .map_err(|(e, _)| match stalled(&e) {
+                    Some(after) => timeout_error("LOGIN", &addr, after),
+                    None => SourceError::Auth {
+                        mechanism: "LOGIN".into(),
+                        server: server_text(&e),
+                        challenge: None,
+                    },
+                }),
+            ImapAuth::OAuth {
+                mechanism,
+                user,
+                token,
+            } => {
+                let mut sasl =
+                    OAuthSasl::new(*mechanism, user, &s.host, s.port, token.expose_secret());
+                let name = mechanism.name();
+                match client.authenticate(name, &mut sasl).await {
+                    Ok(session) => Ok(session),
+                    Err((e, _)) => Err(match stalled(&e) {
+                        Some(after) => timeout_error(format!("AUTHENTICATE {name}"), &addr, after),
+                        None => SourceError::Auth {
+                            mechanism: name.into(),
+                            server: server_text(&e),
+                            challenge: sasl.server_error.clone(),
+                        },
+                    }),
+                }
+            }
+        }
+    };
+    let operation = match &s.auth {
+        ImapAuth::Password { .. } => "LOGIN".to_string(),
+        ImapAuth::OAuth { mechanism, .. } => format!("AUTHENTICATE {}", mechanism.name()),
+    };
+    let session = within(&operation, &addr, t.command, login).await?;
+    Ok((session, addr, deadline))
+}
+
+/// The folders of the mailbox (`LIST "" "*"`), with their roles (`INBOX`, SPECIAL-USE): see
+/// [`super::folders`]. Logs in without selecting anything, so a channel whose `folder` does
+/// not exist can still list; logs out at the end.
+pub async fn list_folders(s: &ImapSettings) -> Result<Vec<super::folders::Folder>, SourceError> {
+    use super::folders::{Folder, FolderRole, mutf7_decode};
+    use async_imap::imap_proto::NameAttribute as A;
+    let (mut session, addr, _deadline) = login(s).await?;
+    let t = s.timeouts;
+    let names: Vec<async_imap::types::Name> = within("LIST", &addr, t.command, async {
+        session
+            .list(Some(""), Some("*"))
+            .await
+            .map_err(|e| imap_error(&addr, "LIST", e))?
+            .try_collect()
+            .await
+            .map_err(|e| imap_error(&addr, "LIST", e))
+    })
+    .await?;
+    let mut out: Vec<Folder> = names
+        .iter()
+        .map(|n| {
+            let name = mutf7_decode(n.name());
+            let mut role = name
+                .eq_ignore_ascii_case("INBOX")
+                .then_some(FolderRole::Inbox);
+            let mut selectable = true;
+            for a in n.attributes() {
+                match a {
+                    A::Sent => role = Some(FolderRole::Sent),
+                    A::Drafts => role = Some(FolderRole::Drafts),
+                    A::Trash => role = Some(FolderRole::Trash),
+                    A::Junk => role = Some(FolderRole::Junk),
+                    A::Archive => role = Some(FolderRole::Archive),
+                    A::All => role = Some(FolderRole::All),
+                    A::Flagged => role = Some(FolderRole::Flagged),
+                    A::NoSelect => selectable = false,
+                    A::Extension(x) if x.eq_ignore_ascii_case("\\NonExistent") => {
+                        selectable = false;
+                    }
+                    _ => {}
+                }
+            }
+            Folder {
+                id: name.clone(),
+                name,
+                role,
+                well_known: None,
+                selectable,
+                messages: None,
+                unread: None,
+            }
+        })
+        .collect();
+    // INBOX first, then by name.
+    out.sort_by(|a, b| {
+        (a.role != Some(FolderRole::Inbox), &a.name)
+            .cmp(&(b.role != Some(FolderRole::Inbox), &b.name))
+    });
+    let _ = within("LOGOUT", &addr, t.command, async {
+        session
+            .logout()
+            .await
+            .map_err(|e| imap_error(&addr, "LOGOUT", e))
+    })
+    .await;
+    Ok(out)
+}
+
 impl ImapSource {
     /// Connect, log in and select the folder.
     pub async fn connect(s: &ImapSettings) -> Result<Self, SourceError> {
-        let ep = Endpoint {
-            host: &s.host,
-            port: s.port,
-            proxy: s.proxy.as_ref(),
-            ca_pem: s.ca_pem.as_deref(),
-            timeouts: s.timeouts,
-        };
-        let addr = ep.addr();
+        let (mut session, addr, deadline) = login(s).await?;
         let t = s.timeouts;
-        let tcp = transport::connect(&ep).await?;
-        let deadline = tcp.deadline();
-        let client: Client<Stream> = match s.tls {
-            Tls::Implicit => {
-                let mut c = Client::new(Box::new(transport::tls(&ep, tcp).await?) as Stream);
-                greeting(&mut c, &addr, &t).await?;
-                c
-            }
-            Tls::None => {
-                let mut c = Client::new(Box::new(tcp) as Stream);
-                greeting(&mut c, &addr, &t).await?;
-                c
-            }
-            Tls::StartTls => {
-                let mut plain = Client::new(tcp);
-                greeting(&mut plain, &addr, &t).await?;
-                within("STARTTLS", &addr, t.command, async {
-                    plain
-                        .run_command_and_check_ok("STARTTLS", None)
-                        .await
-                        .map_err(|e| refused(&addr, "STARTTLS", e))
-                })
-                .await?;
-                Client::new(Box::new(transport::tls(&ep, plain.into_inner()).await?) as Stream)
-            }
-        };
-        let login = async {
-            match &s.auth {
-                ImapAuth::Password { user, password } => client
-                    .login(user, password.expose_secret())
-                    .await
-                    .map_err(|(e, _)| match stalled(&e) {
-                        Some(after) => timeout_error("LOGIN", &addr, after),
-                        None => SourceError::Auth {
-                            mechanism: "LOGIN".into(),
-                            server: server_text(&e),
-                            challenge: None,
-                        },
-                    }),
-                ImapAuth::OAuth {
-                    mechanism,
-                    user,
-                    token,
-                } => {
-                    let mut sasl =
-                        OAuthSasl::new(*mechanism, user, &s.host, s.port, token.expose_secret());
-                    let name = mechanism.name();
-                    match client.authenticate(name, &mut sasl).await {
-                        Ok(session) => Ok(session),
-                        Err((e, _)) => Err(match stalled(&e) {
-                            Some(after) => {
-                                timeout_error(format!("AUTHENTICATE {name}"), &addr, after)
-                            }
-                            None => SourceError::Auth {
-                                mechanism: name.into(),
-                                server: server_text(&e),
-                                challenge: sasl.server_error.clone(),
-                            },
-                        }),
-                    }
-                }
-            }
-        };
-        let operation = match &s.auth {
-            ImapAuth::Password { .. } => "LOGIN".to_string(),
-            ImapAuth::OAuth { mechanism, .. } => format!("AUTHENTICATE {}", mechanism.name()),
-        };
-        let mut session = within(&operation, &addr, t.command, login).await?;
         let caps = session
             .capabilities()
             .await

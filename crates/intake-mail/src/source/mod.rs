@@ -4,6 +4,7 @@
 //! ([`graph`]); the binary implements it for local Maildir and mbox sources. One generic drain
 //! loop in the binary runs them all into the same engine and ledger.
 
+pub mod folders;
 pub mod graph;
 pub mod imap;
 pub mod pop3;

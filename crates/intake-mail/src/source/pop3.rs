@@ -374,6 +374,8 @@ pub struct Pop3Source {
     greeting: String,
     caps: Capabilities,
     form: Option<SaslForm>,
+    /// The server's refusal of the one-line form when the two-line fallback logged in (RC10).
+    one_line_refused: Option<String>,
 }
 
 impl Debug for Pop3Source {
@@ -460,7 +462,10 @@ impl Pop3Source {
                             }
                         };
                         match second {
-                            AuthOutcome::Ok => src.form = Some(SaslForm::TwoLine),
+                            AuthOutcome::Ok => {
+                                src.form = Some(SaslForm::TwoLine);
+                                src.one_line_refused = Some(server);
+                            }
                             AuthOutcome::Rejected { server, challenge } => {
                                 return Err(SourceError::Auth {
                                     mechanism: mechanism.name().into(),
@@ -517,6 +522,7 @@ impl Pop3Source {
                     greeting,
                     caps,
                     form: None,
+                    one_line_refused: None,
                 });
             }
         };
@@ -527,6 +533,7 @@ impl Pop3Source {
             greeting,
             caps,
             form: None,
+            one_line_refused: None,
         })
     }
 
@@ -648,6 +655,12 @@ impl Pop3Source {
     /// [`SaslForm::TwoLine`].
     pub fn login_form(&self) -> Option<SaslForm> {
         self.form
+    }
+
+    /// The server's `-ERR` to the one-line SASL form when Intake fell back to the two-line
+    /// form and that logged in (RC10: Exchange's `Protocol error. Connection is closed. 10`).
+    pub fn one_line_refused(&self) -> Option<&str> {
+        self.one_line_refused.as_deref()
     }
 
     /// `STAT`: (message count, total octets). Changes nothing (RC15's connection check).

@@ -59,7 +59,8 @@ pub struct Incoming {
     /// `pop3:<uidl>`, `graph:<id>` for servers.
     pub identity: String,
     pub prepared: Prepared,
-    /// Raw bytes, needed only when the message is quarantined (kept for the administrator).
+    /// Raw bytes, kept when the message is quarantined, and as the original of a ticket or
+    /// comment with HTML ([`crate::original::keeps`]).
     pub raw: Option<Vec<u8>>,
     /// When the source received the message (Unix seconds).
     pub received_at: i64,
@@ -791,6 +792,14 @@ pub(crate) async fn apply_with<W: Writer>(
                 }
             }
         };
+        // The original of a ticket or comment with HTML is kept with its effect (see
+        // crate::original for the bound and the retention).
+        if let (Outcome::Created(_) | Outcome::Commented(_), Some(raw)) = (&outcome, &inc.raw)
+            && crate::original::keeps(raw)
+        {
+            blobs.push((&env.content_hash, raw));
+            raw_hash = Some(env.content_hash.clone());
+        }
         outcomes.push(LedgerOutcome {
             id: ledger_id,
             outcome: outcome.clone(),

@@ -6,6 +6,7 @@ mod authorize;
 mod bench;
 mod config;
 mod doctor;
+mod folders;
 mod ingest;
 mod outbox;
 mod reply;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Staged connection check of the channels: DNS, TCP/proxy, TLS and login, folder, counts.
     /// Counts only; fetches and changes nothing. Exit code 1 when a channel fails.
     Doctor(doctor::DoctorArgs),
+    /// The folders of a channel's mailbox with their IDs and well-known roles (IMAP LIST with
+    /// SPECIAL-USE, Graph mailFolders): choose `folder` without guessing a display name.
+    Folders(folders::FoldersArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -151,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Authorize(a) => authorize::authorize(&settings, &db, a).await,
         Command::Token(a) => authorize::token(&settings, &db, a).await,
         Command::Doctor(a) => doctor::run(&settings, &db, a).await,
+        Command::Folders(a) => folders::run(&settings, &db, a).await,
         Command::Bench(c) => bench::run(c).await,
         Command::Outbox(c) => outbox::run(&db, c).await,
         Command::Reply(a) => reply::run(&settings, &db, a).await,

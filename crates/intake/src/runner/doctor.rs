@@ -61,11 +61,8 @@ impl Ctx<'_> {
 
     /// A root cause's generic fix with the channel's real names put in.
     fn fix(&self, rc: RootCause) -> String {
-        let mut text = rc.fix().to_string();
-        if let Some(m) = self.mailbox {
-            text = text.replace("<mailbox>", m);
-        }
-        text = text.replace("`intake authorize`", &format!("`{}`", self.authorize()));
+        let text = with_names(rc.fix(), self)
+            .replace("`intake authorize`", &format!("`{}`", self.authorize()));
         format!("[[channel]] \"{}\": {text}", self.channel)
     }
 }
@@ -127,19 +124,34 @@ pub async fn diagnose(
             None,
         ),
     };
+    // The stored token's identity against the mailbox (RC11, RC3): read from the store, no
+    // network; it also tells the causes of an ambiguous refusal apart.
+    let identity = match (integration, mailbox) {
+        (Some(i), Some(m)) => preflight(settings, store, i, m, &ctx).await,
+        _ => Vec::new(),
+    };
     let mut findings = Vec::new();
     if let Some(f) = failure_finding(&report, error.as_ref(), &ctx) {
-        findings.push(f);
+        findings.extend(ranked(f, &identity, &ctx));
     }
+    findings.extend(report.notes.iter().filter_map(|n| {
+        let rc = RootCause::from_id(n.id)?;
+        Some(Diagnosed::cause(
+            rc,
+            Level::Info,
+            n.fix.clone(),
+            format!("[[channel]] \"{}\": {}", c.name, rc.fix()),
+        ))
+    }));
     if let (Some(counts), true) = (report.counts, report.ok)
         && let Some(f) = flood(store, c, counts, now).await
     {
         findings.push(f);
     }
-    if let (Some(i), Some(m)) = (integration, mailbox)
-        && report.ok
-    {
-        findings.extend(preflight(settings, store, i, m, &ctx).await);
+    for f in identity {
+        if !findings.iter().any(|o| o.code == f.code) {
+            findings.push(f);
+        }
     }
     if let Some(SecretRef::Literal(_)) = secret {
         findings.push(Diagnosed::own(
@@ -206,6 +218,53 @@ async fn preflight(
             ))
         })
         .collect()
+}
+
+/// The findings of a failure whose words fit several causes. `User is authenticated but not
+/// connected.` (RC2 by the decoders) is said alike for IMAP/POP disabled (RC2), a shared
+/// mailbox without Full Access (RC3), a tenant client-access rule (RC6) and the wrong account
+/// (RC11): a stored token that belongs to someone else than the mailbox makes it RC3/RC11
+/// (the error, RC2 then a warning); otherwise RC2 is the error, and on a Microsoft
+/// integration (Exchange Online, where client-access rules exist) RC6 is added as a warning,
+/// since no answer tells the two apart.
+fn ranked(f: Diagnosed, identity: &[Diagnosed], ctx: &Ctx<'_>) -> Vec<Diagnosed> {
+    if f.code != RootCause::Rc2.id() || !f.is_error() {
+        return vec![f];
+    }
+    let also = |rc: RootCause, why: &str| {
+        Diagnosed::cause(
+            rc,
+            Level::Warning,
+            format!("also possible for the same answer ({why}): {}", f.evidence),
+            ctx.fix(rc),
+        )
+    };
+    if let Some(who) = identity
+        .iter()
+        .find(|d| d.code == RootCause::Rc3.id() || d.code == RootCause::Rc11.id())
+        && let Some(rc) = RootCause::from_id(who.code)
+    {
+        return vec![
+            Diagnosed::cause(
+                rc,
+                Level::Error,
+                format!("{} — {}", f.evidence, who.evidence),
+                who.fix.clone(),
+            ),
+            also(RootCause::Rc2, "IMAP/POP disabled for the mailbox"),
+        ];
+    }
+    let microsoft = ctx
+        .integration
+        .is_some_and(|i| i.provider == intake_core::preset::Provider::Microsoft);
+    let mut out = vec![f.clone()];
+    if microsoft {
+        out.push(also(
+            RootCause::Rc6,
+            "Exchange Online says the same when a client-access rule blocks the protocol",
+        ));
+    }
+    out
 }
 
 /// RC15: on a first sync (no checkpoint yet) the `start` policy would take more messages than
@@ -450,12 +509,17 @@ fn failure_finding(report: &Report, error: Option<&RunError>, ctx: &Ctx<'_>) -> 
     }
 }
 
+/// A fix text with the channel's real names: the mailbox, and `intake folders` with the
+/// channel it lists.
 fn with_names(text: &str, ctx: &Ctx<'_>) -> String {
     let mut t = text.to_string();
     if let Some(m) = ctx.mailbox {
         t = t.replace("<mailbox>", m);
     }
-    t
+    t.replace(
+        "`intake folders`",
+        &format!("`intake folders --channel {}`", ctx.channel),
+    )
 }
 
 /// What a failure to get the token says: no token, refused for good, the wrong one, or the
@@ -794,6 +858,11 @@ pub fn diagnose_error(settings: &Settings, c: &ChannelSettings, e: &RunError) ->
             &format!("{server} {}", challenge.as_deref().unwrap_or("")),
             oauth,
         ),
+        Some(SourceError::Refused { command, server })
+            if !command.starts_with("SELECT") && check::diagnose_login(server, oauth).is_some() =>
+        {
+            check::diagnose_login(server, oauth)
+        }
         Some(SourceError::Refused { command, server }) if command.starts_with("SELECT") => {
             check::diagnose_login(server, oauth).or(Some(Cause::new(
                 RootCause::Rc5,

@@ -6,13 +6,15 @@
 //! its own task under its lease ([`lease`]: the one place where leases are taken, renewed and
 //! given up); every stage of that work is bounded in time ([`drain::Stage`]), and a stage that
 //! overruns its bound stops the lease's renewal, so a hung server never keeps a channel on a node
-//! that makes no progress. [`doctor`] is the connection check behind `intake doctor`.
+//! that makes no progress. [`doctor`] is the connection check behind `intake doctor`;
+//! [`folders`] lists a channel's folders (`intake folders`).
 //!
 //! [`MailSource`]: intake_mail::source::MailSource
 
 pub mod doctor;
 pub mod drain;
 pub mod fleet;
+pub mod folders;
 pub mod lease;
 pub mod open;
 

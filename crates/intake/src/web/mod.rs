@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/channels/{name}/test", post(channels::test))
         .route("/admin", get(admin::page))
         .route("/admin/tokens", post(admin::create_token))
+        .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))
         .route("/log", get(log::mail_log))
         .route("/quarantine", get(log::quarantine))
         .route("/quarantine/{id}", get(log::quarantined))

@@ -55,9 +55,68 @@ pub fn mail_html(html: &str, images: Images) -> SafeHtml {
         .clean(html)
         .to_string();
     SafeHtml {
-        html,
+        html: alt_for_every_image(&html),
         blocked_images: blocked.load(Ordering::Relaxed),
     }
+}
+
+/// Give every `<img>` without an `alt` an empty one (a decorative image to a screen reader), so
+/// that a sender's markup does not make the page fail an accessibility audit; an image with its
+/// own `alt` keeps it. `html` must be ammonia's output (html5ever's serializer): there a `<`
+/// outside a tag is always `&lt;`, and attribute values are always double-quoted.
+fn alt_for_every_image(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 16);
+    let mut rest = html;
+    while let Some(at) = rest.find('<') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        // The end of this tag: the first `>` outside a double-quoted value.
+        let mut quoted = false;
+        let mut end = rest.len();
+        for (i, c) in rest.char_indices().skip(1) {
+            match c {
+                '"' => quoted = !quoted,
+                '>' if !quoted => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let tag = &rest[..end];
+        let is_img = tag.get(1..4).is_some_and(|n| n.eq_ignore_ascii_case("img"))
+            && (tag.len() == 4 || tag[4..].starts_with([' ', '/']));
+        if is_img && !has_attribute(tag, "alt") {
+            out.push_str("<img alt=\"\"");
+            out.push_str(&tag[4..]);
+        } else {
+            out.push_str(tag);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether the tag text `tag` (from `<` to before `>`) has an attribute `name`, looking only
+/// outside double-quoted values.
+fn has_attribute(tag: &str, name: &str) -> bool {
+    let mut quoted = false;
+    let bytes = tag.as_bytes();
+    for (i, c) in tag.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted
+            && c == ' '
+            && tag[i + 1..]
+                .get(..name.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            && matches!(bytes.get(i + 1 + name.len()), Some(b'=' | b' ') | None)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -146,5 +205,24 @@ mod tests {
         // `//host` is a relative URL to the parser and goes with the other relative URLs; the
         // upper-case absolute one is counted as a blocked remote image.
         assert_eq!(s.blocked_images, 1);
+    }
+
+    #[test]
+    fn every_image_gets_an_alt_and_one_it_had_is_kept() {
+        let s = mail_html(
+            r#"<p title="<img x>">a</p><img src="https://h.example/a.png"><img alt="Logo" src="https://h.example/b.png">"#,
+            Images::Shown,
+        );
+        assert!(
+            s.html
+                .contains(r#"<img alt="" src="https://h.example/a.png">"#),
+            "{}",
+            s.html
+        );
+        assert!(s.html.contains(r#"alt="Logo""#), "{}", s.html);
+        assert!(!s.html.contains(r#"alt="" alt"#), "{}", s.html);
+        assert!(s.html.contains(r#"title="&lt;img x&gt;""#), "{}", s.html);
+        let blocked = mail_html(r#"<img src="https://h.example/a.png">"#, Images::Blocked);
+        assert_eq!(blocked.html, r#"<img alt="">"#);
     }
 }

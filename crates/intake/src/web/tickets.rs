@@ -1,7 +1,8 @@
 //! `GET /tickets` (search, project and status filters, paging; the rows refresh themselves
 //! every 5 s with htmx, so new mail appears without a reload) and `GET /tickets/{key}` (the
 //! conversation: the first message and the comments in order, participants, attachments to
-//! download through the API's `GET /api/tickets/{key}/attachments/{id}`).
+//! download through the API's `GET /api/tickets/{key}/attachments/{id}`, and the original HTML
+//! of each message that has one, sanitized, its remote images blocked unless `?images=shown`).
 
 use askama::Template;
 use axum::Extension;
@@ -10,7 +11,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use intake_store::browse::TicketQuery;
 
-use super::{Layout, PageError, error_page, fmt, render};
+use axum::http::{HeaderValue, header};
+
+use super::sanitize::{self, Images, SafeHtml};
+use super::{Layout, PageError, csp, error_page, fmt, render};
 use crate::serve::AppState;
 use crate::serve::auth::Principal;
 
@@ -131,6 +135,20 @@ pub struct Message {
     pub at: String,
     pub body: String,
     pub attachments: Vec<Attachment>,
+    /// The kept original's HTML part, sanitized.
+    pub html: Option<SafeHtml>,
+}
+
+/// The query of a ticket page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Show {
+    /// `shown`: load the remote images of the messages' HTML.
+    images: Option<String>,
+}
+
+/// The sanitized HTML part of a kept original, if it has one.
+fn original_html(raw: Option<&Vec<u8>>, images: Images) -> Option<SafeHtml> {
+    intake_mime::original::html_part(raw?).map(|h| sanitize::mail_html(&h, images))
 }
 
 #[derive(Template)]
@@ -145,6 +163,7 @@ struct TicketPage {
     participants: Vec<String>,
     related: Vec<(String, String)>,
     messages: Vec<Message>,
+    images_shown: bool,
 }
 
 /// `GET /tickets/{key}`.
@@ -152,7 +171,13 @@ pub async fn show(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(key): Path<String>,
+    Query(q): Query<Show>,
 ) -> Result<Response, PageError> {
+    let images = if q.images.as_deref() == Some("shown") {
+        Images::Shown
+    } else {
+        Images::Blocked
+    };
     let layout = Layout::new(&state, &who, key.clone(), "/tickets").await;
     let Some(t) = state.store.ticket(&key).await? else {
         return Ok(error_page(
@@ -162,6 +187,7 @@ pub async fn show(
         ));
     };
     let refs = state.store.attachment_refs(&t.key).await?;
+    let originals = state.store.originals(&t.key).await?;
     let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
     let attachments_of = |comment: Option<i64>| -> Vec<Attachment> {
         refs.iter()
@@ -179,6 +205,7 @@ pub async fn show(
         at: fmt::time(t.created_at),
         body: t.description.clone(),
         attachments: attachments_of(None),
+        html: original_html(originals.first.as_ref(), images),
     }];
     for c in &t.comments {
         messages.push(Message {
@@ -186,11 +213,12 @@ pub async fn show(
             at: fmt::time(c.created_at),
             body: c.body.clone(),
             attachments: attachments_of(Some(c.id)),
+            html: original_html(originals.comments.get(&c.id), images),
         });
     }
     let mut layout = layout;
     layout.title = format!("{} {}", t.key, t.summary);
-    Ok(render(
+    let mut page = render(
         StatusCode::OK,
         &TicketPage {
             layout,
@@ -202,6 +230,15 @@ pub async fn show(
             participants: t.participants,
             related: t.related.into_iter().map(|r| (r.key, r.relation)).collect(),
             messages,
+            images_shown: images == Images::Shown,
         },
-    ))
+    );
+    // Remote images load only on the page where the administrator asked for them.
+    if images == Images::Shown
+        && let Ok(v) = HeaderValue::from_str(&csp(true))
+    {
+        page.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    Ok(page)
 }

@@ -6,214 +6,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use intake_testkit::TestDb;
 use intake_testkit::dovecot::{Dovecot, DovecotOptions, mail_access_token};
 use intake_testkit::idp::Idp;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wiremock::matchers::{method, path, path_regex};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::intake;
-
-const TENANT: &str = "contoso.onmicrosoft.com";
-const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
-const SECRET: &str = "CS-doctor-very-secret-1234";
-
-fn jwt(claims: serde_json::Value) -> String {
-    format!(
-        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
-}
-
-fn token_path() -> String {
-    format!("/{TENANT}/oauth2/v2.0/token")
-}
-
-fn write(dir: &std::path::Path, text: &str) -> String {
-    let p = dir.join("intake.toml");
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-/// `intake doctor --json` → (exit code, JSON, stdout + stderr as text).
-fn doctor(cfg: &str, db: &str) -> (i32, serde_json::Value, String) {
-    let o = intake()
-        .args(["--config", cfg, "--db", db, "doctor", "--json"])
-        .env("INTAKE_SECRET_KEY", KEY)
-        .env("M365_SECRET", SECRET)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    let v =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    (
-        o.status.code().unwrap_or(-1),
-        v,
-        format!("{stdout}\n{stderr}"),
-    )
-}
-
-/// Every finding of the report (channel and integration), as (code, severity).
-fn codes(v: &serde_json::Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for ch in v.as_array().unwrap() {
-        let integration = ch["integration"]["findings"].as_array().cloned();
-        for f in ch["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(integration.iter().flatten())
-        {
-            out.push((
-                f["code"].as_str().unwrap().to_string(),
-                f["severity"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    out
-}
-
-fn finding<'a>(v: &'a serde_json::Value, code: &str) -> &'a serde_json::Value {
-    for ch in v.as_array().unwrap() {
-        for list in [&ch["findings"], &ch["integration"]["findings"]] {
-            if let Some(f) = list
-                .as_array()
-                .and_then(|l| l.iter().find(|f| f["code"] == code))
-            {
-                return f;
-            }
-        }
-    }
-    panic!("no {code} finding in {v}")
-}
-
-fn integration(authority: &str, extra: &str) -> String {
-    format!(
-        "[[integration]]\nname = \"m365\"\nprovider = \"microsoft\"\ntenant = \"{TENANT}\"\n\
-         client_id = \"11111111-2222-3333-4444-555555555555\"\nauthority_url = \"{authority}\"\n{extra}\n"
-    )
-}
-
-fn graph_channel(mailbox: &str, extra: &str) -> String {
-    format!(
-        "[[channel]]\nname = \"helpdesk\"\nproject = \"GR\"\nprotocol = \"graph\"\nmailbox = \"{mailbox}\"\n\
-         auth = \"oauth:m365\"\ntimeout_seconds = 5\n{extra}\n"
-    )
-}
-
-/// A Graph fake for one mailbox: folder counts, a delta listing of `messages`, their MIME,
-/// PATCH (mark read). Only `Bearer {token}` is accepted; anything else is answered like
-/// Graph answers a token of another audience.
-#[derive(Clone)]
-struct GraphFake {
-    origin: String,
-    mailbox: String,
-    token: String,
-    total: u64,
-    messages: Vec<Vec<u8>>,
-    patched: Arc<Mutex<usize>>,
-}
-
-impl wiremock::Respond for GraphFake {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let auth = req
-            .headers
-            .get("authorization")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        if auth != format!("Bearer {}", self.token) {
-            return ResponseTemplate::new(401).set_body_json(serde_json::json!({"error": {
-                "code": "InvalidAuthenticationToken",
-                "message": "Access token validation failure. Invalid audience."}}));
-        }
-        let base = format!("/v1.0/users/{}", self.mailbox);
-        let p = req.url.path().to_string();
-        if p == format!("{base}/mailFolders/inbox") {
-            return ResponseTemplate::new(200).set_body_json(
-                serde_json::json!({"totalItemCount": self.total, "unreadItemCount": self.total}),
-            );
-        }
-        if p.starts_with(&format!("{base}/mailFolders/")) && !p.contains("/inbox") {
-            return ResponseTemplate::new(404).set_body_json(serde_json::json!({"error": {
-                "code": "ErrorItemNotFound", "message": "The specified object was not found in the store."}}));
-        }
-        if p == format!("{base}/mailFolders/inbox/messages/delta") {
-            let value: Vec<_> = (0..self.messages.len())
-                .map(|i| serde_json::json!({"id": format!("m{i}"), "isRead": false}))
-                .collect();
-            return ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "value": value,
-                "@odata.deltaLink": format!("{}{base}/mailFolders/inbox/messages/delta?$deltatoken=x", self.origin)
-            }));
-        }
-        if let Some(id) = p.strip_prefix(&format!("{base}/messages/")) {
-            let i: usize = id
-                .trim_end_matches("/$value")
-                .trim_start_matches('m')
-                .parse()
-                .unwrap_or(usize::MAX);
-            if i < self.messages.len() {
-                if req.method.as_str() == "PATCH" {
-                    *self.patched.lock().unwrap() += 1;
-                    return ResponseTemplate::new(200)
-                        .set_body_json(serde_json::json!({"id": id, "isRead": true}));
-                }
-                return ResponseTemplate::new(200)
-                    .set_body_raw(self.messages[i].clone(), "message/rfc822");
-            }
-        }
-        ResponseTemplate::new(404)
-    }
-}
-
-async fn graph_fake(
-    mailbox: &str,
-    token: &str,
-    total: u64,
-    messages: Vec<Vec<u8>>,
-) -> (MockServer, GraphFake) {
-    let server = MockServer::start().await;
-    let fake = GraphFake {
-        origin: server.uri(),
-        mailbox: mailbox.to_string(),
-        token: token.to_string(),
-        total,
-        messages,
-        patched: Arc::new(Mutex::new(0)),
-    };
-    Mock::given(path_regex("^/v1.0/"))
-        .respond_with(fake.clone())
-        .mount(&server)
-        .await;
-    (server, fake)
-}
-
-/// Client credentials at a fake token endpoint, answering `body` (status 200 or an error).
-async fn token_endpoint(status: u16, body: serde_json::Value) -> MockServer {
-    let fake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(token_path()))
-        .respond_with(ResponseTemplate::new(status).set_body_json(body))
-        .mount(&fake)
-        .await;
-    // The doctor's `token` stage: any HTTP answer proves the login host is reachable.
-    Mock::given(method("GET"))
-        .and(path(token_path()))
-        .respond_with(ResponseTemplate::new(405))
-        .mount(&fake)
-        .await;
-    fake
-}
-
-fn graph_app_token() -> String {
-    jwt(
-        serde_json::json!({"aud": "https://graph.microsoft.com", "roles": ["Mail.ReadWrite"], "tid": "t"}),
-    )
-}
+use crate::kit::*;
 
 /// The documented command only: `intake authorize m365 --mailbox M` for a mailbox that a
 /// Graph channel and an IMAP channel read. One device sign-in gets the Exchange token; its
@@ -461,29 +261,6 @@ async fn doctor_warnings_rc15_flood_rc8_common_rc14_expiry_and_plaintext_secret_
     assert!(!text.contains(SECRET), "the secret is printed: {text}");
 }
 
-/// A tiny HTTP proxy that answers every CONNECT with `status`.
-async fn answering_proxy(status: &'static str) -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes())
-                    .await;
-            });
-        }
-    });
-    port
-}
-
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// RC16 and RC7 on the login leg, found even though nothing is due for a refresh: a proxy that
 /// refuses the connection, one that wants authentication (407), one that forbids the host
 /// (403), and a login host whose port is closed. Each names the proxy (or host) and what it
@@ -685,6 +462,7 @@ async fn doctor_rc1_when_dovecot_refuses_the_token_and_rc5_for_a_missing_imap_fo
         id_token: None,
     };
     store
+        .tokens("")
         .save_token(
             &keys,
             "idp",
@@ -730,6 +508,7 @@ async fn doctor_rc1_when_dovecot_refuses_the_token_and_rc5_for_a_missing_imap_fo
 
     let good = mail_access_token(&idp, USER).await.unwrap();
     store
+        .tokens("")
         .save_token(&keys, "idp", USER, &seed(good.clone()), &Default::default())
         .await
         .unwrap();

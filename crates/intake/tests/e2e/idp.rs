@@ -83,6 +83,7 @@ async fn rc13_flow_started_on_one_node_completes_on_another_and_refresh_rotates(
 
     let store = Store::connect(&db.url).await.unwrap();
     let first = store
+        .tokens("")
         .load_token(&keys(), "idp", "bob@example.com")
         .await
         .unwrap()

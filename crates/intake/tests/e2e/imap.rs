@@ -188,6 +188,7 @@ async fn imap_oauth_login_with_real_tokens_and_the_servers_rejection_text() {
         id_token: None,
     };
     store
+        .tokens("")
         .save_token(&keys, "idp", USER, &t, &TokenIdentity::default())
         .await
         .unwrap();
@@ -1006,6 +1007,7 @@ async fn trace_logs_never_contain_the_password_token_or_client_secret() {
         id_token: None,
     };
     store
+        .tokens("")
         .save_token(&keys, "idp", USER, &t, &TokenIdentity::default())
         .await
         .unwrap();
@@ -1217,6 +1219,7 @@ async fn trace_logs_over_pop3_and_a_token_refresh_never_contain_secrets() {
         .unwrap();
     let token = mail_access_token(&idp, USER).await.unwrap();
     store
+        .tokens("")
         .save_token(
             &keys,
             "idp",
@@ -1253,6 +1256,7 @@ async fn trace_logs_over_pop3_and_a_token_refresh_never_contain_secrets() {
         .unwrap();
     let (old_access, old_refresh) = offline_tokens(&idp, USER).await;
     store
+        .tokens("")
         .save_token(
             &keys,
             "idp",
@@ -1276,7 +1280,12 @@ async fn trace_logs_over_pop3_and_a_token_refresh_never_contain_secrets() {
         &db.url,
         &env,
     );
-    let stored = store.load_token(&keys, "idp", USER).await.unwrap().unwrap();
+    let stored = store
+        .tokens("")
+        .load_token(&keys, "idp", USER)
+        .await
+        .unwrap()
+        .unwrap();
     let new_access = stored.tokens.access_token.expose_secret().to_string();
     let new_refresh = stored
         .tokens

@@ -18,12 +18,18 @@ mod durable;
 /// Faults injected on real connections (cut, stall, drip, reset, refuse; IdP and Graph
 /// outages; a hung server): each message still ends with exactly one outcome.
 mod faults;
+/// `intake folders`: IMAP SPECIAL-USE roles on Dovecot, Graph well-known names on a fake with
+/// German display names; a folder chosen from the listing passes the doctor (RC5).
+mod folders;
 /// A hung mail server: `run --once` fails in time naming the stage; SIGTERM ends `run` in 10 s.
 mod hang;
 /// OAuth against a real OAuth/OIDC server (oidc-provider, installed by scripts/testbed/idp.sh).
 mod idp;
 /// IMAP channels against a real Dovecot (scripts/testbed/dovecot.sh).
 mod imap;
+/// Helpers shared by the doctor's tests (diagnose.rs, rootcause.rs): Graph and token
+/// endpoint fakes, proxies, `intake doctor --json` and its findings.
+mod kit;
 /// One node per mailbox: two `intake run` processes on PostgreSQL, failover after SIGKILL.
 mod nodes;
 /// OAuth: single-flight refresh across processes, decoded errors, device code, certificates.
@@ -31,6 +37,10 @@ mod oauth;
 /// The outbox: webhook sink (signature, retries, idempotency, order, 4xx), SIGKILL while
 /// sending, the own-mail header that cannot be forged.
 mod outbox;
+/// One test per root cause of the doctor (RC2, RC3, RC4, RC6, RC10, RC11, G2, a certificate for
+/// the wrong host, a silent proxy), tokens of the wrong audience, the run-time pre-flight,
+/// the diagnosis once per change of cause, and healthy configurations without an error.
+mod rootcause;
 /// Mail out: Dovecot submission with XOAUTH2 (acknowledgement, reply, threading), Graph
 /// sendMail against a fake, the doctor's outgoing check.
 mod send;

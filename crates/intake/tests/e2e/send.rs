@@ -62,6 +62,7 @@ async fn acknowledgement_and_reply_over_dovecot_submission_xoauth2_arrive_once_a
     let store = Store::connect(&db.url).await.unwrap();
     let keys = Keyring::from_base64(KEY, &[]).unwrap();
     store
+        .tokens("")
         .save_token(
             &keys,
             "idp",

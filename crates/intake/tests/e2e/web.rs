@@ -81,14 +81,19 @@ async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool
     }
 }
 
-/// Log in, every page redirects without a session, navigation, axe audit of every page, the
-/// CSRF refusal, a ticket appearing live, the conversation, the attachment byte-identical, the
-/// quarantined message as text, no remote request, log out — all in Chromium.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_csrf() {
-    if !browser_ready() {
-        return;
-    }
+/// A running `intake serve` with a Maildir channel `box` (a ticket HELP-1 with an attachment and
+/// a comment, a quarantined message), a channel `broken` whose server refuses connections, and
+/// what the browser scripts are told about them.
+struct Fixture {
+    node: Node,
+    _dir: tempfile::TempDir,
+    _db: TestDb,
+    root: PathBuf,
+    attachment: Vec<u8>,
+    quarantined: i64,
+}
+
+async fn fixture() -> Fixture {
     let db = TestDb::sqlite();
     create_admin(&db.url, "alice", PASSWORD);
     let token = admin_token(&db.url, "alice");
@@ -152,67 +157,104 @@ async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_
         },
     )
     .await;
-    let quarantined = {
-        let mut id = None;
-        wait_for(
-            "the quarantined message",
-            Duration::from_secs(30),
-            async || {
-                id = store
-                    .quarantine_page(1, 10)
-                    .await
-                    .unwrap()
-                    .items
-                    .first()
-                    .map(|q| q.id);
-                id.is_some()
-            },
-        )
-        .await;
-        id.unwrap()
-    };
+    let mut id = None;
+    wait_for(
+        "the quarantined message",
+        Duration::from_secs(30),
+        async || {
+            id = store
+                .quarantine_page(1, 10)
+                .await
+                .unwrap()
+                .items
+                .first()
+                .map(|q| q.id);
+            id.is_some()
+        },
+    )
+    .await;
+    Fixture {
+        node,
+        _dir: dir,
+        _db: db,
+        root,
+        attachment,
+        quarantined: id.unwrap(),
+    }
+}
 
+/// Run one browser script against the fixture; fails the test unless every check passed.
+fn run_script(f: &Fixture, script: &str) -> PathBuf {
     let shots = crate::repo().join("target/web-screenshots");
     let out = Command::new("node")
-        .arg(browser_dir().join("run.mjs"))
+        .arg(browser_dir().join(script))
         .current_dir(browser_dir())
-        .env("BASE", &node.base)
+        .env("BASE", &f.node.base)
         .env("USER", "alice")
         .env("PASSWORD", PASSWORD)
         .env("SHOTS", &shots)
-        .env("MAILDIR", &root)
+        .env("MAILDIR", &f.root)
         .env("TICKET", "HELP-1")
         .env("ATTACHMENT", "printer-log.bin")
         .env(
             "ATTACHMENT_SHA256",
-            format!("{:x}", Sha256::digest(&attachment)),
+            format!("{:x}", Sha256::digest(&f.attachment)),
         )
-        .env("QUARANTINED", quarantined.to_string())
+        .env("QUARANTINED", f.quarantined.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
         out.status.success() && stdout.contains(" passed, 0 failed"),
-        "browser checks failed:\n{stdout}\n{}\nserver log:\n{}",
+        "browser checks of {script} failed:\n{stdout}\n{}\nserver log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        node.stderr.lock().unwrap()
+        f.node.stderr.lock().unwrap()
     );
+    shots
+}
+
+/// Log in, every page redirects without a session, navigation, axe audit of every page, the
+/// CSRF refusal, a ticket appearing live, the conversation, the attachment byte-identical, the
+/// quarantined message as text, an HTML message sanitized (no script, no remote image until
+/// asked, against a loopback image host), API tokens created once and revoked (401), no remote
+/// request, log out — all in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_in_a_real_browser_login_audit_live_tickets_attachments_and_csrf() {
+    if !browser_ready() {
+        return;
+    }
+    let f = fixture().await;
+    let shots = run_script(&f, "run.mjs");
     for name in [
         "login",
         "overview",
         "tickets",
         "ticket",
+        "ticket-html",
         "mail-log",
         "quarantine",
         "quarantined",
         "integrations",
         "channels",
         "admin",
+        "admin-token",
     ] {
         assert!(
             shots.join(format!("{name}.png")).exists(),
             "no screenshot {name}.png"
         );
     }
+}
+
+/// The same pages with JavaScript off: every page renders, log-in, pause/resume, Test
+/// connection, the integration preview, discard and token revocation work as full-page posts,
+/// and the live ticket list degrades to a reload link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_work_without_javascript_through_full_page_posts() {
+    if !browser_ready() {
+        return;
+    }
+    let f = fixture().await;
+    run_script(&f, "nojs.mjs");
 }
