@@ -578,6 +578,7 @@ async fn sigkill_while_sending_over_smtp_each_mail_arrives_exactly_once() {
     let store = Store::connect(&db.url).await.unwrap();
     let keys = Keyring::from_base64(KEY, &[]).unwrap();
     store
+        .tokens("")
         .save_token(
             &keys,
             "idp",
