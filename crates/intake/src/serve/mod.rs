@@ -4,6 +4,9 @@
 //!
 //! - [`app`] builds the whole axum application: the one place where routes are registered
 //!   (API routes through [`api::router`], so each is in the OpenAPI document).
+//! - [`authorize`]: browser and device authorization flows (API and admin UI), state in the
+//!   database.
+//! - [`channel_test`]: a channel's doctor check from the API, whole or streamed stage by stage.
 //! - [`auth`]: bearer tokens, sessions + CSRF, passwords, the login rate limit.
 //! - [`live`]: integrations and channels kept in the database, imported from the file at start,
 //!   validated like the file, reloaded on every node when they change.
@@ -16,6 +19,8 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod authorize;
+pub mod channel_test;
 pub mod error;
 pub mod health;
 pub mod live;
