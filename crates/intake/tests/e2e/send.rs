@@ -906,3 +906,257 @@ async fn sigkill_while_sending_over_graph_each_mail_arrives_exactly_once() {
     );
     store.close().await;
 }
+
+/// `intake serve` delivers the outbox: a reply posted through the API (with an attachment) on a
+/// running node goes out over Dovecot submission (XOAUTH2) and arrives in the reporter's and
+/// the participant's mailboxes once each (read over IMAP), recorded as an outgoing comment; the
+/// outbox routes list it as sent, refuse to retry or discard a sent row (409), and discard a
+/// failed one with its reason (audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_posted_through_the_api_on_a_running_serve_arrives_once() {
+    use base64::Engine as _;
+    use intake_testkit::sent_relay::SentRelay;
+    use std::time::{Duration, Instant};
+    let test = "serve_reply_arrives_once";
+    let Some(idp) = Idp::start_or_skip(test) else {
+        return;
+    };
+    let relay = SentRelay::start().unwrap();
+    let Some(dc) = Dovecot::start_or_skip(
+        test,
+        &DovecotOptions::with_users(&[
+            (USER, "unused"),
+            ("jane@customer.example", "pw"),
+            ("boss@customer.example", "pw"),
+        ])
+        .introspect(&idp)
+        .submission(relay.port)
+        .sent_folder(),
+    ) else {
+        return;
+    };
+    relay.deliver_to(dc.lmtp_socket());
+    let token = mail_access_token(&idp, USER).await.unwrap();
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    store
+        .tokens("")
+        .save_token(
+            &keys,
+            "idp",
+            USER,
+            &TokenSet {
+                access_token: SecretString::from(token),
+                refresh_token: None,
+                expires_at: now() + 3000,
+                scopes: vec!["mail".into()],
+                id_token: None,
+            },
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[integration]]\nname = \"idp\"\nprovider = \"custom\"\nclient_id = \"{}\"\nclient_secret = \"env:UNUSED\"\ngrant = \"authorization_code\"\n\
+             authorize_url = \"{}\"\ntoken_url = \"{}\"\nscopes = [\"openid\", \"email\", \"mail\"]\n\n\
+             [[channel]]\nname = \"support\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
+             mailbox = \"{USER}\"\nauth = \"oauth:idp\"\n\
+             [channel.send]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\n",
+            idp.client_id,
+            idp.authorization_endpoint(),
+            idp.token_endpoint(),
+            dc.imaps_port,
+            dc.ca_path.display(),
+            dc.submission_port,
+        ),
+    )
+    .unwrap();
+    dc.deliver(
+        USER,
+        &customer_mail("s1@customer.example", "Printer on fire", "", "It burns."),
+    )
+    .unwrap();
+    crate::serve::create_admin(&db.url, "alice", "a long enough password");
+    let api_token = crate::serve::admin_token(&db.url, "alice");
+    let node = crate::serve::Node::start(
+        &db.url,
+        Some(&cfg),
+        &[],
+        &[
+            ("INTAKE_SECRET_KEY", KEY),
+            ("UNUSED", "client-secret"),
+            ("INTAKE_LEASE_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.ticket("HELP-1").await.unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve made no ticket: {}",
+            node.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = reqwest::Client::new();
+    let r = c
+        .post(node.url("/api/tickets/HELP-1/replies"))
+        .bearer_auth(&api_token)
+        .json(&serde_json::json!({
+            "body": "We are on it.",
+            "attachments": [{
+                "filename": "steps.txt",
+                "content_type": "text/plain",
+                "data_base64": base64::engine::general_purpose::STANDARD.encode("1. unplug\n"),
+            }],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let q: Value = r.json().await.unwrap();
+    let message_id = q["message_id"].as_str().unwrap().to_string();
+    let mut rcpt: Vec<String> = q["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    rcpt.sort();
+    assert_eq!(rcpt, vec!["boss@customer.example", "jane@customer.example"]);
+    // Delivered by the node, without any other process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids = imap_message_ids(&dc, "jane@customer.example", "INBOX").await;
+        if ids.contains(&message_id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reply did not arrive: {}",
+            node.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Passes keep running: still once a few seconds later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for who in ["jane@customer.example", "boss@customer.example"] {
+        let ids = imap_message_ids(&dc, who, "INBOX").await;
+        assert_eq!(
+            ids.iter().filter(|m| **m == message_id).count(),
+            1,
+            "{who}: {ids:?}"
+        );
+        assert_eq!(ids.len(), 1, "{who}: nothing else");
+    }
+    assert_eq!(relay.delivered(), 1);
+    let ticket = store.ticket("HELP-1").await.unwrap().unwrap();
+    assert!(
+        ticket
+            .comments
+            .iter()
+            .any(|c| c.body == "We are on it." && c.author == USER)
+    );
+    // The outbox over the API.
+    let rows: Value = c
+        .get(node.url("/api/outbox?state=sent"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["identity"] == message_id.as_str())
+        .unwrap_or_else(|| panic!("{rows}"))
+        .clone();
+    assert_eq!(
+        (row["kind"].as_str(), row["event"].as_str()),
+        (Some("mail"), Some("reply"))
+    );
+    assert_eq!(row["in_flight_at"], Value::Null);
+    let id = row["id"].as_i64().unwrap();
+    for action in ["retry", "discard"] {
+        let r = c
+            .post(node.url(&format!("/api/outbox/{id}/{action}")))
+            .bearer_auth(&api_token)
+            .json(&serde_json::json!({"reason": "test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409, "{action} of a sent row");
+    }
+    let bad: Value = c
+        .get(node.url("/api/outbox?state=nope"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad["error"], "invalid", "{bad}");
+    // A failed row: discarded with its reason, audited.
+    sqlx::query(
+        "INSERT INTO outbox (kind, target, ticket_key, event, identity, message_id, recipient,
+             payload, state, attempts, next_at, created_at, last_error)
+         VALUES ('webhook', 'gone', NULL, 'ticket.quarantined', 'intake:gone:1', NULL, NULL,
+             '{}', 'failed', 1, 0, 0, 'HTTP 400')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let failed: Value = c
+        .get(node.url("/api/outbox?state=failed"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fid = failed[0]["id"].as_i64().unwrap();
+    let r = c
+        .post(node.url(&format!("/api/outbox/{fid}/discard")))
+        .bearer_auth(&api_token)
+        .json(&serde_json::json!({"reason": "the sink is gone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let row = store.outbox_item(fid).await.unwrap().unwrap();
+    assert_eq!(row.state, "discarded");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("discarded by alice: the sink is gone")
+    );
+    let audit: Value = c
+        .get(node.url("/api/audit"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"outbox_discarded") && actions.contains(&"ticket_replied"),
+        "{actions:?}"
+    );
+    store.close().await;
+}
