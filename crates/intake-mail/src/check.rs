@@ -53,6 +53,27 @@ impl Cause {
     }
 }
 
+tokio::task_local! {
+    /// Called with every stage a [`Report`] records inside [`observed`].
+    static OBSERVER: std::sync::Arc<dyn Fn(&StageResult) + Send + Sync>;
+}
+
+/// Run `work` with `observer` called on every stage as it finishes (each [`Report::pass`] and
+/// [`Report::fail`] inside it, and each [`emit`]), in order: how `intake serve` streams a
+/// channel test stage by stage. Stages recorded on other tasks are not seen.
+pub async fn observed<F: std::future::Future>(
+    observer: std::sync::Arc<dyn Fn(&StageResult) + Send + Sync>,
+    work: F,
+) -> F::Output {
+    OBSERVER.scope(observer, work).await
+}
+
+/// Tell the observer of this task, if any, that `stage` finished (for a stage made without
+/// [`Report::pass`] / [`Report::fail`]).
+pub fn emit(stage: &StageResult) {
+    let _ = OBSERVER.try_with(|o| o(stage));
+}
+
 /// The whole check of one channel.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Report {
@@ -89,6 +110,9 @@ impl Report {
             ok: true,
             detail: detail.into(),
         });
+        if let Some(s) = self.stages.last() {
+            emit(s);
+        }
     }
 
     /// Record a failed stage; the check ends here.
@@ -105,6 +129,9 @@ impl Report {
             ok: false,
             detail: detail.into(),
         });
+        if let Some(s) = self.stages.last() {
+            emit(s);
+        }
         self.ok = false;
         self.root_cause = cause;
         self

@@ -2,8 +2,11 @@
 //! quarantined messages.
 //!
 //! Ticket search is a case-insensitive substring match over the summary, the description and
-//! the comments (`LIKE`, the same statement on both backends); docs/decisions.md says why it
-//! is not a full-text index yet.
+//! the comments, answered from trigram indexes (migration 0011: FTS5 `trigram` tables on
+//! SQLite, `pg_trgm` GIN indexes with `ILIKE` on PostgreSQL; a query under three characters
+//! scans). Listings stay bounded however many tickets there are: newest first by id, paged by
+//! `OFFSET` only up to [`MAX_OFFSET`] rows and by keyset (`before`) beyond, and the count stops
+//! at [`COUNT_CAP`] (`total_capped` says so). docs/decisions.md has the reasons.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -16,10 +19,26 @@ use crate::{Store, StoreError, TicketSummary};
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// Matching rows in all pages.
+    /// Matching rows in all pages (for ticket search: at most [`COUNT_CAP`]).
     pub total: i64,
+    /// Ticket search: more than [`COUNT_CAP`] rows match (`total` is the cap).
+    pub total_capped: bool,
+    /// Ticket search: pass as `before` for the next page (keyset paging); `None` on the last.
+    pub next_before: Option<i64>,
     pub page: i64,
     pub per_page: i64,
+}
+
+/// Ticket search counts matching rows up to this many.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// Ticket search pages by `OFFSET` up to this many rows; deeper pages use `before`.
+pub const MAX_OFFSET: i64 = 10_000;
+
+/// A bound argument of a statement built at run time.
+enum Bind {
+    Text(String),
+    Int(i64),
 }
 
 /// What `GET /api/tickets` filters on.
@@ -28,9 +47,12 @@ pub struct TicketQuery {
     pub project: Option<String>,
     pub q: Option<String>,
     pub status: Option<String>,
-    /// 1-based.
+    /// 1-based; ignored with `before`.
     pub page: i64,
     pub per_page: i64,
+    /// Keyset paging: only tickets with an internal id below this (the previous page's
+    /// `next_before`).
+    pub before: Option<i64>,
 }
 
 /// An attachment's bytes and how to serve them.
@@ -70,6 +92,8 @@ pub struct Quarantined {
     /// The ledger row's id.
     pub id: i64,
     pub channel: String,
+    /// The source's identity of the message (`imap:…`, `sha256:…`, …).
+    pub identity: String,
     pub message_id: Option<String>,
     pub sender: Option<String>,
     pub reason: Option<String>,
@@ -89,57 +113,138 @@ fn like(q: &str) -> String {
 }
 
 impl Store {
-    /// Tickets matching `q`, newest first, one page.
+    /// Tickets matching `q`, newest first, one page (see the module documentation for how
+    /// the search, the paging and the count stay bounded).
     pub async fn search_tickets(&self, q: &TicketQuery) -> Result<Page<TicketSummary>, StoreError> {
         let per_page = q.per_page.clamp(1, 500);
         let page = q.page.max(1);
-        let filter = "FROM tickets t
-             WHERE ($1 = '' OR t.project_key = $1)
-               AND ($2 = '' OR t.status = $2)
-               AND ($3 = '' OR LOWER(t.summary) LIKE $3 ESCAPE '\\'
-                    OR LOWER(t.description) LIKE $3 ESCAPE '\\'
-                    OR EXISTS (SELECT 1 FROM comments c WHERE c.ticket_id = t.id
-                               AND LOWER(c.body) LIKE $3 ESCAPE '\\'))";
-        let project = q
-            .project
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .unwrap_or_default();
-        let status = q.status.clone().unwrap_or_default();
-        let pattern =
-            q.q.as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| like(s.trim()))
-                .unwrap_or_default();
-        let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) AS n {filter}"
-        )))
-        .bind(&project)
-        .bind(&status)
-        .bind(&pattern)
+        if q.before.is_none() && (page - 1) * per_page > MAX_OFFSET {
+            return Err(StoreError::Invalid(format!(
+                "page {page} of {per_page} skips more than {MAX_OFFSET} tickets: page on with \
+                 before=<next_before of the previous page> instead"
+            )));
+        }
+        let mut conds: Vec<String> = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        let arg = |b: Bind, binds: &mut Vec<Bind>| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        if let Some(p) = q.project.as_deref().filter(|p| !p.is_empty()) {
+            let n = arg(Bind::Text(p.to_ascii_uppercase()), &mut binds);
+            conds.push(format!("t.project_key = {n}"));
+        }
+        if let Some(st) = q.status.as_deref().filter(|s| !s.is_empty()) {
+            let n = arg(Bind::Text(st.to_string()), &mut binds);
+            conds.push(format!("t.status = {n}"));
+        }
+        if let Some(b) = q.before {
+            let n = arg(Bind::Int(b), &mut binds);
+            conds.push(format!("t.id < {n}"));
+        }
+        if let Some(words) = q.q.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+            conds.push(self.text_condition(words, &mut |b| arg(b, &mut binds)));
+        }
+        let filter = if conds.is_empty() {
+            "FROM tickets t".to_string()
+        } else {
+            format!("FROM tickets t WHERE {}", conds.join(" AND "))
+        };
+        let bind_all = |sql: String, binds: &[Bind]| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                query = match b {
+                    Bind::Text(t) => query.bind(t.clone()),
+                    Bind::Int(i) => query.bind(*i),
+                };
+            }
+            query
+        };
+        // Counted up to COUNT_CAP + 1 rows: past the cap the total is not worth a scan.
+        let counted: i64 = bind_all(
+            format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 {filter} LIMIT {}) AS c",
+                COUNT_CAP + 1
+            ),
+            &binds,
+        )
         .fetch_one(self.pool())
         .await?
         .try_get("n")?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SUMMARY_COLUMNS} {filter} ORDER BY t.id DESC LIMIT $4 OFFSET $5"
-        )))
-        .bind(&project)
-        .bind(&status)
-        .bind(&pattern)
-        .bind(per_page)
-        .bind((page - 1) * per_page)
+        let offset = if q.before.is_some() {
+            0
+        } else {
+            (page - 1) * per_page
+        };
+        let rows = bind_all(
+            format!(
+                "SELECT t.id, {SUMMARY_COLUMNS} {filter} ORDER BY t.id DESC LIMIT {per_page} OFFSET {offset}"
+            ),
+            &binds,
+        )
         .fetch_all(self.pool())
         .await?;
+        let mut last_id = None;
         let items = rows
             .iter()
-            .map(TicketSummary::from_row)
-            .collect::<Result<_, StoreError>>()?;
+            .map(|r| {
+                last_id = Some(r.try_get::<i64, _>("id")?);
+                TicketSummary::from_row(r)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let full = items.len() as i64 == per_page;
         Ok(Page {
+            total: counted.min(COUNT_CAP),
+            total_capped: counted > COUNT_CAP,
+            next_before: if full { last_id } else { None },
             items,
-            total,
-            page,
+            page: if q.before.is_some() { 1 } else { page },
             per_page,
         })
+    }
+
+    /// The condition of a search for `words` (a case-insensitive substring of the summary, the
+    /// description or a comment), binding its arguments through `arg`.
+    fn text_condition(&self, words: &str, arg: &mut dyn FnMut(Bind) -> String) -> String {
+        match self.backend() {
+            // Trigram FTS5 indexes (migration 0011); a phrase of trigrams is a substring.
+            // Fewer than three characters have no trigram: LIKE over the rows instead.
+            crate::Backend::Sqlite if words.chars().count() >= 3 => {
+                let phrase = format!("\"{}\"", words.replace('"', "\"\""));
+                let a = arg(Bind::Text(phrase.clone()));
+                let b = arg(Bind::Text(phrase));
+                format!(
+                    "t.id IN (SELECT rowid FROM tickets_fts WHERE tickets_fts MATCH {a}
+                              UNION SELECT c.ticket_id FROM comments c
+                              WHERE c.id IN (SELECT rowid FROM comments_fts WHERE comments_fts MATCH {b}))"
+                )
+            }
+            crate::Backend::Sqlite => {
+                let p = like(words);
+                let (a, b, c) = (
+                    arg(Bind::Text(p.clone())),
+                    arg(Bind::Text(p.clone())),
+                    arg(Bind::Text(p)),
+                );
+                format!(
+                    "(LOWER(t.summary) LIKE {a} ESCAPE '\\' OR LOWER(t.description) LIKE {b} ESCAPE '\\'
+                      OR t.id IN (SELECT c.ticket_id FROM comments c WHERE LOWER(c.body) LIKE {c} ESCAPE '\\'))"
+                )
+            }
+            // Trigram GIN indexes (pg_trgm, migration 0011) serve ILIKE.
+            crate::Backend::Postgres => {
+                let p = like(words);
+                let (a, b, c) = (
+                    arg(Bind::Text(p.clone())),
+                    arg(Bind::Text(p.clone())),
+                    arg(Bind::Text(p)),
+                );
+                format!(
+                    "(t.summary ILIKE {a} ESCAPE '\\' OR t.description ILIKE {b} ESCAPE '\\'
+                      OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.body ILIKE {c} ESCAPE '\\'))"
+                )
+            }
+        }
     }
 
     /// A ticket's attachments with their ids, in order.
@@ -234,6 +339,8 @@ impl Store {
         Ok(Page {
             items,
             total,
+            total_capped: false,
+            next_before: None,
             page,
             per_page,
         })
@@ -253,7 +360,7 @@ impl Store {
                 .await?
                 .try_get("n")?;
         let rows = sqlx::query(
-            "SELECT l.id, l.channel, l.message_id, l.sender, l.reason, l.received_at, l.outcome,
+            "SELECT l.id, l.channel, l.identity, l.message_id, l.sender, l.reason, l.received_at, l.outcome,
                     b.size AS raw_size
              FROM message_ledger l LEFT JOIN blobs b ON b.hash = l.raw_hash
              WHERE l.outcome = 'quarantined' ORDER BY l.id DESC LIMIT $1 OFFSET $2",
@@ -269,6 +376,8 @@ impl Store {
         Ok(Page {
             items,
             total,
+            total_capped: false,
+            next_before: None,
             page,
             per_page,
         })
@@ -277,7 +386,7 @@ impl Store {
     /// One quarantined message and its raw bytes.
     pub async fn quarantined(&self, id: i64) -> Result<Option<(Quarantined, Vec<u8>)>, StoreError> {
         let r = sqlx::query(
-            "SELECT l.id, l.channel, l.message_id, l.sender, l.reason, l.received_at, l.outcome,
+            "SELECT l.id, l.channel, l.identity, l.message_id, l.sender, l.reason, l.received_at, l.outcome,
                     b.size AS raw_size, b.data
              FROM message_ledger l JOIN blobs b ON b.hash = l.raw_hash
              WHERE l.id = $1 AND l.outcome = 'quarantined'",
@@ -312,6 +421,7 @@ fn quarantined(r: &sqlx::any::AnyRow) -> Result<Quarantined, StoreError> {
     Ok(Quarantined {
         id: r.try_get("id")?,
         channel: r.try_get("channel")?,
+        identity: r.try_get("identity")?,
         message_id: r.try_get("message_id")?,
         sender: r.try_get("sender")?,
         reason: r.try_get("reason")?,

@@ -28,6 +28,10 @@
 //! - [`status`]: what the node working a channel last saw (last success, last error, failing
 //!   since), for the status API and alerts.
 //! - [`alerts`]: open/cleared alerts (one open per key) and who sends their webhook.
+//! - [`backlog`]: messages a channel's last listing found without an outcome yet.
+//! - [`flows`]: authorization flows started through the API (pending / done / failed), read by
+//!   every node.
+//! - [`retry`]: a quarantined message applied again, exactly once.
 //! - [`lease`]: per-channel leases, so that of several nodes on one database exactly one at a
 //!   time works a channel (mailbox + folder), and another takes over when the holder dies.
 
@@ -36,15 +40,18 @@ pub mod activity;
 pub mod admin;
 pub mod alerts;
 pub mod apply;
+pub mod backlog;
 pub mod browse;
 pub mod checkpoint;
 pub mod config_store;
 pub mod crypto;
+pub mod flows;
 pub mod lease;
 pub mod log;
 pub mod original;
 pub mod outbox;
 pub mod query;
+pub mod retry;
 pub mod status;
 pub mod tokens;
 
@@ -89,6 +96,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store is closed")]
     Closed,
+    /// A read the store will not do as asked (the message says what to ask instead).
+    #[error("{0}")]
+    Invalid(String),
     #[error(
         "TLS connection to PostgreSQL failed: {0}. With sslmode=verify-full the server's \
          certificate must chain to sslrootcert (or a public root) and name the host in the URL \

@@ -387,6 +387,15 @@ impl TokenService {
                     (Some(rt), _) => client.refresh(rt, &scopes).await,
                     (None, _) => Err(OAuthError::NoRefreshToken),
                 };
+                // `intake serve`'s /metrics: refreshes by result.
+                let outcome = match &result {
+                    Ok(_) => "ok",
+                    Err(e) if e.kind() == ErrorKind::NeedsReauthorization => {
+                        "needs_reauthorization"
+                    }
+                    Err(_) => "error",
+                };
+                metrics::counter!("intake_token_refreshes_total", "result" => outcome).increment(1);
                 match result {
                     Ok(new) => {
                         tracing::info!(integration = %i.name, mailbox, token = %fingerprint(&new.access_token), "token refreshed");

@@ -309,7 +309,7 @@ fn prepare_batch(
 pub const KEEP_RAW_UP_TO: usize = 4 << 20;
 
 /// The raw bytes to pass along with a prepared message (see [`KEEP_RAW_UP_TO`]).
-fn keep_raw(p: &intake_core::Prepared, raw: Vec<u8>) -> Option<Vec<u8>> {
+pub(crate) fn keep_raw(p: &intake_core::Prepared, raw: Vec<u8>) -> Option<Vec<u8>> {
     let quarantined = matches!(p.kind, intake_core::PreparedKind::Quarantined(_));
     (quarantined || raw.len() <= KEEP_RAW_UP_TO).then_some(raw)
 }
@@ -435,7 +435,10 @@ pub async fn commit(
 
 /// Mail whose Message-ID Intake generated (an acknowledgement or reply in its outbox) is its
 /// own, whatever its headers say: it becomes an ignored outcome, never a ticket or comment.
-async fn mark_own_mail(store: &Store, incoming: &mut [Incoming]) -> Result<(), StoreError> {
+pub(crate) async fn mark_own_mail(
+    store: &Store,
+    incoming: &mut [Incoming],
+) -> Result<(), StoreError> {
     let ids: Vec<&str> = incoming
         .iter()
         .filter(|i| matches!(i.prepared.kind, PreparedKind::Mail(_)))

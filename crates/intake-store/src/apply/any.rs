@@ -469,6 +469,25 @@ impl Writer for Transaction<'_, Any> {
         Ok(())
     }
 
+    async fn set_aside(&mut self, id: i64, ts: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(super::SET_ASIDE_SQL)
+            .bind(id)
+            .bind(ts)
+            .execute(&mut **self)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    async fn settle_retry(&mut self, id: i64, ticket_key: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(super::SETTLE_RETRY_SQL)
+            .bind(id)
+            .bind(ticket_key.map(str::to_string))
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
     async fn record_outcomes(
         &mut self,
         outcomes: &[LedgerOutcome],

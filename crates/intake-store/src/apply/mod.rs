@@ -547,6 +547,13 @@ pub(crate) trait Writer {
     ) -> Result<Vec<(String, i64)>, StoreError>;
     /// Enqueue outbox rows (state `pending`, due at `ts`), in order.
     async fn insert_outbox(&mut self, rows: &[NewOutbox], ts: i64) -> Result<(), StoreError>;
+    /// A retry of a quarantined message ([`crate::retry`]): mark the ledger row `id` as
+    /// `retried` and move its identity and content hash aside (`…#retried:<id>`), so that the
+    /// message can be claimed again in this transaction. False when `id` is not a quarantined
+    /// row (nothing changed).
+    async fn set_aside(&mut self, id: i64, ts: i64) -> Result<bool, StoreError>;
+    /// The ticket the retried message went to, on the `retried` row `id`.
+    async fn settle_retry(&mut self, id: i64, ticket_key: Option<&str>) -> Result<(), StoreError>;
     /// Write the outcomes onto their claimed ledger rows; every row must exist.
     async fn record_outcomes(
         &mut self,
@@ -727,6 +734,41 @@ impl Store {
         }
         Ok(known)
     }
+}
+
+/// The statement of [`Writer::set_aside`], with `$1` = the row id and `$2` = the time.
+pub(crate) const SET_ASIDE_SQL: &str = "UPDATE message_ledger SET outcome = 'retried',
+     identity = identity || '#retried:' || CAST(id AS TEXT),
+     content_hash = content_hash || '#retried:' || CAST(id AS TEXT), processed_at = $2
+     WHERE id = $1 AND outcome = 'quarantined'";
+
+/// The statement of [`Writer::settle_retry`], with `$1` = the row id and `$2` = the key.
+pub(crate) const SETTLE_RETRY_SQL: &str =
+    "UPDATE message_ledger SET ticket_key = $2 WHERE id = $1 AND outcome = 'retried'";
+
+/// Retry the quarantined ledger row `id` with `inc` (its raw message prepared again), inside
+/// the caller's transaction: the row is set aside ([`Writer::set_aside`]), `inc` is claimed
+/// and applied exactly as a batch of one ([`apply_with`]), and the ticket it went to is noted
+/// on the set-aside row. `None` when `id` is not quarantined.
+pub(crate) async fn retry_with<W: Writer>(
+    w: &mut W,
+    channel: &str,
+    project: &ProjectKey,
+    rules: &BatchRules,
+    id: i64,
+    inc: &Incoming,
+) -> Result<Option<Applied>, StoreError> {
+    if !w.set_aside(id, now()).await? {
+        return Ok(None);
+    }
+    let applied = apply_with(w, channel, project, rules, std::slice::from_ref(inc))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("a batch of one applied nothing".into()))?;
+    if let Applied::Recorded(Outcome::Created(k) | Outcome::Commented(k)) = &applied {
+        w.settle_retry(id, Some(&k.to_string())).await?;
+    }
+    Ok(Some(applied))
 }
 
 /// Claim, decide and write one batch through `w` (inside the caller's transaction).

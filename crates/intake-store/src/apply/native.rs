@@ -141,6 +141,33 @@ impl NativeWriter {
         }
     }
 
+    /// [`super::retry_with`] in one `BEGIN IMMEDIATE` transaction on this connection.
+    pub(crate) fn retry(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        rules: &BatchRules,
+        id: i64,
+        inc: &Incoming,
+    ) -> Result<Option<Applied>, StoreError> {
+        let run = || {
+            let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = slot.as_mut().ok_or(StoreError::Closed)?;
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = futures_executor::block_on(super::retry_with(
+                &mut tx, channel, project, rules, id, inc,
+            ))?;
+            tx.commit()?;
+            drop(slot);
+            self.request_checkpoint();
+            Ok(out)
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
+    }
+
     /// The connection's `synchronous` setting, read back from SQLite.
     pub(crate) fn synchronous(&self) -> Result<i64, StoreError> {
         let slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -446,6 +473,18 @@ impl Writer for rusqlite::Transaction<'_> {
                 ts
             ])?;
         }
+        Ok(())
+    }
+
+    async fn set_aside(&mut self, id: i64, ts: i64) -> Result<bool, StoreError> {
+        Ok(self.execute(&super::SET_ASIDE_SQL.replace('$', "?"), params![id, ts])? == 1)
+    }
+
+    async fn settle_retry(&mut self, id: i64, ticket_key: Option<&str>) -> Result<(), StoreError> {
+        self.execute(
+            &super::SETTLE_RETRY_SQL.replace('$', "?"),
+            params![id, ticket_key],
+        )?;
         Ok(())
     }
 

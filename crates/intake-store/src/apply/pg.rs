@@ -111,6 +111,25 @@ impl PgWriter {
         Ok(out)
     }
 
+    /// [`super::retry_with`] in one transaction.
+    pub(crate) async fn retry(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        rules: &BatchRules,
+        id: i64,
+        inc: &Incoming,
+    ) -> Result<Option<Applied>, StoreError> {
+        let mut b = PgBatch {
+            tx: self.pool.begin().await?,
+            touched: Vec::new(),
+        };
+        let out = super::retry_with(&mut b, channel, project, rules, id, inc).await?;
+        b.flush().await?;
+        b.tx.commit().await?;
+        Ok(out)
+    }
+
     pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
@@ -583,6 +602,25 @@ impl Writer for PgBatch<'_> {
         .bind(&payload)
         .execute(&mut *self.tx)
         .await?;
+        Ok(())
+    }
+
+    async fn set_aside(&mut self, id: i64, ts: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(super::SET_ASIDE_SQL)
+            .bind(id)
+            .bind(ts)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    async fn settle_retry(&mut self, id: i64, ticket_key: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(super::SETTLE_RETRY_SQL)
+            .bind(id)
+            .bind(ticket_key)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

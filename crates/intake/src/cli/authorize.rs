@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use intake_core::integration::ResolvedIntegration;
-use intake_core::lint::{check_identity_matches_mailbox, check_token_for_protocol};
 use intake_core::preset::{Grant, Protocol};
 use intake_core::token::TokenIdentity;
 use intake_mail::oauth::OAuthClient;
@@ -22,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::config::Config;
 use crate::oauth::{self, TokenError, TokenService, fingerprint};
 use crate::settings::{Auth, Settings, SourceSettings};
+use crate::signin;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ProtocolArg {
@@ -193,13 +193,6 @@ fn choose_flow(
     Ok(flow)
 }
 
-/// One token obtained by `intake authorize`: the protocols it serves and who it belongs to.
-struct Obtained {
-    protocols: Vec<Protocol>,
-    identity: TokenIdentity,
-    expires_at: i64,
-}
-
 pub async fn authorize(
     settings: &Settings,
     db: &str,
@@ -248,7 +241,7 @@ pub async fn authorize(
                     .client_credentials(&plan.scopes(&integration, n))
                     .await?;
                 let id = tokens.save(&client, &mailbox, protocols[0], &t).await?;
-                got.push(Obtained {
+                got.push(signin::Obtained {
                     protocols: protocols.clone(),
                     identity: id,
                     expires_at: t.expires_at,
@@ -344,53 +337,7 @@ pub async fn authorize(
             (mailbox, plan, (id, t))
         }
     };
-    let (id, t) = first;
-    let mut got = vec![Obtained {
-        protocols: plan.groups[0].1.clone(),
-        identity: id,
-        expires_at: t.expires_at,
-    }];
-    // The other resources from the same sign-in: redeem its refresh token.
-    for (n, (_, protocols)) in plan.groups.iter().enumerate().skip(1) {
-        let Some(rt) = t.refresh_token.as_ref() else {
-            anyhow::bail!(
-                "the sign-in returned no refresh token, so no {} token could be made from it: \
-                 run `intake authorize {} --mailbox {mailbox} --protocol {}`",
-                protocols[0].as_str().to_ascii_uppercase(),
-                integration.name,
-                protocols[0].as_str()
-            );
-        };
-        match tokens
-            .redeem_for(
-                &client,
-                &mailbox,
-                rt,
-                protocols[0],
-                &plan.scopes(&integration, n),
-            )
-            .await
-        {
-            Ok((id, t)) => got.push(Obtained {
-                protocols: protocols.clone(),
-                identity: id,
-                expires_at: t.expires_at,
-            }),
-            Err(e) => anyhow::bail!(
-                "signed in for {}, but the refresh token could not be redeemed for {}: {e}. Run \
-                 `intake authorize {} --mailbox {mailbox} --protocol {}`",
-                got[0]
-                    .protocols
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                protocols[0].as_str(),
-                integration.name,
-                protocols[0].as_str()
-            ),
-        }
-    }
+    let got = signin::redeem_rest(&tokens, &client, &integration, &mailbox, &plan, first).await?;
     report(&integration, &mailbox, got, a.json)
 }
 
@@ -398,44 +345,26 @@ pub async fn authorize(
 fn report(
     integration: &ResolvedIntegration,
     mailbox: &str,
-    got: Vec<Obtained>,
+    got: Vec<signin::Obtained>,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut findings = Vec::new();
-    for o in &got {
-        for p in &o.protocols {
-            for f in check_token_for_protocol(&o.identity, *p, integration.cloud) {
-                if !findings.contains(&f) {
-                    findings.push(f);
-                }
-            }
-        }
+    let findings = signin::findings(integration, mailbox, &got);
+    if as_json {
+        let doc = signin::document(integration, mailbox, &got, &findings);
+        println!("{}", serde_json::to_string(&doc)?);
+        return Ok(ExitCode::SUCCESS);
     }
-    if integration.grant != Grant::ClientCredentials
-        && let Some(f) = check_identity_matches_mailbox(&got[0].identity, mailbox)
-    {
-        findings.push(f);
-    }
-    let tokens_json: Vec<_> = got
-        .iter()
-        .map(|o| {
-            json!({
-                "protocols": o.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-                "resource": integration.token_resource(o.protocols[0]),
-                "audience": o.identity.audience, "scopes": o.identity.scopes,
-                "roles": o.identity.roles, "expires_at": o.expires_at,
-            })
-        })
-        .collect();
+    let tokens_json = signin::document(integration, mailbox, &got, &[])["tokens"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     print_identity(
         &integration.name,
         mailbox,
         &got[0].identity,
-        got[0].expires_at,
         &findings,
-        as_json,
         tokens_json,
-    )?;
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -443,21 +372,9 @@ fn print_identity(
     integration: &str,
     mailbox: &str,
     id: &TokenIdentity,
-    expires_at: i64,
     findings: &[intake_core::diagnosis::Finding],
-    as_json: bool,
     tokens: Vec<serde_json::Value>,
-) -> anyhow::Result<()> {
-    if as_json {
-        let v = json!({
-            "integration": integration, "mailbox": mailbox, "username": id.username, "tenant": id.tenant,
-            "audience": id.audience, "scopes": id.scopes, "roles": id.roles, "expires_at": expires_at,
-            "warnings": findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
-            "tokens": tokens,
-        });
-        println!("{}", serde_json::to_string(&v)?);
-        return Ok(());
-    }
+) {
     println!("Authorized {integration} for {mailbox}.");
     println!(
         "  signed in as: {}",
@@ -492,7 +409,6 @@ fn print_identity(
     for f in findings {
         println!("warning: {f}");
     }
-    Ok(())
 }
 
 /// Accept connections on the loopback listener until one carries `?code=…&state=…` (or an

@@ -29,24 +29,49 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct ChannelReport {
-    channel: String,
-    protocol: String,
+/// One channel's element of `intake doctor --json` (also the answer of `intake serve`'s
+/// `POST /api/channels/{name}/test`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelReport {
+    pub channel: String,
+    pub protocol: String,
     #[serde(flatten)]
-    report: intake_mail::check::Report,
-    findings: Vec<intake_core::Diagnosed>,
-    integration: Option<IntegrationReport>,
+    pub report: intake_mail::check::Report,
+    pub findings: Vec<intake_core::Diagnosed>,
+    pub integration: Option<IntegrationReport>,
     /// The outgoing check (`[channel.send]`), `null` when the channel sends no mail.
-    outgoing: Option<crate::outbox::doctor::OutgoingReport>,
+    pub outgoing: Option<crate::outbox::doctor::OutgoingReport>,
+    /// Whether the check failed or a finding is an error.
     #[serde(skip)]
-    error: bool,
+    pub error: bool,
 }
 
-#[derive(Serialize)]
-struct IntegrationReport {
-    name: String,
-    findings: Vec<intake_core::Diagnosed>,
+#[derive(Debug, Clone, Serialize)]
+pub struct IntegrationReport {
+    pub name: String,
+    pub findings: Vec<intake_core::Diagnosed>,
+}
+
+/// The doctor's check of one channel, with its findings and its outgoing check.
+pub async fn channel_report(
+    settings: &Settings,
+    store: &intake_store::Store,
+    c: &crate::settings::ChannelSettings,
+) -> ChannelReport {
+    let d = crate::runner::diagnose(settings, store, c, intake_store::now()).await;
+    let outgoing = crate::outbox::doctor::check(settings, store, &c.name).await;
+    let error = d.has_error() || outgoing.as_ref().is_some_and(|o| !o.ok);
+    ChannelReport {
+        channel: c.name.clone(),
+        protocol: c.protocol().as_str().to_string(),
+        report: d.report,
+        findings: d.findings,
+        integration: d
+            .integration
+            .map(|(name, findings)| IntegrationReport { name, findings }),
+        outgoing,
+        error,
+    }
 }
 
 pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result<ExitCode> {
@@ -62,20 +87,7 @@ pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result
     );
     let mut out = Vec::new();
     for c in channels {
-        let d = crate::runner::diagnose(settings, &store, c, intake_store::now()).await;
-        let outgoing = crate::outbox::doctor::check(settings, &store, &c.name).await;
-        let error = d.has_error() || outgoing.as_ref().is_some_and(|o| !o.ok);
-        out.push(ChannelReport {
-            channel: c.name.clone(),
-            protocol: c.protocol().as_str().to_string(),
-            report: d.report,
-            findings: d.findings,
-            integration: d
-                .integration
-                .map(|(name, findings)| IntegrationReport { name, findings }),
-            outgoing,
-            error,
-        });
+        out.push(channel_report(settings, &store, c).await);
     }
     store.close().await;
     if a.json {
@@ -142,6 +154,7 @@ pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result
                 if let Some(f) = &o.fix {
                     println!("    fix: {f}");
                 }
+                println!("    after a crash: {}", o.after_crash);
             }
         }
     }

@@ -2,10 +2,10 @@
 //! (docs/cli.md): scripts depend on them.
 
 mod admin;
-mod authorize;
+pub(crate) mod authorize;
 mod bench;
 mod config;
-mod doctor;
+pub(crate) mod doctor;
 mod folders;
 mod ingest;
 mod outbox;

@@ -772,7 +772,10 @@ async fn staged(
         .min(std::time::Duration::from_secs(30));
     let token = match integration {
         Some(i) => match token_stage(i, limit).await {
-            Ok(stage) => Some(stage),
+            Ok(stage) => {
+                check::emit(&stage);
+                Some(stage)
+            }
             Err(report) => return (report, None),
         },
         None => None,

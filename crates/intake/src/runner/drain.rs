@@ -373,6 +373,14 @@ pub async fn drain<S: MailSource>(
             })
             .await?;
         summary.duplicate += known.len() as u64;
+        // `intake serve`'s channel status: what this listing found without an outcome,
+        // counted down per committed batch.
+        let mut backlog = listing
+            .items
+            .iter()
+            .filter(|l| !known.contains(&l.identity))
+            .count() as i64;
+        note_backlog(store, channel, backlog).await;
         let batches = ramped(&listing.items, ctx.opts.batch, BATCH_BYTES, |l| {
             if known.contains(&l.identity) {
                 0
@@ -480,6 +488,8 @@ pub async fn drain<S: MailSource>(
             };
             let (committed_ok, side) = tokio::join!(commit, side);
             committed_ok?;
+            backlog = (backlog - committed.len() as i64).max(0);
+            note_backlog(store, channel, backlog).await;
             (next, fetched_next) = side?;
             // The previous batch is acknowledged now; its checkpoint is written here, after
             // this batch's commit, so it never waits for the database writer.
@@ -516,6 +526,16 @@ pub async fn drain<S: MailSource>(
         if stopped() {
             return Ok(());
         }
+    }
+}
+
+/// Record the channel's backlog; a failure only costs the status page a number.
+async fn note_backlog(store: &Store, channel: &str, backlog: i64) {
+    if let Err(e) = store
+        .record_backlog(channel, super::lease::node(), backlog)
+        .await
+    {
+        tracing::debug!(channel, error = %e, "could not record the backlog");
     }
 }
 

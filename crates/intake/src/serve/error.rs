@@ -54,6 +54,9 @@ impl ApiError {
 
 impl From<intake_store::StoreError> for ApiError {
     fn from(e: intake_store::StoreError) -> Self {
+        if let intake_store::StoreError::Invalid(m) = e {
+            return Self::invalid(m);
+        }
         tracing::error!(error = %e, "store error answering an API request");
         Self::internal(e.to_string())
     }

@@ -204,6 +204,17 @@ impl Live {
         self.wake.notify_one();
     }
 
+    /// This node changed the configuration: load it into this node's snapshot before
+    /// returning (so the next request here sees the change — a channel created and tested at
+    /// once), then let the run loop start or stop channels. A failed load is left to the loop,
+    /// which logs it.
+    pub async fn reload_now(&self) {
+        if let Err(e) = self.refresh().await {
+            tracing::debug!(error = %format!("{e:#}"), "reloading after a local change");
+        }
+        self.wake.notify_one();
+    }
+
     /// Read the set again when its version moved. Returns the new snapshot when it changed.
     async fn refresh(&self) -> Result<Option<Snapshot>, anyhow::Error> {
         let version = self.store.config_version().await?;
@@ -218,10 +229,15 @@ impl Live {
             entries: Arc::new(entries),
             settings: Arc::new(settings),
         };
-        *self
+        let mut current = self
             .current
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = snap.clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two loads at once (a request's and the loop's): the newer one stays.
+        if current.version >= version {
+            return Ok(None);
+        }
+        *current = snap.clone();
         Ok(Some(snap))
     }
 
@@ -234,7 +250,11 @@ impl Live {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut running: BTreeMap<String, String> = BTreeMap::new();
-        apply(&mut fleet, &self.snapshot(), &mut running, grace).await;
+        let first = self.snapshot();
+        apply(&mut fleet, &first, &mut running, grace).await;
+        // The version the running set was last brought in line with (a request may have
+        // loaded a newer snapshot already: `reload_now`).
+        let mut applied = first.version;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(POLL) => {}
@@ -244,12 +264,14 @@ impl Live {
             if *stop.borrow() {
                 break;
             }
-            match self.refresh().await {
-                Ok(Some(snap)) => apply(&mut fleet, &snap, &mut running, grace).await,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the configuration from the database; keeping the running set")
-                }
+            if let Err(e) = self.refresh().await {
+                tracing::error!(error = %format!("{e:#}"), "cannot load the configuration from the database; keeping the running set");
+                continue;
+            }
+            let snap = self.snapshot();
+            if snap.version != applied {
+                apply(&mut fleet, &snap, &mut running, grace).await;
+                applied = snap.version;
             }
         }
         fleet.shutdown(grace).await;

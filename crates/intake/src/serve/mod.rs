@@ -4,6 +4,9 @@
 //!
 //! - [`app`] builds the whole axum application: the one place where routes are registered
 //!   (API routes through [`api::router`], so each is in the OpenAPI document).
+//! - [`authorize`]: browser and device authorization flows (API and admin UI), state in the
+//!   database.
+//! - [`channel_test`]: a channel's doctor check from the API, whole or streamed stage by stage.
 //! - [`auth`]: bearer tokens, sessions + CSRF, passwords, the login rate limit.
 //! - [`live`]: integrations and channels kept in the database, imported from the file at start,
 //!   validated like the file, reloaded on every node when they change.
@@ -16,6 +19,8 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod authorize;
+pub mod channel_test;
 pub mod error;
 pub mod health;
 pub mod live;
@@ -116,6 +121,18 @@ pub async fn run(
     let _housekeeping = crate::housekeeping::start(&settings.config, &store).await;
     let (workers_stop, workers_rx) = tokio::sync::watch::channel(false);
     let checks = tokio::spawn(alerts::run(store.clone(), live.clone(), workers_rx.clone()));
+    // The outbox is delivered on every node (rows are claimed with a lease).
+    let outbox = tokio::spawn(crate::outbox::deliver_forever(
+        {
+            let live = live.clone();
+            move || {
+                let s = live.snapshot();
+                (s.version, s.settings)
+            }
+        },
+        store.clone(),
+        workers_rx.clone(),
+    ));
     let workers = tokio::spawn(live.clone().run(
         crate::runner::fleet::Fleet::new(store.clone()),
         crate::cli::run::SHUTDOWN_GRACE,
@@ -156,6 +173,7 @@ pub async fn run(
         workers,
     )
     .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), outbox).await;
     // Requests in flight had the grace period too; whatever still runs is dropped.
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), store.close()).await;

@@ -87,6 +87,7 @@ pub async fn list(
             status: Some(status.clone()).filter(|s| !s.is_empty()),
             page,
             per_page: PER_PAGE,
+            before: None,
         })
         .await?;
     let now = intake_store::now();

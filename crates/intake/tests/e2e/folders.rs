@@ -295,4 +295,22 @@ async fn folders_lists_graph_folders_with_well_known_roles_and_localized_names()
     assert_eq!(v[0]["counts"]["messages"], 7, "{v}");
     let v = folders_json(&cfg, &db.url, "helpdesk");
     assert_eq!(v["configured_found"], true, "{v}");
+
+    // Without a token (a delegated integration nobody authorized): the listing fails with
+    // the doctor's diagnosis and the command that fixes it, and Graph is not asked.
+    let before = graph.received_requests().await.unwrap().len();
+    let cfg = write(
+        dir.path(),
+        &config(SUPPORT_ID).replace("grant = \"client_credentials\"\n", ""),
+    );
+    let fresh = TestDb::sqlite();
+    let (code, stdout, stderr) =
+        intake_with(&cfg, &fresh.url, &["folders", "--channel", "helpdesk"], &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("TOKEN_MISSING")
+            && stderr.contains(&format!("intake authorize m365 --mailbox {M}")),
+        "{stderr}"
+    );
+    assert_eq!(graph.received_requests().await.unwrap().len(), before);
 }

@@ -1267,10 +1267,24 @@ async fn channel_test_runs_the_doctor_check_through_the_api() {
         ok["stages"].as_array().is_some_and(|s| !s.is_empty()),
         "{ok}"
     );
+    assert!(ok["findings"].is_array(), "the doctor's findings: {ok}");
     let bad = test("closed").await;
     assert_eq!(bad["ok"], false, "{bad}");
     let last = bad["stages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["ok"], false, "{bad}");
+    // The same document as `intake doctor --json`: the failure and the plaintext-secret
+    // warning are findings with a code, a severity and a fix.
+    let findings = bad["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "{bad}");
+    for f in findings {
+        for k in ["code", "severity", "title", "evidence", "fix"] {
+            assert!(f[k].is_string(), "{k} in {f}");
+        }
+    }
+    assert!(
+        bad.get("integration").is_some() && bad.get("outgoing").is_some(),
+        "{bad}"
+    );
     let r = c
         .post(node.url("/api/channels/nope/test"))
         .bearer_auth(&token)
@@ -1807,4 +1821,771 @@ async fn rc13_a_browser_flow_started_on_node_a_is_finished_by_the_callback_on_no
         assert!(!answers.contains(secret), "{secret} in an answer");
     }
     idp.verify().await;
+}
+
+/// POST `path` with a JSON body and the bearer token; (status, body text).
+async fn post_json(
+    c: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: serde_json::Value,
+) -> (StatusCode, String) {
+    let r = c
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.text().await.unwrap())
+}
+
+/// Poll `GET /api/flows/{id}` on `node` until it is no longer pending.
+async fn wait_flow(
+    c: &reqwest::Client,
+    node: &Node,
+    token: &str,
+    flow_id: &str,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v: serde_json::Value = c
+            .get(node.url(&format!("/api/flows/{flow_id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["state"] != "pending" {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flow {flow_id} still pending after {within:?}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The device flow over the API against the real OAuth server (oidc-provider), on two nodes of
+/// one PostgreSQL database: node A answers the user code at once and polls in the background;
+/// node B reports the flow pending, then — after the user approves at the provider — done, with
+/// the document of `intake authorize --json` (username, audience, scopes, warnings, tokens);
+/// the token is stored for the mailbox. A second flow the user denies ends `failed` with the
+/// provider's error decoded. No answer carries the client secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_flow_over_the_api_polls_in_the_background_and_any_node_reports_it() {
+    let Some(idp) = intake_testkit::idp::Idp::start_or_skip(
+        "device_flow_over_the_api_polls_in_the_background_and_any_node_reports_it",
+    ) else {
+        return;
+    };
+    let db = TestDb::postgres().await;
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let a = Node::start(&db.url, None, &[], &node_env()).await;
+    let b = Node::start(&db.url, None, &[], &node_env()).await;
+    let c = reqwest::Client::new();
+    let mut answers = String::new();
+    let (status, text) = post_json(
+        &c,
+        a.url("/api/integrations"),
+        &token,
+        serde_json::json!({
+            "name": "idp", "provider": "custom", "client_id": idp.post_client_id,
+            "client_secret": idp.client_secret, "grant": "device_code",
+            "authorize_url": idp.authorization_endpoint(),
+            "token_url": idp.token_endpoint(),
+            "device_authorization_url": idp.device_authorization_endpoint(),
+            "scopes": ["openid", "email", "offline_access", "mail"]
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    answers += &text;
+    b.wait_logged_any(
+        "configuration loaded from the database",
+        Duration::from_secs(5),
+    )
+    .await;
+
+    let started_at = Instant::now();
+    let (status, text) = post_json(
+        &c,
+        a.url("/api/integrations/idp/authorize"),
+        &token,
+        serde_json::json!({"mailbox": "dave@example.com", "flow": "device"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        started_at.elapsed() < Duration::from_secs(5),
+        "the answer does not wait for the user"
+    );
+    answers += &text;
+    let started: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(started["flow"], "device", "{started}");
+    let flow_id = started["flow_id"].as_str().unwrap().to_string();
+    let user_code = started["user_code"].as_str().unwrap().to_string();
+    assert!(
+        started["verification_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&idp.issuer),
+        "{started}"
+    );
+    assert!(started["expires_in"].as_i64().unwrap() > 0, "{started}");
+    let pending: serde_json::Value = c
+        .get(b.url(&format!("/api/flows/{flow_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["state"], "pending", "{pending}");
+    assert_eq!(pending["flow"], "device");
+    assert_eq!(pending["mailbox"], "dave@example.com");
+
+    // The user approves at the provider; node A's background task sees it; node B reports it.
+    idp.approve_device(&user_code, "dave@example.com")
+        .await
+        .unwrap();
+    let done = wait_flow(&c, &b, &token, &flow_id, Duration::from_secs(30)).await;
+    answers += &done.to_string();
+    assert_eq!(done["state"], "done", "{done}");
+    let auth = &done["authorized"];
+    assert_eq!(auth["integration"], "idp", "{done}");
+    assert_eq!(auth["mailbox"], "dave@example.com", "{done}");
+    assert_eq!(auth["username"], "dave@example.com", "{done}");
+    assert!(auth["warnings"].is_array(), "{done}");
+    assert_eq!(auth["tokens"].as_array().unwrap().len(), 1, "{done}");
+    assert!(auth["expires_at"].as_i64().unwrap() > intake_store::now());
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let keys = intake_store::Keyring::from_base64(TEST_KEY, &[]).unwrap();
+    let saved = store
+        .tokens("")
+        .load_token(&keys, "idp", "dave@example.com")
+        .await
+        .unwrap()
+        .expect("the device flow's token is stored for the mailbox");
+    assert_eq!(saved.identity.username.as_deref(), Some("dave@example.com"));
+
+    // Denied: failed, with the provider's error decoded.
+    let (status, text) = post_json(
+        &c,
+        b.url("/api/integrations/idp/authorize"),
+        &token,
+        serde_json::json!({"mailbox": "erin@example.com", "flow": "device"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let started: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let denied_id = started["flow_id"].as_str().unwrap().to_string();
+    idp.deny_device(started["user_code"].as_str().unwrap())
+        .await
+        .unwrap();
+    let failed = wait_flow(&c, &a, &token, &denied_id, Duration::from_secs(30)).await;
+    answers += &failed.to_string();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "access_denied", "{failed}");
+    assert!(failed["error"]["title"].is_string(), "{failed}");
+    assert!(failed["error"]["fix"].is_string(), "{failed}");
+    assert!(failed["authorized"].is_null(), "{failed}");
+
+    // An unknown flow is refused.
+    let (status, text) = post_json(
+        &c,
+        a.url("/api/integrations/idp/authorize"),
+        &token,
+        serde_json::json!({"mailbox": "dave@example.com", "flow": "carrier-pigeon"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{text}");
+    assert!(
+        !answers.contains(&idp.client_secret),
+        "client secret in an answer"
+    );
+    assert!(
+        !answers.contains(secrecy::ExposeSecret::expose_secret(
+            &saved.tokens.access_token
+        )),
+        "access token in an answer"
+    );
+}
+
+/// The API's authorize uses the mailbox's plan, like `intake authorize`: for a mailbox that a
+/// Graph channel and an IMAP channel read (Microsoft, a fake login endpoint: no real Microsoft
+/// can run here), one device sign-in gets the Exchange token and its refresh token is redeemed
+/// for Graph; the browser flow asks consent for both resources, exchanges the code for the
+/// Exchange token, then redeems for Graph. Both flows end `done` with two tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_authorize_signs_in_once_for_every_protocol_of_the_mailbox() {
+    use base64::Engine as _;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+    const TENANT: &str = "contoso.onmicrosoft.com";
+    const USER: &str = "help@contoso.example";
+    let jwt = |claims: serde_json::Value| {
+        format!(
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+        )
+    };
+    let exo = jwt(
+        serde_json::json!({"aud": "https://outlook.office.com", "scp": "IMAP.AccessAsUser.All", "upn": USER, "tid": "t"}),
+    );
+    let graph = jwt(
+        serde_json::json!({"aud": "https://graph.microsoft.com", "scp": "Mail.ReadWrite", "upn": USER, "tid": "t"}),
+    );
+    let id_token = jwt(serde_json::json!({"preferred_username": USER, "tid": "t"}));
+    let login = MockServer::start().await;
+    let grants = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = grants.clone();
+    Mock::given(method("POST"))
+        .and(path(format!("/{TENANT}/oauth2/v2.0/devicecode")))
+        .respond_with(move |r: &Request| {
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(&r.body).into_owned().collect();
+            seen.lock().unwrap().push(format!(
+                "devicecode {}",
+                form.get("scope").cloned().unwrap_or_default()
+            ));
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "device_code": "DC-API", "user_code": "WXYZ-1234",
+                "verification_uri": "https://microsoft.com/devicelogin", "expires_in": 900, "interval": 1
+            }))
+        })
+        .mount(&login)
+        .await;
+    let seen = grants.clone();
+    let (exo_t, graph_t, idt) = (exo.clone(), graph.clone(), id_token.clone());
+    Mock::given(method("POST"))
+        .and(path(format!("/{TENANT}/oauth2/v2.0/token")))
+        .respond_with(move |r: &Request| {
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(&r.body).into_owned().collect();
+            let grant = form.get("grant_type").cloned().unwrap_or_default();
+            let scope = form.get("scope").cloned().unwrap_or_default();
+            seen.lock().unwrap().push(format!("{grant} {scope}"));
+            // The device-code poll and the code exchange: the Exchange token (the scopes were
+            // asked at the device endpoint and the authorize URL).
+            if grant.ends_with("device_code") || grant == "authorization_code" {
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "token_type": "Bearer", "expires_in": 3600,
+                    "scope": "https://outlook.office.com/IMAP.AccessAsUser.All",
+                    "access_token": exo_t, "refresh_token": "RT-EXO-SECRET", "id_token": idt}))
+            } else if grant == "refresh_token" && scope.contains("Mail.ReadWrite") {
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "token_type": "Bearer", "expires_in": 3600, "scope": "Mail.ReadWrite",
+                    "access_token": graph_t, "refresh_token": "RT-GRAPH-SECRET"}))
+            } else {
+                ResponseTemplate::new(400).set_body_json(serde_json::json!({
+                    "error": "invalid_scope",
+                    "error_description": format!("AADSTS70011: unexpected {grant} {scope}")}))
+            }
+        })
+        .mount(&login)
+        .await;
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let node = Node::start(&db.url, None, &[], &node_env()).await;
+    let c = reqwest::Client::new();
+    let (status, text) = post_json(
+        &c,
+        node.url("/api/integrations"),
+        &token,
+        serde_json::json!({
+            "name": "m365", "provider": "microsoft", "tenant": TENANT,
+            "client_id": "11111111-2222-3333-4444-555555555555",
+            "client_secret": "CS-API-VERY-SECRET", "client_secret_expires": "2099-01-01",
+            "authority_url": login.uri()
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    for body in [
+        // Channels in name order: the IMAP one first, so the sign-in is for Exchange.
+        serde_json::json!({"name": "a-imap", "project": "IM", "protocol": "imap",
+            "host": "127.0.0.1", "port": 9, "tls": "none", "mailbox": USER, "auth": "oauth:m365"}),
+        serde_json::json!({"name": "b-graph", "project": "GR", "protocol": "graph",
+            "mailbox": USER, "auth": "oauth:m365"}),
+    ] {
+        let name = body["name"].as_str().unwrap().to_string();
+        let (status, text) = post_json(&c, node.url("/api/channels"), &token, body).await;
+        assert_eq!(status, 201, "{text}");
+        // Paused, so that no channel worker asks for a token while the flows run (the plan
+        // still counts paused channels).
+        let (status, text) = post_json(
+            &c,
+            node.url(&format!("/api/channels/{name}/pause")),
+            &token,
+            serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    grants.lock().unwrap().clear();
+
+    let (status, text) = post_json(
+        &c,
+        node.url("/api/integrations/m365/authorize"),
+        &token,
+        serde_json::json!({"mailbox": USER, "flow": "device"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let started: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(started["user_code"], "WXYZ-1234", "{started}");
+    let done = wait_flow(
+        &c,
+        &node,
+        &token,
+        started["flow_id"].as_str().unwrap(),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["state"], "done", "{done}");
+    let tokens = done["authorized"]["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{done}");
+    assert_eq!(
+        tokens[0]["protocols"],
+        serde_json::json!(["imap"]),
+        "{done}"
+    );
+    assert_eq!(tokens[0]["resource"], "exo", "{done}");
+    assert_eq!(
+        tokens[1]["protocols"],
+        serde_json::json!(["graph"]),
+        "{done}"
+    );
+    assert_eq!(
+        tokens[1]["audience"], "https://graph.microsoft.com",
+        "{done}"
+    );
+    let seen_device = grants.lock().unwrap().clone();
+    assert_eq!(
+        seen_device.len(),
+        3,
+        "one sign-in (device authorization, one poll), one redemption: {seen_device:?}"
+    );
+    assert!(
+        seen_device[0].starts_with("devicecode")
+            && seen_device[0].contains("IMAP.AccessAsUser.All")
+            && !seen_device[0].contains("Mail.ReadWrite"),
+        "the sign-in asks for the Exchange resource: {seen_device:?}"
+    );
+    assert!(seen_device[1].contains("device_code"), "{seen_device:?}");
+    assert!(
+        seen_device[2].starts_with("refresh_token") && seen_device[2].contains("Mail.ReadWrite"),
+        "{seen_device:?}"
+    );
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let keys = intake_store::Keyring::from_base64(TEST_KEY, &[]).unwrap();
+    for resource in ["exo", "graph"] {
+        assert!(
+            store
+                .tokens(resource)
+                .load_token(&keys, "m365", USER)
+                .await
+                .unwrap()
+                .is_some(),
+            "{resource} token stored"
+        );
+    }
+
+    // The browser flow: consent for both resources, the code for Exchange, redeemed for Graph.
+    grants.lock().unwrap().clear();
+    let (status, text) = post_json(
+        &c,
+        node.url("/api/integrations/m365/authorize"),
+        &token,
+        serde_json::json!({"mailbox": USER, "flow": "browser"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let started: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let url = url::Url::parse(started["url"].as_str().unwrap()).unwrap();
+    let scope: String = url
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.to_string())
+        .unwrap();
+    assert!(
+        scope.contains("IMAP.AccessAsUser.All") && scope.contains("Mail.ReadWrite"),
+        "consent for both resources: {scope}"
+    );
+    let flow_id = started["flow_id"].as_str().unwrap().to_string();
+    let r = c
+        .get(node.url(&format!("/oauth/callback?state={flow_id}&code=CODE-API")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let done = wait_flow(&c, &node, &token, &flow_id, Duration::from_secs(5)).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        done["authorized"]["tokens"].as_array().unwrap().len(),
+        2,
+        "{done}"
+    );
+    let seen_browser = grants.lock().unwrap().clone();
+    assert_eq!(seen_browser.len(), 2, "{seen_browser:?}");
+    assert!(
+        seen_browser[0].starts_with("authorization_code"),
+        "{seen_browser:?}"
+    );
+    assert!(
+        seen_browser[1].starts_with("refresh_token") && seen_browser[1].contains("Mail.ReadWrite"),
+        "{seen_browser:?}"
+    );
+    let all = format!("{started}{done}");
+    for secret in [
+        "CS-API-VERY-SECRET",
+        "RT-EXO-SECRET",
+        "RT-GRAPH-SECRET",
+        &exo,
+        &graph,
+    ] {
+        assert!(!all.contains(secret), "a secret in an answer");
+    }
+}
+
+/// Write `text` as a new message into the Maildir at `root`.
+fn drop_raw(root: &Path, name: &str, bytes: &[u8]) {
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let tmp = root.join("tmp").join(name);
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, root.join("new").join(format!("{name}.M1P1.host"))).unwrap();
+}
+
+/// `POST /api/quarantine/{id}/retry` on SQLite and PostgreSQL: a message quarantined because
+/// it was over the channel's `max_message_bytes` is retried while the limit still holds (it
+/// stays quarantined, same entry, new reason), and after the limit is raised (it becomes one
+/// ticket; the entry is `retried` with the ticket's key and leaves the quarantine list; the
+/// audit log and the mail log say who). Five retries of another entry at once: exactly one
+/// makes a ticket, the others find nothing to retry. Junk stays quarantined. A retried entry
+/// cannot be retried again.
+async fn quarantine_retry_story(db_url: &str) {
+    create_admin(db_url, "alice", PASSWORD);
+    let token = admin_token(db_url, "alice");
+    let node = Node::start(db_url, None, &[], &node_env()).await;
+    let store = intake_store::Store::connect(db_url).await.unwrap();
+    let c = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    let big = |n: usize| {
+        let mut m = mail(&format!("big{n}@x"), &format!("Big report {n}")).into_bytes();
+        m.extend(std::iter::repeat_n(b'x', 3000));
+        m.extend(b"\r\n");
+        m
+    };
+    drop_raw(&root, "big1", &big(1));
+    drop_raw(&root, "big2", &big(2));
+    let junk: Vec<u8> = (0..2048u32).map(|i| (i * 31 % 256) as u8).collect();
+    drop_raw(&root, "junk", &junk);
+    let (status, text) = post_json(
+        &c,
+        node.url("/api/channels"),
+        &token,
+        serde_json::json!({
+            "name": "box", "project": "HELP", "protocol": "maildir",
+            "path": root.display().to_string(), "mode": "poll", "poll_seconds": 1,
+            "after": "mark-read", "rules": {"max_message_bytes": 2000}
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let get = |path: String| {
+        let rq = c.get(node.url(&path)).bearer_auth(&token);
+        async move {
+            rq.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let q = loop {
+        let q = get("/api/quarantine".into()).await;
+        if q["total"] == 3 {
+            break q;
+        }
+        assert!(Instant::now() < deadline, "3 quarantined: {q}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The two big messages (quarantined before their headers were read: no Message-ID) and
+    // the junk, told apart by size.
+    let items = q["items"].as_array().unwrap();
+    let big: Vec<i64> = items
+        .iter()
+        .filter(|i| i["raw_size"].as_i64().unwrap() > 3000)
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(big.len(), 2, "{q}");
+    let (big1, big2) = (big[0], big[1]);
+    let junk_id = items
+        .iter()
+        .find(|i| i["raw_size"] == junk.len())
+        .map(|i| i["id"].as_i64().unwrap())
+        .unwrap();
+    let retry = |id: i64| {
+        post_json(
+            &c,
+            node.url(&format!("/api/quarantine/{id}/retry")),
+            &token,
+            serde_json::json!({}),
+        )
+    };
+
+    // Still over the limit: stays quarantined, same entry, the new reason.
+    let (status, text) = retry(big1).await;
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["result"], "quarantined", "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the limit of 2000"),
+        "{v}"
+    );
+    let (status, text) = retry(junk_id).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["result"],
+        "quarantined"
+    );
+    assert_eq!(get("/api/quarantine".into()).await["total"], 3);
+    assert_eq!(store.count(intake_store::Table::Tickets).await.unwrap(), 0);
+
+    // Raise the limit; the node reloads its configuration within a second or two.
+    let r = c
+        .patch(node.url("/api/channels/box"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"rules": {"max_message_bytes": 100000}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let created = loop {
+        let (status, text) = retry(big1).await;
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if v["result"] == "created" {
+            break v;
+        }
+        assert_eq!(v["result"], "quarantined", "{v}");
+        assert!(
+            Instant::now() < deadline,
+            "the raised limit never applied: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let key = created["ticket_key"].as_str().unwrap().to_string();
+    let t = get(format!("/api/tickets/{key}")).await;
+    assert!(
+        t["summary"].as_str().unwrap().starts_with("Big report"),
+        "{t}"
+    );
+    assert_eq!(store.count(intake_store::Table::Tickets).await.unwrap(), 1);
+    let (status, _) = retry(big1).await;
+    assert_eq!(status, 404, "a retried entry is not retried again");
+
+    // Five retries at once: one ticket.
+    let racing: Vec<_> = (0..5).map(|_| retry(big2)).collect();
+    let answers = futures_util::future::join_all(racing).await;
+    let ok: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(ok.len(), 1, "exactly one retry applies: {answers:?}");
+    assert!(ok[0].1.contains("\"created\""), "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200 || *s == 404),
+        "{answers:?}"
+    );
+    assert_eq!(store.count(intake_store::Table::Tickets).await.unwrap(), 2);
+
+    let q = get("/api/quarantine".into()).await;
+    assert_eq!(q["total"], 1, "only the junk stays: {q}");
+    assert_eq!(q["items"][0]["id"], junk_id);
+    let rows = store.ledger(Some("box")).await.unwrap();
+    let retried: Vec<_> = rows.iter().filter(|r| r.outcome == "retried").collect();
+    assert_eq!(retried.len(), 2, "{rows:?}");
+    assert!(
+        retried
+            .iter()
+            .any(|r| r.ticket_key.as_deref() == Some(key.as_str()))
+    );
+    let created_rows = rows.iter().filter(|r| r.outcome == "created").count();
+    assert_eq!(created_rows, 2, "one outcome per message: {rows:?}");
+    let audit = get("/api/audit".into()).await;
+    let retried_by_alice = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "quarantine_retried" && e["actor"] == "alice")
+        .count();
+    assert!(retried_by_alice >= 4, "{audit}");
+    let status = get("/api/channels/box/status".into()).await;
+    assert_eq!(status["backlog"], 0, "drained: {status}");
+    assert!(status["backlog_at"].as_i64().unwrap() > 0, "{status}");
+    let log = get("/api/log?kind=retry_quarantined&per_page=50".into()).await;
+    assert!(log["total"].as_i64().unwrap() >= 4, "{log}");
+    let (status, _) = retry(999_999).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_retry_reapplies_exactly_once_on_sqlite() {
+    let db = TestDb::sqlite();
+    quarantine_retry_story(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_retry_reapplies_exactly_once_on_postgres() {
+    let db = TestDb::postgres().await;
+    quarantine_retry_story(&db.url).await;
+}
+
+/// One Server-Sent Event of the channel test stream: (event, data, when it arrived).
+type Sse = (String, serde_json::Value, Instant);
+
+/// Read the Server-Sent Events of `r` until the stream ends.
+async fn read_sse(mut r: reqwest::Response) -> Vec<Sse> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        let at = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim().to_string();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            if !event.is_empty() {
+                out.push((event, serde_json::from_str(&data).unwrap(), at));
+            }
+        }
+    }
+    out
+}
+
+/// The streamed channel test sends one event per stage as the stage finishes: against a
+/// server that accepts the connection and never greets, `dns` and `tcp` arrive at once, the
+/// `login` failure only when its timeout (2 s) has run out, and then the whole document (with
+/// the findings). A Maildir channel streams its `counts` stage and a passing result; an unknown
+/// channel ends with an `error` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_test_streams_one_event_per_stage_as_it_finishes() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = silent.accept().await {
+            keep.lock().await.push(sock);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    drop_mail(&root, 1);
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let mut env = node_env();
+    env.push(("SSE_TEST_PW", "not-a-real-password"));
+    let node = Node::start(&db.url, None, &[], &env).await;
+    let c = reqwest::Client::new();
+    for body in [
+        serde_json::json!({"name": "local", "project": "HELP", "protocol": "maildir",
+            "path": root.display().to_string(), "mode": "poll", "poll_seconds": 1}),
+        serde_json::json!({"name": "mute", "project": "HELP", "host": "127.0.0.1", "port": port,
+            "tls": "none", "mailbox": "a@example.test", "auth": "password:env:SSE_TEST_PW",
+            "timeout_seconds": 2}),
+    ] {
+        let (status, text) = post_json(&c, node.url("/api/channels"), &token, body).await;
+        assert_eq!(status, 201, "{text}");
+    }
+    let stream = |name: &str| {
+        let rq = c
+            .get(node.url(&format!("/api/channels/{name}/test/stream")))
+            .bearer_auth(&token);
+        async move {
+            let r = rq.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/event-stream")
+            );
+            r
+        }
+    };
+    let started = Instant::now();
+    let events = read_sse(stream("mute").await).await;
+    let names: Vec<String> = events
+        .iter()
+        .map(|(e, d, _)| match e.as_str() {
+            "stage" => format!("{}:{}", d["stage"].as_str().unwrap(), d["ok"]),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["dns:true", "tcp:true", "login:false", "result"],
+        "{events:?}"
+    );
+    let at = |i: usize| events[i].2.duration_since(started);
+    assert!(
+        at(1) < Duration::from_millis(1500),
+        "tcp arrived when it finished, not with the end: {:?}",
+        at(1)
+    );
+    assert!(
+        at(2) >= Duration::from_millis(1800) && at(2) - at(1) >= Duration::from_millis(1500),
+        "login failed only when its 2 s ran out: tcp at {:?}, login at {:?}",
+        at(1),
+        at(2)
+    );
+    let result = &events[3].1;
+    assert_eq!(result["channel"], "mute");
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["stages"].as_array().unwrap().len(), 3, "{result}");
+    assert!(
+        !result["findings"].as_array().unwrap().is_empty(),
+        "{result}"
+    );
+
+    let events = read_sse(stream("local").await).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.0, "result", "{events:?}");
+    assert_eq!(last.1["ok"], true, "{events:?}");
+    let stages: Vec<_> = events.iter().filter(|(e, _, _)| e == "stage").collect();
+    assert_eq!(
+        stages.len(),
+        last.1["stages"].as_array().unwrap().len(),
+        "one event per stage of the document: {events:?}"
+    );
+    let events = read_sse(stream("nope").await).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "error");
+    assert_eq!(events[0].1["error"], "not_found");
 }

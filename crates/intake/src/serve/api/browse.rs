@@ -1,5 +1,5 @@
 //! Reading what Intake did: `/api/tickets` (search, detail, attachment download), `/api/log`,
-//! `/api/quarantine` (list, raw message).
+//! `/api/quarantine` (list, raw message, discard, retry).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -16,21 +16,30 @@ use crate::serve::error::{ApiError, ErrorBody};
 pub struct TicketsQuery {
     /// Project key.
     pub project: Option<String>,
-    /// Words to find in the summary, description or comments (case-insensitive substring).
+    /// Text to find in the summary, description or comments (case-insensitive substring,
+    /// answered from a trigram index when it has three characters or more).
     pub q: Option<String>,
     pub status: Option<String>,
-    /// 1-based (default 1).
+    /// 1-based (default 1); pages reach 10,000 tickets deep, use `before` beyond.
     pub page: Option<i64>,
     /// Default 50, at most 500.
     pub per_page: Option<i64>,
+    /// Keyset paging: the `next_before` of the previous page (then `page` is ignored).
+    pub before: Option<i64>,
 }
 
-/// A page of a listing: `items`, `total`, `page`, `per_page`.
+/// A page of a listing: `items`, `total`, `page`, `per_page`; ticket search adds
+/// `total_capped` and `next_before`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct PageAnswer {
     #[schema(value_type = Vec<Object>)]
     pub items: Value,
+    /// Matching rows in all pages; ticket search counts at most 10,000.
     pub total: i64,
+    /// Ticket search: more rows match than `total` says.
+    pub total_capped: bool,
+    /// Ticket search: `before` for the next page; null on the last page.
+    pub next_before: Option<i64>,
     pub page: i64,
     pub per_page: i64,
 }
@@ -39,6 +48,8 @@ fn page<T: serde::Serialize>(p: intake_store::browse::Page<T>) -> Json<PageAnswe
     Json(PageAnswer {
         items: serde_json::to_value(&p.items).unwrap_or(Value::Null),
         total: p.total,
+        total_capped: p.total_capped,
+        next_before: p.next_before,
         page: p.page,
         per_page: p.per_page,
     })
@@ -59,6 +70,7 @@ pub async fn list_tickets(
             status: q.status,
             page: q.page.unwrap_or(1),
             per_page: q.per_page.unwrap_or(50),
+            before: q.before,
         })
         .await?;
     Ok(page(p))
@@ -309,6 +321,66 @@ pub async fn quarantine_discard(
         )
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// What `POST /api/quarantine/{id}/retry` did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RetryAnswer {
+    /// The quarantine entry retried.
+    pub id: i64,
+    pub channel: String,
+    /// `created`, `commented`, `ignored`, `duplicate` (the message already had an outcome; the
+    /// entry is marked retried) or `quarantined` (still unreadable: the entry stays, with the
+    /// new `reason`).
+    pub result: String,
+    /// The ticket the message became or was added to.
+    pub ticket_key: Option<String>,
+    /// Why it was ignored or is still quarantined.
+    pub reason: Option<String>,
+}
+
+/// Retry a quarantined message: its raw bytes go through prepare and apply again under the
+/// channel's current rules, exactly once (one transaction: the entry becomes `retried` and the
+/// message gets its outcome). Still unreadable: it stays quarantined with the new reason.
+#[utoipa::path(post, path = "/api/quarantine/{id}/retry", tag = "quarantine",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = RetryAnswer), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the channel is gone, or only the headers were kept")))]
+pub async fn quarantine_retry(
+    State(state): State<AppState>,
+    axum::Extension(who): axum::Extension<crate::serve::auth::Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<RetryAnswer>, ApiError> {
+    use crate::quarantine::RetryError;
+    let missing = || ApiError::not_found(format!("no quarantined message {id}"));
+    let n: i64 = id.parse().map_err(|_| missing())?;
+    let settings = state.live.snapshot().settings.clone();
+    let r = crate::quarantine::retry(&state.store, &settings, n, &who.user)
+        .await
+        .map_err(|e| match e {
+            RetryError::NotQuarantined(_) => ApiError::not_found(e.to_string()),
+            RetryError::NoChannel { .. } | RetryError::HeadersOnly { .. } => {
+                ApiError::conflict(e.to_string())
+            }
+            RetryError::Prepare(_) => ApiError::internal(e.to_string()),
+            RetryError::Store(s) => s.into(),
+        })?;
+    state
+        .store
+        .audit(
+            &who.user,
+            "quarantine_retried",
+            &format!("quarantine:{n}"),
+            serde_json::json!({"result": r.result, "ticket_key": r.ticket_key, "reason": r.reason}),
+        )
+        .await?;
+    Ok(Json(RetryAnswer {
+        id: r.id,
+        channel: r.channel,
+        result: r.result,
+        ticket_key: r.ticket_key,
+        reason: r.reason,
+    }))
 }
 
 #[cfg(test)]

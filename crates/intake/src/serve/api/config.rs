@@ -71,8 +71,11 @@ pub struct ChannelStatus {
     pub failing_since: Option<i64>,
     /// Messages by outcome.
     pub counts: BTreeMap<String, i64>,
-    /// Messages waiting on the server, when known (not measured yet: always null).
+    /// Messages the channel's last listing found without an outcome yet, counted down as its
+    /// batches commit (0 once drained). Null until a node has listed the channel.
     pub backlog: Option<i64>,
+    /// When `backlog` was last recorded (Unix seconds).
+    pub backlog_at: Option<i64>,
 }
 
 fn integration_view(e: &ConfigEntry) -> IntegrationView {
@@ -201,7 +204,7 @@ async fn create(
             json!({"keys": keys_of(&body)}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     Ok(entry)
 }
 
@@ -247,7 +250,7 @@ async fn patch(
             json!({"keys": keys_of(&change)}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     Ok(ConfigEntry { body, ..e })
 }
 
@@ -271,7 +274,7 @@ async fn delete(state: &AppState, who: &Principal, kind: Kind, name: &str) -> Re
             json!({}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     Ok(())
 }
 
@@ -435,7 +438,7 @@ async fn set_paused(
             json!({}),
         )
         .await?;
-    state.live.changed();
+    state.live.reload_now().await;
     let all = entries(state).await?;
     Ok(channel_view(find(&all, Kind::Channel, name)?))
 }
@@ -482,6 +485,7 @@ pub async fn channel_status(
         .await?
         .filter(|(_, exp)| *exp > intake_store::now());
     let health = state.store.channel_health(&name).await?;
+    let backlog = state.store.channel_backlog(&name).await?;
     let failing_since = health.as_ref().and_then(|h| h.failing_since);
     let state_word = if e.paused {
         "paused"
@@ -507,14 +511,16 @@ pub async fn channel_status(
             .await?
             .into_iter()
             .collect(),
-        backlog: None,
+        backlog: backlog.map(|(n, _)| n),
+        backlog_at: backlog.map(|(_, at)| at),
     }))
 }
 
-/// Run the staged connection check of a channel (DNS, TCP/proxy, TLS and login, folder, counts;
-/// counts only, nothing fetched or changed): the same document as one element of
-/// `intake doctor --json`: `{channel, protocol, ok, stages: [{stage, target, ok, detail}],
-/// counts, root_cause}`. Answers 200 whether the check passed or not (`ok` says).
+/// Run the staged connection check of a channel (token, DNS, TCP/proxy, TLS and login,
+/// folder, counts; counts only, nothing fetched or changed) with the doctor's findings: the same
+/// document as the channel's element of `intake doctor --json`: `{channel, protocol, ok,
+/// stages: [{stage, target, ok, detail}], counts, root_cause, findings, integration,
+/// outgoing}`. Answers 200 whether the check passed or not (`ok` and the findings say).
 #[utoipa::path(post, path = "/api/channels/{name}/test", tag = "channels",
     params(("name" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
@@ -523,20 +529,20 @@ pub async fn test_channel(
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let snap = state.live.snapshot();
-    let c = snap
-        .settings
-        .channel(&name)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("no channel named {name:?}")))?;
-    let report = crate::runner::check(&snap.settings, &state.store, &c).await;
-    let mut v = json!({"channel": c.name, "protocol": c.protocol().as_str()});
-    if let (Some(m), Ok(Value::Object(r))) = (v.as_object_mut(), serde_json::to_value(&report)) {
-        m.extend(r);
-    }
-    let _ = state
-        .store
-        .audit(&who.user, "channel_tested", &name, json!({"ok": report.ok}))
-        .await;
-    Ok(Json(v))
+    let r = crate::serve::channel_test::test(&state, &who.user, &name).await?;
+    Ok(Json(crate::serve::channel_test::document(&r)))
+}
+
+/// The channel test as Server-Sent Events: `event: stage` with `{stage, target, ok, detail}`
+/// for each stage as it finishes, then `event: result` with the whole document of `POST
+/// /api/channels/{name}/test` (or `event: error` with `{error, message}`).
+#[utoipa::path(get, path = "/api/channels/{name}/test/stream", tag = "channels",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "Server-Sent Events: stage…, then result or error", content_type = "text/event-stream")))]
+pub async fn test_channel_stream(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Response {
+    crate::serve::channel_test::stream(state, who.user, name).into_response()
 }

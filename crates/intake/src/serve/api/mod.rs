@@ -9,6 +9,7 @@
 pub mod browse;
 pub mod config;
 pub mod oauth;
+pub mod outbox;
 pub mod session;
 
 use axum::extract::State;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(config::resume_channel))
         .routes(routes!(config::channel_status))
         .routes(routes!(config::test_channel))
+        .routes(routes!(config::test_channel_stream))
         .routes(routes!(oauth::authorize))
         .routes(routes!(oauth::flow))
         .routes(routes!(browse::list_tickets))
@@ -74,6 +76,11 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(browse::quarantine))
         .routes(routes!(browse::quarantine_raw))
         .routes(routes!(browse::quarantine_discard))
+        .routes(routes!(browse::quarantine_retry))
+        .routes(routes!(outbox::reply))
+        .routes(routes!(outbox::list))
+        .routes(routes!(outbox::retry))
+        .routes(routes!(outbox::discard))
         .routes(routes!(alerts))
         .routes(routes!(audit))
         .routes(routes!(openapi_json))
