@@ -379,15 +379,16 @@ impl Store {
     }
 
     /// Give up on a pending or failed row: it is never sent, and stops holding back later rows
-    /// of its ticket.
-    pub async fn discard_outbox(&self, id: i64) -> Result<bool, StoreError> {
+    /// of its ticket. `note` (who and why) replaces the row's last error.
+    pub async fn discard_outbox(&self, id: i64, note: Option<&str>) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET state = 'discarded', done_at = $1, lease_owner = NULL,
-                 lease_until = NULL
+                 lease_until = NULL, last_error = COALESCE($3, last_error)
              WHERE id = $2 AND state IN ('pending', 'failed')",
         )
         .bind(now())
         .bind(id)
+        .bind(note)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)

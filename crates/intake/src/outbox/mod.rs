@@ -10,11 +10,14 @@
 //! - [`settle`]: what `intake run --once` and `intake ingest` do before they return: deliver the
 //!   rows they created until each is sent or failed, or its next try is more than
 //!   [`SETTLE_BUDGET`] away (it stays pending for later runs and counts as `send_failed`);
-//! - [`run_forever`]: what `intake run` does beside its channels.
+//! - [`run_forever`]: what `intake run` does beside its channels; [`deliver_forever`]: the
+//!   same on the live configuration of `intake serve`, on every node;
+//! - [`reply`]: a reply from a ticket (`intake reply`, `POST /api/tickets/{key}/replies`).
 
 pub mod config;
 pub mod doctor;
 pub mod mail;
+pub mod reply;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -444,15 +447,29 @@ fn owner_is_dead(owner: &str, me: &str) -> bool {
 
 /// `intake run`: deliver due rows until `shutdown`, a pass every second (at once again while
 /// there is more).
-pub async fn run_forever(
-    settings: Arc<Settings>,
+pub async fn run_forever(settings: Arc<Settings>, store: Store, shutdown: watch::Receiver<bool>) {
+    deliver_forever(move || (0, settings.clone()), store, shutdown).await;
+}
+
+/// Deliver due rows until `shutdown`, with the configuration `current` gives as (version,
+/// settings): a new version builds a new [`Deliverer`] (`intake serve`'s live configuration;
+/// `intake run` has one version). Every node runs this: rows are claimed with a lease, so each
+/// is delivered by one node at a time.
+pub async fn deliver_forever(
+    current: impl Fn() -> (i64, Arc<Settings>) + Send,
     store: Store,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (mut version, settings) = current();
     let mut d = Deliverer::new(&settings, &store);
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        let (v, settings) = current();
+        if v != version {
+            version = v;
+            d = Deliverer::new(&settings, &store);
         }
         let more = match d.pass(0).await {
             Ok(p) => p.claimed > 0,

@@ -717,6 +717,11 @@ struct GraphSendFake {
     sent_items: std::sync::Arc<std::sync::Mutex<Vec<SentItem>>>,
     lookups: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     delay: std::time::Duration,
+    /// The first this many `sendMail` requests answer 500 without sending (a gateway that
+    /// fails before Exchange takes the message).
+    fail_first: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// When each `sendMail` request arrived.
+    posts: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
 }
 
 impl wiremock::Respond for GraphSendFake {
@@ -733,6 +738,13 @@ impl wiremock::Respond for GraphSendFake {
         }
         let path = req.url.path();
         if req.method.as_str() == "POST" && path == format!("/v1.0/users/{USER}/sendMail") {
+            self.posts.lock().unwrap().push(std::time::Instant::now());
+            let failing = self.fail_first.load(std::sync::atomic::Ordering::Relaxed);
+            if failing > 0 {
+                self.fail_first
+                    .store(failing - 1, std::sync::atomic::Ordering::Relaxed);
+                return ResponseTemplate::new(500).set_body_json(serde_json::json!({"error": {"code": "InternalServerError", "message": "try again"}}));
+            }
             let mime = base64::engine::general_purpose::STANDARD
                 .decode(&req.body)
                 .unwrap();
@@ -903,6 +915,342 @@ async fn sigkill_while_sending_over_graph_each_mail_arrives_exactly_once() {
     assert!(
         found >= 1,
         "some kills hit the window after Graph took the mail"
+    );
+    store.close().await;
+}
+
+/// `intake serve` delivers the outbox: a reply posted through the API (with an attachment) on a
+/// running node goes out over Dovecot submission (XOAUTH2) and arrives in the reporter's and
+/// the participant's mailboxes once each (read over IMAP), recorded as an outgoing comment; the
+/// outbox routes list it as sent, refuse to retry or discard a sent row (409), and discard a
+/// failed one with its reason (audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_posted_through_the_api_on_a_running_serve_arrives_once() {
+    use base64::Engine as _;
+    use intake_testkit::sent_relay::SentRelay;
+    use std::time::{Duration, Instant};
+    let test = "serve_reply_arrives_once";
+    let Some(idp) = Idp::start_or_skip(test) else {
+        return;
+    };
+    let relay = SentRelay::start().unwrap();
+    let Some(dc) = Dovecot::start_or_skip(
+        test,
+        &DovecotOptions::with_users(&[
+            (USER, "unused"),
+            ("jane@customer.example", "pw"),
+            ("boss@customer.example", "pw"),
+        ])
+        .introspect(&idp)
+        .submission(relay.port)
+        .sent_folder(),
+    ) else {
+        return;
+    };
+    relay.deliver_to(dc.lmtp_socket());
+    let token = mail_access_token(&idp, USER).await.unwrap();
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    store
+        .tokens("")
+        .save_token(
+            &keys,
+            "idp",
+            USER,
+            &TokenSet {
+                access_token: SecretString::from(token),
+                refresh_token: None,
+                expires_at: now() + 3000,
+                scopes: vec!["mail".into()],
+                id_token: None,
+            },
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[integration]]\nname = \"idp\"\nprovider = \"custom\"\nclient_id = \"{}\"\nclient_secret = \"env:UNUSED\"\ngrant = \"authorization_code\"\n\
+             authorize_url = \"{}\"\ntoken_url = \"{}\"\nscopes = [\"openid\", \"email\", \"mail\"]\n\n\
+             [[channel]]\nname = \"support\"\nproject = \"HELP\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
+             mailbox = \"{USER}\"\nauth = \"oauth:idp\"\n\
+             [channel.send]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\n",
+            idp.client_id,
+            idp.authorization_endpoint(),
+            idp.token_endpoint(),
+            dc.imaps_port,
+            dc.ca_path.display(),
+            dc.submission_port,
+        ),
+    )
+    .unwrap();
+    dc.deliver(
+        USER,
+        &customer_mail("s1@customer.example", "Printer on fire", "", "It burns."),
+    )
+    .unwrap();
+    crate::serve::create_admin(&db.url, "alice", "a long enough password");
+    let api_token = crate::serve::admin_token(&db.url, "alice");
+    let node = crate::serve::Node::start(
+        &db.url,
+        Some(&cfg),
+        &[],
+        &[
+            ("INTAKE_SECRET_KEY", KEY),
+            ("UNUSED", "client-secret"),
+            ("INTAKE_LEASE_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.ticket("HELP-1").await.unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve made no ticket: {}",
+            node.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = reqwest::Client::new();
+    let r = c
+        .post(node.url("/api/tickets/HELP-1/replies"))
+        .bearer_auth(&api_token)
+        .json(&serde_json::json!({
+            "body": "We are on it.",
+            "attachments": [{
+                "filename": "steps.txt",
+                "content_type": "text/plain",
+                "data_base64": base64::engine::general_purpose::STANDARD.encode("1. unplug\n"),
+            }],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let q: Value = r.json().await.unwrap();
+    let message_id = q["message_id"].as_str().unwrap().to_string();
+    let mut rcpt: Vec<String> = q["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    rcpt.sort();
+    assert_eq!(rcpt, vec!["boss@customer.example", "jane@customer.example"]);
+    // Delivered by the node, without any other process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ids = imap_message_ids(&dc, "jane@customer.example", "INBOX").await;
+        if ids.contains(&message_id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reply did not arrive: {}",
+            node.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Passes keep running: still once a few seconds later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for who in ["jane@customer.example", "boss@customer.example"] {
+        let ids = imap_message_ids(&dc, who, "INBOX").await;
+        assert_eq!(
+            ids.iter().filter(|m| **m == message_id).count(),
+            1,
+            "{who}: {ids:?}"
+        );
+        assert_eq!(ids.len(), 1, "{who}: nothing else");
+    }
+    assert_eq!(relay.delivered(), 1);
+    let ticket = store.ticket("HELP-1").await.unwrap().unwrap();
+    assert!(
+        ticket
+            .comments
+            .iter()
+            .any(|c| c.body == "We are on it." && c.author == USER)
+    );
+    // The outbox over the API.
+    let rows: Value = c
+        .get(node.url("/api/outbox?state=sent"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["identity"] == message_id.as_str())
+        .unwrap_or_else(|| panic!("{rows}"))
+        .clone();
+    assert_eq!(
+        (row["kind"].as_str(), row["event"].as_str()),
+        (Some("mail"), Some("reply"))
+    );
+    assert_eq!(row["in_flight_at"], Value::Null);
+    let id = row["id"].as_i64().unwrap();
+    for action in ["retry", "discard"] {
+        let r = c
+            .post(node.url(&format!("/api/outbox/{id}/{action}")))
+            .bearer_auth(&api_token)
+            .json(&serde_json::json!({"reason": "test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 409, "{action} of a sent row");
+    }
+    let bad: Value = c
+        .get(node.url("/api/outbox?state=nope"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad["error"], "invalid", "{bad}");
+    // A failed row: discarded with its reason, audited.
+    sqlx::query(
+        "INSERT INTO outbox (kind, target, ticket_key, event, identity, message_id, recipient,
+             payload, state, attempts, next_at, created_at, last_error)
+         VALUES ('webhook', 'gone', NULL, 'ticket.quarantined', 'intake:gone:1', NULL, NULL,
+             '{}', 'failed', 1, 0, 0, 'HTTP 400')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let failed: Value = c
+        .get(node.url("/api/outbox?state=failed"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fid = failed[0]["id"].as_i64().unwrap();
+    let r = c
+        .post(node.url(&format!("/api/outbox/{fid}/discard")))
+        .bearer_auth(&api_token)
+        .json(&serde_json::json!({"reason": "the sink is gone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let row = store.outbox_item(fid).await.unwrap().unwrap();
+    assert_eq!(row.state, "discarded");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("discarded by alice: the sink is gone")
+    );
+    let audit: Value = c
+        .get(node.url("/api/audit"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"outbox_discarded") && actions.contains(&"ticket_replied"),
+        "{actions:?}"
+    );
+    store.close().await;
+}
+
+/// The other side of the reconciliation: Graph answers a `sendMail` with 500 (the mail may or
+/// may not have gone out, so the row stays in flight), and the mail is not in Sent Items. The
+/// next try looks, keeps looking until `sent_copy_wait_seconds` (4) after the interrupted try,
+/// then sends it again — once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_send_missing_from_sent_items_goes_again_after_the_wait() {
+    use std::time::Duration;
+    use wiremock::{Mock, MockServer, matchers};
+    let fake = GraphSendFake {
+        fail_first: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1)),
+        ..Default::default()
+    };
+    let graph = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(fake.clone())
+        .mount(&graph)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = local_channel(
+        dir.path(),
+        "transport = \"graph\"\nauth = \"oauth:m365\"\nsent_copy_wait_seconds = 4",
+        &format!(
+            "[[integration]]\nname = \"m365\"\nprovider = \"microsoft\"\ncloud = \"worldwide\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"11111111-2222-3333-4444-555555555555\"\nclient_secret = \"env:UNUSED\"\nclient_secret_expires = \"2099-01-01\"\n\
+             grant = \"authorization_code\"\nauthority_url = \"{0}\"\ngraph_url = \"{0}\"\n\n\
+             [[acknowledgement]]\nproject = \"HELP\"\n",
+            graph.uri()
+        ),
+    );
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    store
+        .tokens("graph")
+        .save_token(
+            &keys,
+            "m365",
+            USER,
+            &TokenSet {
+                access_token: SecretString::from("graph-token".to_string()),
+                refresh_token: None,
+                expires_at: now() + 3000,
+                scopes: vec!["Mail.Send".into(), "Mail.Read".into()],
+                id_token: None,
+            },
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.path().join("md/new/1.eml"),
+        from_customer("ann@customer.example", "m1@customer.example", "Question"),
+    )
+    .unwrap();
+    let v: Value =
+        serde_json::from_str(run(&cfg, &db.url, &["run", "--once", "--json"]).trim()).unwrap();
+    assert_eq!(v["sent"].as_u64(), Some(1), "{v}");
+    let rows = store.outbox_since(0).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.attempts, 2, "the 500, then the send after the look-up");
+    assert_eq!(row.result, None, "sent, not found in Sent Items");
+    assert_eq!(row.in_flight_at, None);
+    let sent = fake.sent_items.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, format!("<{}>", row.message_id.clone().unwrap()));
+    let lookups = fake.lookups.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        lookups >= 2,
+        "looked, and looked again while waiting: {lookups}"
+    );
+    let posts = fake.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 2);
+    assert!(
+        posts[1].duration_since(posts[0]) >= Duration::from_millis(2500),
+        "the resend waited for the Sent copy: {:?}",
+        posts[1].duration_since(posts[0])
     );
     store.close().await;
 }
