@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(session::logout))
         .route("/tickets", get(tickets::list))
         .route("/tickets/{key}", get(tickets::show))
+        .route("/tickets/{key}/reply", post(tickets::reply))
         .route(
             "/integrations",
             get(integrations::page).post(integrations::submit),

@@ -93,6 +93,14 @@ struct Fixture {
     quarantined: i64,
 }
 
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 async fn fixture() -> Fixture {
     let db = TestDb::sqlite();
     create_admin(&db.url, "alice", PASSWORD);
@@ -119,7 +127,12 @@ async fn fixture() -> Fixture {
         .json(&serde_json::json!({
             "name": "box", "project": "HELP", "protocol": "maildir",
             "path": root.display().to_string(), "mode": "poll", "poll_seconds": 1,
-            "after": "mark-read"
+            "after": "mark-read",
+            // Replies are recorded and queued; their delivery fails (nothing listens there)
+            // and is retried by the outbox, which the pages do not wait for.
+            "send": {"transport": "smtp", "host": "127.0.0.1", "port": closed_port(),
+                     "tls": "none", "auth": "password:env:WEB_TEST_PW",
+                     "from": "help@example.com"}
         }))
         .send()
         .await
