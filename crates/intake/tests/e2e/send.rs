@@ -717,6 +717,11 @@ struct GraphSendFake {
     sent_items: std::sync::Arc<std::sync::Mutex<Vec<SentItem>>>,
     lookups: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     delay: std::time::Duration,
+    /// The first this many `sendMail` requests answer 500 without sending (a gateway that
+    /// fails before Exchange takes the message).
+    fail_first: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// When each `sendMail` request arrived.
+    posts: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
 }
 
 impl wiremock::Respond for GraphSendFake {
@@ -733,6 +738,13 @@ impl wiremock::Respond for GraphSendFake {
         }
         let path = req.url.path();
         if req.method.as_str() == "POST" && path == format!("/v1.0/users/{USER}/sendMail") {
+            self.posts.lock().unwrap().push(std::time::Instant::now());
+            let failing = self.fail_first.load(std::sync::atomic::Ordering::Relaxed);
+            if failing > 0 {
+                self.fail_first
+                    .store(failing - 1, std::sync::atomic::Ordering::Relaxed);
+                return ResponseTemplate::new(500).set_body_json(serde_json::json!({"error": {"code": "InternalServerError", "message": "try again"}}));
+            }
             let mime = base64::engine::general_purpose::STANDARD
                 .decode(&req.body)
                 .unwrap();
@@ -1157,6 +1169,88 @@ async fn a_reply_posted_through_the_api_on_a_running_serve_arrives_once() {
     assert!(
         actions.contains(&"outbox_discarded") && actions.contains(&"ticket_replied"),
         "{actions:?}"
+    );
+    store.close().await;
+}
+
+/// The other side of the reconciliation: Graph answers a `sendMail` with 500 (the mail may or
+/// may not have gone out, so the row stays in flight), and the mail is not in Sent Items. The
+/// next try looks, keeps looking until `sent_copy_wait_seconds` (4) after the interrupted try,
+/// then sends it again — once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_send_missing_from_sent_items_goes_again_after_the_wait() {
+    use std::time::Duration;
+    use wiremock::{Mock, MockServer, matchers};
+    let fake = GraphSendFake {
+        fail_first: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1)),
+        ..Default::default()
+    };
+    let graph = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(fake.clone())
+        .mount(&graph)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = local_channel(
+        dir.path(),
+        "transport = \"graph\"\nauth = \"oauth:m365\"\nsent_copy_wait_seconds = 4",
+        &format!(
+            "[[integration]]\nname = \"m365\"\nprovider = \"microsoft\"\ncloud = \"worldwide\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"11111111-2222-3333-4444-555555555555\"\nclient_secret = \"env:UNUSED\"\nclient_secret_expires = \"2099-01-01\"\n\
+             grant = \"authorization_code\"\nauthority_url = \"{0}\"\ngraph_url = \"{0}\"\n\n\
+             [[acknowledgement]]\nproject = \"HELP\"\n",
+            graph.uri()
+        ),
+    );
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let keys = Keyring::from_base64(KEY, &[]).unwrap();
+    store
+        .tokens("graph")
+        .save_token(
+            &keys,
+            "m365",
+            USER,
+            &TokenSet {
+                access_token: SecretString::from("graph-token".to_string()),
+                refresh_token: None,
+                expires_at: now() + 3000,
+                scopes: vec!["Mail.Send".into(), "Mail.Read".into()],
+                id_token: None,
+            },
+            &TokenIdentity::default(),
+        )
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.path().join("md/new/1.eml"),
+        from_customer("ann@customer.example", "m1@customer.example", "Question"),
+    )
+    .unwrap();
+    let v: Value =
+        serde_json::from_str(run(&cfg, &db.url, &["run", "--once", "--json"]).trim()).unwrap();
+    assert_eq!(v["sent"].as_u64(), Some(1), "{v}");
+    let rows = store.outbox_since(0).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.attempts, 2, "the 500, then the send after the look-up");
+    assert_eq!(row.result, None, "sent, not found in Sent Items");
+    assert_eq!(row.in_flight_at, None);
+    let sent = fake.sent_items.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, format!("<{}>", row.message_id.clone().unwrap()));
+    let lookups = fake.lookups.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        lookups >= 2,
+        "looked, and looked again while waiting: {lookups}"
+    );
+    let posts = fake.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 2);
+    assert!(
+        posts[1].duration_since(posts[0]) >= Duration::from_millis(2500),
+        "the resend waited for the Sent copy: {:?}",
+        posts[1].duration_since(posts[0])
     );
     store.close().await;
 }
