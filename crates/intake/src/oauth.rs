@@ -361,7 +361,19 @@ impl TokenService {
                     reason: reason.clone(),
                 });
             }
-            self.fits(i, mailbox, protocol, &stored.identity)?;
+            if let Err(e) = self.fits(i, mailbox, protocol, &stored.identity) {
+                if i.grant != Grant::ClientCredentials {
+                    return Err(e);
+                }
+                // App-only: there is no sign-in to repeat, and the administrator may have
+                // fixed the app's permissions or the integration's cloud since this token was
+                // issued: ask again at once rather than use a token that cannot work until
+                // it expires. The new one is checked the same way.
+                let t = client.client_credentials(&scopes).await?;
+                let identity = self.save(client, mailbox, protocol, &t).await?;
+                self.fits(i, mailbox, protocol, &identity)?;
+                return Ok(t.access_token);
+            }
             if stored.expires_at - now() > REFRESH_AHEAD_SECONDS {
                 return Ok(stored.tokens.access_token);
             }

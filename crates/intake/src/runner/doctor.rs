@@ -12,6 +12,7 @@
 
 use intake_core::diagnosis::{Diagnosed, Level, OwnCode, RootCause};
 use intake_core::integration::{IntegrationConfig, ResolvedIntegration};
+use intake_core::preset::Grant;
 use intake_core::secret::SecretRef;
 use intake_mail::check::{self, Cause, Counts, Report, StageResult};
 use intake_mail::source::Start;
@@ -542,9 +543,66 @@ fn with_names(text: &str, ctx: &Ctx<'_>) -> String {
 
 /// What a failure to get the token says: no token, refused for good, the wrong one, or the
 /// identity provider's decoded error.
+/// The fix of a token problem on an app-only integration (`grant = "client_credentials"`):
+/// there is no sign-in to repeat, so `intake authorize` would not help. What the token may do
+/// comes from the app registration's application permissions (and, for IMAP, POP3 and SMTP,
+/// from Exchange's service principal and its mailbox permission); Intake asks for a new token
+/// at the next connection, so `intake token` shows at once whether the change took.
+fn app_only_fix(ctx: &Ctx<'_>, i: &ResolvedIntegration, what: &str) -> String {
+    use intake_core::preset::Protocol as P;
+    let mailbox = ctx.mailbox.unwrap_or("the mailbox");
+    let grant = match ctx.protocol {
+        P::Graph => "the Microsoft Graph application permission Mail.ReadWrite".to_string(),
+        p => {
+            let permission = match p {
+                P::Pop3 => "POP.AccessAsApp",
+                P::Smtp => "SMTP.SendAsApp",
+                _ => "IMAP.AccessAsApp",
+            };
+            format!(
+                "the Office 365 Exchange Online application permission {permission}, then in \
+                 Exchange Online PowerShell New-ServicePrincipal for the app (the Enterprise \
+                 Application's object ID) and Add-MailboxPermission -Identity {mailbox} -User \
+                 <that service principal> -AccessRights FullAccess"
+            )
+        }
+    };
+    let protocol = ctx.protocol.as_str().to_ascii_lowercase();
+    format!(
+        "[[channel]] \"{}\": integration \"{}\" signs in as the application (grant = \
+         \"client_credentials\"), so there is no sign-in to repeat: {what}. Check its `cloud` \
+         and `tenant`, and give app {} {grant}, with admin consent; then `intake token {} \
+         --mailbox {mailbox} --protocol {protocol}` fetches a new token and shows its roles",
+        ctx.channel, i.name, i.client_id, i.name
+    )
+}
+
 fn token_finding(e: &RunError, evidence: &str, ctx: &Ctx<'_>) -> Option<Diagnosed> {
     let authorize = ctx.authorize();
-    match e {
+    let app_only = ctx
+        .integration
+        .filter(|i| i.grant == Grant::ClientCredentials);
+    match (e, app_only) {
+        (RunError::Token(TokenError::NotAuthorized { .. }), Some(i))
+        | (RunError::Token(TokenError::NeedsReauthorization { .. }), Some(i)) => {
+            Some(Diagnosed::own(
+                OwnCode::TokenMissing,
+                Level::Error,
+                evidence,
+                app_only_fix(ctx, i, "the token endpoint gave no usable token"),
+            ))
+        }
+        (RunError::Token(TokenError::WrongToken { finding, .. }), Some(i)) => {
+            Some(Diagnosed::cause(
+                finding.cause.unwrap_or(RootCause::Rc1),
+                Level::Error,
+                evidence,
+                app_only_fix(ctx, i, &finding.message),
+            ))
+        }
+        _ => None,
+    }
+    .or_else(|| match e {
         RunError::Token(TokenError::NotAuthorized { .. }) => Some(Diagnosed::own(
             OwnCode::TokenMissing,
             Level::Error,
@@ -595,7 +653,7 @@ fn token_finding(e: &RunError, evidence: &str, ctx: &Ctx<'_>) -> Option<Diagnose
             _ => None,
         },
         _ => None,
-    }
+    })
 }
 
 /// The `token` stage: reach the token endpoint (TCP, through the proxy when one applies,

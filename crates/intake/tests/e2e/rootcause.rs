@@ -1156,3 +1156,89 @@ async fn healthy_imap_on_dovecot_and_graph_report_no_error() {
     assert_eq!(v[1]["counts"]["messages"], 4, "{v}");
     assert!(!text.contains(&token) && !text.contains(SECRET), "{text}");
 }
+
+/// An app-only integration (`grant = "client_credentials"`) whose app lacks the Graph
+/// application permission: there is no sign-in to repeat, so the fix names the app
+/// registration's permission, admin consent and `intake token` — never `intake authorize`.
+/// Once the administrator grants the permission, the next check asks for a new token at once
+/// and passes, instead of using the stored one (good for an hour) that cannot work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_only_token_problems_name_the_app_permission_and_a_fixed_app_works_at_once() {
+    let without = jwt(serde_json::json!({
+        "aud": "https://graph.microsoft.com", "roles": ["User.Read.All"], "tid": "t"
+    }));
+    let login = MockServer::start().await;
+    // The first token is issued before the permission was granted; every later one after.
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3600, "access_token": without
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&login)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer", "expires_in": 3600, "access_token": graph_app_token()
+        })))
+        .mount(&login)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(token_path()))
+        .respond_with(ResponseTemplate::new(405))
+        .mount(&login)
+        .await;
+    let (graph, _) = graph_fake(M, &graph_app_token(), 1, Vec::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        &format!(
+            "{}{}",
+            integration(
+                &login.uri(),
+                &format!(
+                    "client_secret = \"env:M365_SECRET\"\ngrant = \"client_credentials\"\ngraph_url = \"{}\"",
+                    graph.uri()
+                )
+            ),
+            graph_channel(M, "")
+        ),
+    );
+    let db = TestDb::sqlite();
+    let (code, v, text) = doctor(&cfg, &db.url);
+    assert_eq!(code, 1, "{v}");
+    let f = finding(&v, "RC1");
+    assert_eq!(f["severity"], "error", "{v}");
+    let fix = f["fix"].as_str().unwrap();
+    for part in [
+        "client_credentials",
+        "Mail.ReadWrite",
+        "admin consent",
+        &format!("intake token m365 --mailbox {M} --protocol graph"),
+    ] {
+        assert!(fix.contains(part), "the fix names {part:?}: {fix}");
+    }
+    assert!(
+        !fix.contains("intake authorize"),
+        "app-only has no sign-in: {fix}"
+    );
+    assert!(
+        graph.received_requests().await.unwrap().is_empty(),
+        "Graph was sent a token without the permission"
+    );
+    assert!(!text.contains(&without) && !text.contains(SECRET));
+
+    // The permission is granted now: the stored token (valid for an hour) is not used again.
+    let (code, v, _) = doctor(&cfg, &db.url);
+    assert_eq!(code, 0, "a fixed app works at the next check: {v}");
+    let posts = login
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 2, "one token before the fix, one after");
+}
