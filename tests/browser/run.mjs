@@ -299,6 +299,18 @@ try {
     await api.dispose();
   });
 
+  await check('a reply typed in the reply box becomes a comment in the conversation', async () => {
+    await p.goto(`${BASE}/tickets/${env('TICKET')}`);
+    const before = await p.$$eval('ol.conversation > li', (l) => l.length);
+    const text = `We are sending a technician (${Date.now()}).`;
+    await p.fill('#reply-body', text);
+    await p.click('button:has-text("Send the reply")');
+    await p.waitForURL(/#reply$/);
+    const after = await p.$$eval('ol.conversation > li', (l) => l.map((x) => x.textContent));
+    assert(after.length === before + 1 && after[after.length - 1].includes(text), `conversation: ${JSON.stringify(after.slice(-2))}`);
+    await audit(p, 'ticket-reply');
+  });
+
   await check('no page made a remote request or opened a dialog', async () => {
     assert(remote.length === 0, JSON.stringify(remote));
   });

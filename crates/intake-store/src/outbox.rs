@@ -6,8 +6,11 @@
 //! ## Protocol
 //! 1. **Enqueue** (inside the ticket's transaction): the row's `identity` is chosen now and never
 //!    changes: the mail's Message-ID, or the `Idempotency-Key` of an HTTP call. A crash after
-//!    the send and before [`Store::outbox_sent`] makes the row go out again, with the same
-//!    identity, so the receiver recognises the repeat.
+//!    the send and before [`Store::outbox_sent`] leaves the row pending: a webhook goes out
+//!    again with the same identity (the receiver recognises the repeat); a mail or Jira row was
+//!    marked in flight before its final step ([`Store::outbox_in_flight`]), so the next try
+//!    looks for its effect first (the mail in the Sent folder, the issue, comment and
+//!    attachments at Jira) instead of repeating it.
 //! 2. **Claim** ([`Store::claim_outbox`]): one conditional `UPDATE … RETURNING` takes due rows
 //!    that no other node holds (`lease_until` in the past) for `lease` seconds. On PostgreSQL
 //!    the row lock and the re-check of the condition make two claimers exclusive; SQLite has one
@@ -97,10 +100,15 @@ pub struct OutboxItem {
     pub result: Option<String>,
     pub created_at: i64,
     pub done_at: Option<i64>,
+    /// When a try last reached its final step (the end of SMTP `DATA`, the Graph `sendMail`
+    /// POST) without an answer recorded: the mail may have gone out. A later try looks for it in
+    /// the Sent folder before sending again ([`Store::outbox_in_flight`]).
+    pub in_flight_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, kind, target, ticket_key, event, identity, message_id, recipient, \
-                       payload, state, attempts, next_at, last_error, result, created_at, done_at";
+                       payload, state, attempts, next_at, last_error, result, created_at, done_at, \
+                       in_flight_at";
 
 fn item(r: &sqlx::any::AnyRow) -> Result<OutboxItem, StoreError> {
     Ok(OutboxItem {
@@ -120,6 +128,7 @@ fn item(r: &sqlx::any::AnyRow) -> Result<OutboxItem, StoreError> {
         result: r.try_get("result")?,
         created_at: r.try_get("created_at")?,
         done_at: r.try_get("done_at")?,
+        in_flight_at: r.try_get("in_flight_at")?,
     })
 }
 
@@ -202,7 +211,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
             "UPDATE outbox SET state = 'sent', done_at = $1, result = $2, lease_owner = NULL,
-                 lease_until = NULL, attempts = attempts + 1, last_error = NULL
+                 lease_until = NULL, attempts = attempts + 1, last_error = NULL, in_flight_at = NULL
              WHERE id = $3 AND lease_owner = $4 AND state = 'pending'",
         )
         .bind(now())
@@ -225,6 +234,36 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Mark a held row in flight, durably, right before the final step of a send: from now on
+    /// the mail may be out even if this process never hears the answer. `false` if `owner` no
+    /// longer holds the row (then it must not be sent).
+    pub async fn outbox_in_flight(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET in_flight_at = $1
+             WHERE id = $2 AND lease_owner = $3 AND state = 'pending'",
+        )
+        .bind(now())
+        .bind(id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The final step was answered with a refusal (nothing went out): the row is no longer in
+    /// flight, so the next try sends without looking first.
+    pub async fn outbox_not_in_flight(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET in_flight_at = NULL
+             WHERE id = $1 AND lease_owner = $2 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -340,15 +379,16 @@ impl Store {
     }
 
     /// Give up on a pending or failed row: it is never sent, and stops holding back later rows
-    /// of its ticket.
-    pub async fn discard_outbox(&self, id: i64) -> Result<bool, StoreError> {
+    /// of its ticket. `note` (who and why) replaces the row's last error.
+    pub async fn discard_outbox(&self, id: i64, note: Option<&str>) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE outbox SET state = 'discarded', done_at = $1, lease_owner = NULL,
-                 lease_until = NULL
+                 lease_until = NULL, last_error = COALESCE($3, last_error)
              WHERE id = $2 AND state IN ('pending', 'failed')",
         )
         .bind(now())
         .bind(id)
+        .bind(note)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)

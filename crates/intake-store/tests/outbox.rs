@@ -255,7 +255,7 @@ async fn story(db: &TestDb) {
     assert!(store.retry_outbox(jira2.id).await.unwrap());
     let c = store.claim_outbox("node-c", lease, 100, 0).await.unwrap();
     assert_eq!(c.iter().map(|r| r.id).collect::<Vec<_>>(), vec![jira2.id]);
-    assert!(store.discard_outbox(b[0].id).await.unwrap());
+    assert!(store.discard_outbox(b[0].id, None).await.unwrap());
     let tally = store.outbox_tally(0).await.unwrap();
     assert_eq!(tally.sent, 2);
 

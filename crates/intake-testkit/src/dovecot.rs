@@ -114,9 +114,19 @@ pub struct DovecotOptions<'a> {
     /// every accepted message to the SMTP server on this 127.0.0.1 port (e.g. a
     /// [`crate::smtp_sink::SmtpSink`]).
     pub submission: Option<u16>,
+    /// A folder `Sent` marked `\Sent` in every mailbox, and LMTP filing `user+Sent@domain`
+    /// into it (`recipient_delimiter = +`, `lmtp_save_to_detail_mailbox = yes`): what
+    /// [`crate::sent_relay::SentRelay`] uses to keep the sender's copy like a provider does.
+    pub sent_folder: bool,
 }
 
 impl<'a> DovecotOptions<'a> {
+    /// Adds [`DovecotOptions::sent_folder`].
+    pub fn sent_folder(mut self) -> Self {
+        self.sent_folder = true;
+        self
+    }
+
     /// Adds the submission service relaying to 127.0.0.1:`relay_port`.
     pub fn submission(mut self, relay_port: u16) -> Self {
         self.submission = Some(relay_port);
@@ -181,6 +191,7 @@ pub struct Dovecot {
     bin: PathBuf,
     owner: Owner,
     max_connections: Option<u32>,
+    sent_folder: bool,
     child: Option<Child>,
     watchdog: Option<(Child, ChildStdin)>,
     _dir: tempfile::TempDir,
@@ -559,6 +570,7 @@ impl Dovecot {
             bin,
             owner,
             max_connections: opts.max_connections,
+            sent_folder: opts.sent_folder,
             child: None,
             watchdog: None,
             _dir: dir,
@@ -646,6 +658,9 @@ impl Dovecot {
             "userdb {{\n  driver = passwd-file\n  args = username_format=%Lu {s}/users\n}}\n\
              namespace inbox {{\n  inbox = yes\n  separator = /\n"
         );
+        if self.sent_folder {
+            c.push_str("  mailbox Sent {\n    auto = subscribe\n    special_use = \\Sent\n  }\n");
+        }
         if localized {
             for (name, flag) in LOCALIZED_FOLDERS {
                 let _ = write!(c, "  mailbox \"{name}\" {{\n    auto = subscribe\n");
@@ -656,6 +671,11 @@ impl Dovecot {
             }
         }
         c.push_str("}\n");
+        if self.sent_folder {
+            c.push_str(
+                "recipient_delimiter = +\nlmtp_save_to_detail_mailbox = yes\nlda_mailbox_autocreate = yes\n",
+            );
+        }
         // With `max_connections`: global limits here, per-service ones inside the blocks below.
         let (anvil_limits, login_limits, imap_service) = match self.max_connections {
             Some(n) => {

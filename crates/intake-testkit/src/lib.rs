@@ -14,12 +14,15 @@
 //! [`dovecot::Dovecot`] runs a real Dovecot 2.3 (IMAP, POP3, LMTP; passwords and OAuth bearer
 //! tokens from the IdP) on free loopback ports, installed by `bash scripts/testbed/dovecot.sh install`;
 //! with [`dovecot::DovecotOptions::submission`] also its SMTP submission service (the same
-//! password and OAuth checks), relaying into a [`smtp_sink::SmtpSink`] the tests read.
+//! password and OAuth checks), relaying into a [`smtp_sink::SmtpSink`] the tests read, or into
+//! a [`sent_relay::SentRelay`] that delivers through Dovecot's LMTP with a copy in the sender's
+//! Sent folder (the provider's save-to-Sent on submission).
 
 pub mod dovecot;
 pub mod fault;
 pub mod idp;
 pub mod proxy;
+pub mod sent_relay;
 pub mod smtp_sink;
 
 use std::sync::atomic::{AtomicU32, Ordering};

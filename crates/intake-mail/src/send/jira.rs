@@ -8,7 +8,9 @@
 //!   the label is searched (`GET /rest/api/2/search?jql=labels=…`): a repeat after a crash finds
 //!   the issue it already made instead of making a second one.
 //! - Attachments go to `POST /rest/api/2/issue/{key}/attachments` (multipart,
-//!   `X-Atlassian-Token: no-check`); a comment to `POST /rest/api/2/issue/{key}/comment`, its
+//!   `X-Atlassian-Token: no-check`); a repeated delivery (the row was in flight when it was
+//!   interrupted) first lists the issue's attachments ([`Jira::attachments`]) and uploads only
+//!   those not there by filename and size; a comment to `POST /rest/api/2/issue/{key}/comment`, its
 //!   body ending with a marker (`[intake:<hash>]`) that a repeat finds among the issue's
 //!   comments first.
 //! - A 4xx is diagnosed from Jira's `errorMessages` and `errors` (a missing or unknown field,
@@ -226,6 +228,31 @@ impl Jira {
         )
         .await?;
         Ok(())
+    }
+
+    /// The issue's attachments as (filename, size in bytes): what a repeated delivery compares
+    /// against before uploading again (`GET /rest/api/2/issue/{key}?fields=attachment`).
+    pub async fn attachments(&self, issue: &str) -> Result<Vec<(String, u64)>, SendError> {
+        let v = self
+            .call(
+                "Jira attachments",
+                self.request(reqwest::Method::GET, &format!("/rest/api/2/issue/{issue}"))
+                    .query(&[("fields", "attachment")]),
+            )
+            .await?;
+        Ok(v["fields"]["attachment"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        (
+                            x["filename"].as_str().unwrap_or_default().to_string(),
+                            x["size"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Attach a file to an issue.

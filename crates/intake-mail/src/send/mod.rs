@@ -1,5 +1,7 @@
 //! Sending outgoing effects: webhook calls ([`webhook`]), mail over SMTP submission
-//! ([`smtp`], composed by [`compose`]) and, as they land, Graph `sendMail` and tracker calls.
+//! ([`smtp`], composed by [`compose`]), Graph `sendMail` ([`graph`]), Jira calls ([`jira`]), and
+//! the look-up of a sent mail's copy in the mailbox's Sent folder ([`sent`]) that makes mail
+//! exactly once across a crash.
 //!
 //! Every transport answers with a [`SendError`] that says whether trying again can help: the
 //! delivery loop (the `intake` crate's `outbox` module) retries [`SendError::Transient`] with
@@ -8,10 +10,22 @@
 pub mod compose;
 pub mod graph;
 pub mod jira;
+pub mod sent;
 pub mod smtp;
 pub mod webhook;
 
 use std::time::Duration;
+
+/// What a failed final step means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server answered with a refusal, or the request never reached it: the message
+    /// was not accepted.
+    NotSent,
+    /// No answer (the connection broke or timed out after the data went out): the message
+    /// may have been accepted.
+    Unknown,
+}
 
 /// Why a send did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::fmt::Debug;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
+pub use super::Outcome;
 use super::SendError;
 use crate::source::SourceError;
 use crate::source::imap::Tls;
@@ -332,13 +333,21 @@ impl SmtpClient {
         Ok(r)
     }
 
-    /// Send one message to `to` from `from`.
+    /// Send one message to `to` from `from` ([`SmtpClient::begin`], then
+    /// [`SmtpClient::finish`]).
     pub async fn send(
         &mut self,
         from: &str,
         to: &[String],
         message: &[u8],
     ) -> Result<(), SmtpError> {
+        self.begin(from, to).await?;
+        self.finish(message).await.map_err(|(e, _)| e)
+    }
+
+    /// `MAIL FROM`, `RCPT TO` for each recipient, `DATA` answered with 354: everything but the
+    /// final step. Nothing is delivered until [`SmtpClient::finish`] ends the data.
+    pub async fn begin(&mut self, from: &str, to: &[String]) -> Result<(), SmtpError> {
         self.command(&format!("MAIL FROM:<{from}>"), "MAIL FROM", 250)
             .await?;
         for r in to {
@@ -346,6 +355,14 @@ impl SmtpClient {
                 .await?;
         }
         self.command("DATA", "DATA", 354).await?;
+        Ok(())
+    }
+
+    /// The final step: the message (dot-stuffed), the end of data, and the server's answer.
+    /// On failure, the [`Outcome`] says whether the server answered (then nothing was
+    /// accepted: RFC 5321 §4.1.1.4, the server takes responsibility only with its 250) or the
+    /// answer never came (the message may have been accepted).
+    pub async fn finish(&mut self, message: &[u8]) -> Result<(), (SmtpError, Outcome)> {
         let mut data = Vec::with_capacity(message.len() + 64);
         let mut at_line_start = true;
         for &b in message {
@@ -360,24 +377,28 @@ impl SmtpClient {
         }
         data.extend_from_slice(b".\r\n");
         self.op = "DATA";
+        let unknown = |e| (e, Outcome::Unknown);
         self.io
             .get_mut()
             .write_all(&data)
             .await
-            .map_err(|e| self.io_error(e))?;
+            .map_err(|e| unknown(self.io_error(e)))?;
         self.io
             .get_mut()
             .flush()
             .await
-            .map_err(|e| self.io_error(e))?;
-        let r = self.read_reply().await?;
+            .map_err(|e| unknown(self.io_error(e)))?;
+        let r = self.read_reply().await.map_err(unknown)?;
         if r.code == 250 {
             Ok(())
         } else {
-            Err(SmtpError::Refused {
-                stage: "DATA",
-                reply: r,
-            })
+            Err((
+                SmtpError::Refused {
+                    stage: "DATA",
+                    reply: r,
+                },
+                Outcome::NotSent,
+            ))
         }
     }
 

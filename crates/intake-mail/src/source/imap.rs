@@ -697,6 +697,61 @@ impl ImapSource {
         Ok(v)
     }
 
+    /// Look for a message by its Message-ID (without angle brackets) in the folder marked
+    /// `\Sent` (RFC 6154 SPECIAL-USE, as `LIST` reports it): `EXAMINE` it (read-only) and
+    /// `UID SEARCH HEADER Message-ID "<id>"`. `Ok(None)`: the server marks no folder `\Sent`.
+    /// Selects the Sent folder: use a connection opened for this (see `crate::send::sent`).
+    pub async fn find_in_sent(&mut self, message_id: &str) -> Result<Option<bool>, SourceError> {
+        let addr = self.addr.clone();
+        let t = self.timeouts.command;
+        let sent = within("LIST", &addr, t, async {
+            let names: Vec<async_imap::types::Name> = self
+                .s()?
+                .list(Some(""), Some("*"))
+                .await
+                .map_err(|e| imap_error(&addr, "LIST", e))?
+                .try_collect()
+                .await
+                .map_err(|e| imap_error(&addr, "LIST", e))?;
+            Ok::<_, SourceError>(
+                names
+                    .iter()
+                    .find(|n| {
+                        n.attributes()
+                            .iter()
+                            .any(|a| matches!(a, async_imap::types::NameAttribute::Sent))
+                    })
+                    .map(|n| n.name().to_string()),
+            )
+        })
+        .await?;
+        let Some(folder) = sent else {
+            return Ok(None);
+        };
+        let examine = format!("EXAMINE {folder}");
+        within(&examine, &addr, t, async {
+            self.s()?
+                .examine(&folder)
+                .await
+                .map_err(|e| refused(&addr, &examine, e))
+        })
+        .await?;
+        // The id is Intake's own (letters, digits, `.-_@`); anything else is refused rather
+        // than quoted.
+        if message_id
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'\\' | b'\r' | b'\n'))
+        {
+            return Err(SourceError::Protocol(format!(
+                "cannot search for the Message-ID {message_id:?}"
+            )));
+        }
+        let found = self
+            .search(&format!("HEADER Message-ID \"<{message_id}>\""))
+            .await?;
+        Ok(Some(!found.is_empty()))
+    }
+
     pub async fn logout(mut self) -> Result<(), SourceError> {
         let addr = self.addr.clone();
         let t = self.timeouts.command;

@@ -154,6 +154,7 @@ pub async fn run(settings: &Settings, db: &str, a: DoctorArgs) -> anyhow::Result
                 if let Some(f) = &o.fix {
                     println!("    fix: {f}");
                 }
+                println!("    after a crash: {}", o.after_crash);
             }
         }
     }

@@ -60,7 +60,13 @@ pub async fn run(db: &str, c: OutboxCommand) -> anyhow::Result<ExitCode> {
         OutboxCommand::Retry { id } => {
             done(store.retry_outbox(id).await?, id, "will be sent again")
         }
-        OutboxCommand::Discard { id } => done(store.discard_outbox(id).await?, id, "discarded"),
+        OutboxCommand::Discard { id } => done(
+            store
+                .discard_outbox(id, Some("discarded with `intake outbox discard`"))
+                .await?,
+            id,
+            "discarded",
+        ),
     };
     store.close().await;
     Ok(code)

@@ -1,7 +1,8 @@
 //! `intake reply KEY (--body TEXT | --body-file PATH) [--attach PATH]… [--channel NAME] [--json]`:
-//! answer a ticket by mail from its channel's mailbox. The reply is recorded as an outgoing
-//! comment and its mail enqueued in the outbox in one transaction, then delivered before the
-//! command returns (or left to retry, exit code 1). It goes to the reporter (To) and the
+//! answer a ticket by mail from its channel's mailbox ([`crate::outbox::reply`], the same path
+//! as `POST /api/tickets/{key}/replies`). The reply is recorded as an outgoing comment and its
+//! mail enqueued in the outbox in one transaction, then delivered before the command returns
+//! (or left to retry, exit code 1). It goes to the reporter (To) and the
 //! participants (Cc), never to the channel's own addresses, with `Message-ID`, `In-Reply-To`,
 //! `References` and `[KEY]` in the subject so the customer's answer threads back as a comment.
 
@@ -10,9 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use intake_mail::send::compose::{OutgoingAttachment, OutgoingMail};
-use intake_store::outbox::NewReply;
-use intake_store::{NewOutbox, OutboxKind, Store};
+use intake_store::Store;
+
+use crate::outbox::reply::ReplyFile;
 
 use crate::settings::Settings;
 
@@ -63,82 +64,24 @@ pub async fn run(settings: &Settings, db: &str, a: ReplyArgs) -> anyhow::Result<
         }
         (None, None) => anyhow::bail!("give the reply's text with --body or --body-file"),
     };
-    anyhow::ensure!(!body.trim().is_empty(), "the reply is empty");
-    let store = Store::connect(db).await?;
-    let key = a.key.trim().to_ascii_uppercase();
-    let ticket = store
-        .ticket(&key)
-        .await?
-        .with_context(|| format!("there is no ticket {key}"))?;
-    let channel = a.channel.clone().unwrap_or_else(|| ticket.channel.clone());
-    let ch = settings.outbox.send.get(&channel).with_context(|| {
-        format!("channel {channel:?} cannot send mail: give it a [channel.send] table (docs/configuration.md)")
-    })?;
-    let mut attachments = Vec::new();
     let mut files = Vec::new();
     for p in &a.attach {
         let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        let hash = {
-            use sha2::{Digest, Sha256};
-            Sha256::digest(&data)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "attachment".into());
-        let ctype = content_type(p).to_string();
-        attachments.push(OutgoingAttachment {
-            filename: name.clone(),
-            content_type: ctype.clone(),
-            hash: hash.clone(),
+        files.push(ReplyFile {
+            filename: p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "attachment".into()),
+            content_type: content_type(p).to_string(),
+            data,
         });
-        files.push((name, ctype, hash, data));
     }
-    let thread = store.thread_message_ids(&key).await?;
-    let message_id = intake_store::apply::new_message_id("reply", &key, &ch.domain);
-    let subject = if ticket.summary.contains(&format!("[{key}]")) {
-        format!("Re: {}", ticket.summary)
-    } else {
-        format!("Re: [{key}] {}", ticket.summary)
-    };
-    let mail = OutgoingMail {
-        from: ch.from.clone(),
-        to: vec![ticket.reporter.clone()],
-        cc: ticket.participants.clone(),
-        subject,
-        body: body.clone(),
-        message_id: message_id.clone(),
-        in_reply_to: thread.last().cloned(),
-        references: thread.iter().rev().take(20).rev().cloned().collect(),
-        auto_submitted: false,
-        attachments,
-    };
-    let to = crate::outbox::mail::recipients(settings, &channel, ch, &mail);
-    anyhow::ensure!(
-        !to.is_empty(),
-        "{key} has no recipient besides the channel's own addresses"
-    );
-    let (comment_id, outbox_id) = store
-        .enqueue_reply(&NewReply {
-            ticket_key: key.clone(),
-            author: ch.from.clone(),
-            body,
-            attachments: files,
-            row: NewOutbox {
-                kind: OutboxKind::Mail,
-                target: channel.clone(),
-                ticket_key: Some(key.clone()),
-                event: "reply".into(),
-                identity: message_id.clone(),
-                message_id: Some(message_id.clone()),
-                recipient: to.first().cloned(),
-                payload: serde_json::to_string(&mail)?,
-            },
-        })
-        .await?;
+    let store = Store::connect(db).await?;
+    let e =
+        crate::outbox::reply::enqueue(settings, &store, &a.key, &body, a.channel.as_deref(), files)
+            .await?;
+    let (key, comment_id, outbox_id, message_id, to) =
+        (e.key, e.comment_id, e.outbox_id, e.message_id, e.recipients);
     crate::outbox::settle(settings, &store, outbox_id - 1).await?;
     let row = store
         .outbox_item(outbox_id)

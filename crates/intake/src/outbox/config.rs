@@ -276,7 +276,15 @@ pub struct SendConfig {
     pub from: Option<String>,
     /// Extra trusted CA (default: the channel's `ca_file`).
     pub ca_file: Option<String>,
+    /// After a send was interrupted (a crash, or no answer to its final step), how long after
+    /// that attempt the Sent folder is looked at again before the mail counts as not sent and
+    /// goes again (a provider may file its copy a moment after it answered). 0 to 60, default
+    /// [`DEFAULT_SENT_COPY_WAIT_SECONDS`].
+    pub sent_copy_wait_seconds: Option<u64>,
 }
+
+/// The default of `[channel.send] sent_copy_wait_seconds`.
+pub const DEFAULT_SENT_COPY_WAIT_SECONDS: u64 = 10;
 
 /// A channel's mail transport, typed.
 #[derive(Debug, Clone)]
@@ -307,6 +315,8 @@ pub struct ChannelSend {
     pub domain: String,
     pub transport: SendTransport,
     pub timeouts: intake_mail::transport::Timeouts,
+    /// `sent_copy_wait_seconds`.
+    pub sent_copy_wait: Duration,
 }
 
 /// Check `[channel.send]` of `c` (already resolved as `ch`).
@@ -356,6 +366,15 @@ pub fn resolve_send(
     };
     let login = mailbox.unwrap_or_else(|| from.clone());
     let domain = from.rsplit('@').next().unwrap_or_default().to_string();
+    let sent_copy_wait = match s.sent_copy_wait_seconds {
+        Some(n) if n > MAX_TIMEOUT_SECONDS => {
+            bad(format!(
+                "sent_copy_wait_seconds = {n}: use a number of seconds from 0 to {MAX_TIMEOUT_SECONDS}"
+            ));
+            return None;
+        }
+        n => Duration::from_secs(n.unwrap_or(DEFAULT_SENT_COPY_WAIT_SECONDS)),
+    };
     let default = if graph.is_some() { "graph" } else { "smtp" };
     let transport = match s.transport.as_deref().unwrap_or(default) {
         "graph" => {
@@ -489,5 +508,59 @@ pub fn resolve_send(
             .timeout
             .map(intake_mail::transport::Timeouts::uniform)
             .unwrap_or_default(),
+        sent_copy_wait,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::ConfigError;
+    use crate::settings::Settings;
+    use std::time::Duration;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("intake.toml");
+        std::fs::write(&p, text).unwrap();
+        Settings::load(Some(&p))
+    }
+
+    fn channel(protocol: &str, send: &str) -> String {
+        format!(
+            "[[channel]]\nname = \"support\"\nproject = \"HELP\"\nprotocol = \"{protocol}\"\nhost = \"mail.example.com\"\n\
+             mailbox = \"help@example.com\"\nauth = \"password:env:PW\"\n[channel.send]\nhost = \"smtp.example.com\"\n{send}"
+        )
+    }
+
+    /// `sent_copy_wait_seconds` defaults to 10, takes 0..=60 and names itself when refused;
+    /// an IMAP channel can look into its Sent folder (exactly once), a POP3 one cannot.
+    #[test]
+    fn sent_copy_wait_is_checked_and_only_channels_with_mailbox_access_can_look() {
+        let s = load(&channel("imap", "")).unwrap();
+        let ch = &s.outbox.send["support"];
+        assert_eq!(ch.sent_copy_wait, Duration::from_secs(10));
+        assert_eq!(
+            crate::outbox::mail::sent_access(&s, "support", ch),
+            Some("IMAP")
+        );
+        let s = load(&channel("imap", "sent_copy_wait_seconds = 0\n")).unwrap();
+        assert_eq!(s.outbox.send["support"].sent_copy_wait, Duration::ZERO);
+        let s = load(&channel("pop3", "")).unwrap();
+        let ch = &s.outbox.send["support"];
+        assert_eq!(crate::outbox::mail::sent_access(&s, "support", ch), None);
+        match load(&channel("imap", "sent_copy_wait_seconds = 61\n")) {
+            Err(ConfigError::Settings(p)) => {
+                let text = p
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                assert!(
+                    text.contains("sent_copy_wait_seconds = 61") && text.contains("support"),
+                    "{text}"
+                );
+            }
+            other => panic!("must be refused: {:?}", other.err()),
+        }
+    }
 }

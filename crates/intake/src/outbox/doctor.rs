@@ -4,6 +4,8 @@
 //! (`intake_mail::send::smtp::explain`: 5.7.139 SMTP AUTH disabled, 5.7.60 not allowed to send
 //! as, 5.7.57 not authenticated) with the fix's section in docs/troubleshooting.md. A Graph
 //! transport is checked up to its token (Graph has no way to try a send without sending).
+//! The report also says whether the channel's mail is exactly once across a crash
+//! (`exactly_once`, `after_crash`): only a channel that can look into its Sent folder is.
 
 use serde::Serialize;
 
@@ -31,6 +33,12 @@ pub struct OutgoingReport {
     pub stages: Vec<Stage>,
     /// What the server's refusal means and where the fix is, when it is known.
     pub fix: Option<String>,
+    /// Whether a mail whose send was interrupted (a crash after the server took it) is looked
+    /// up in the mailbox's Sent folder before it goes again (exactly once), or can only be sent
+    /// again (at least once: the channel has no mailbox access).
+    pub exactly_once: bool,
+    /// How, or why not, in words.
+    pub after_crash: String,
 }
 
 /// The check of `channel`'s mail transport; `None` when it sends no mail.
@@ -45,7 +53,20 @@ pub async fn check(settings: &Settings, store: &Store, channel: &str) -> Option<
         ok: true,
         stages: Vec::new(),
         fix: None,
+        exactly_once: false,
+        after_crash: String::new(),
     };
+    match super::mail::sent_access(settings, channel, ch) {
+        Some(via) => {
+            r.exactly_once = true;
+            r.after_crash = format!(
+                "exactly once: a send interrupted after its final step is looked up by Message-ID in the Sent folder over {via} before it goes again"
+            );
+        }
+        None => {
+            r.after_crash = "at least once: the channel has no mailbox access (POP3, Maildir, mbox), so a send interrupted after the server took it cannot be looked up in the Sent folder and goes again (the receiver may get it twice); see docs/decisions.md".into();
+        }
+    }
     let stage = |r: &mut OutgoingReport, name: &str, target: &str, ok: bool, detail: String| {
         r.ok &= ok;
         r.stages.push(Stage {

@@ -3,17 +3,23 @@
 //! Microsoft Graph `sendMail` (`intake_mail::send::graph`, the MIME message as sent, so the
 //! Message-ID, the threading headers and the own-mail mark are the same on both transports).
 //! The channel's own addresses are never recipients.
+//!
+//! Exactly once across a crash: [`send`] marks the row in flight right before the final step,
+//! and a row found in flight is looked up in the mailbox's Sent folder before it is sent again
+//! ([`sent_copy`]); see `intake_mail::send::sent` and docs/decisions.md.
 
 use intake_core::preset::Protocol as TokenProtocol;
-use intake_mail::send::SendError;
 use intake_mail::send::compose::{self, OutgoingMail};
+use intake_mail::send::sent::SentCopy;
 use intake_mail::send::smtp::{SmtpAuth, SmtpClient, SmtpSettings};
+use intake_mail::send::{Outcome, SendError};
+use intake_mail::source::imap::ImapSource;
 use intake_store::{OutboxItem, Store, now};
 use secrecy::ExposeSecret;
 
 use super::config::{ChannelSend, SendTransport};
 use crate::oauth::TokenService;
-use crate::settings::{Auth, Settings};
+use crate::settings::{Auth, Settings, SourceSettings};
 
 /// The recipients of `m` minus the channel's own addresses (its rules' `addresses`, its
 /// mailbox and its From address).
@@ -63,12 +69,25 @@ pub async fn render(
     Ok((m, raw))
 }
 
-/// Send `row` through its channel's transport.
+/// What a mail row's note says when its interrupted send was found in the Sent folder.
+pub const FOUND_IN_SENT: &str =
+    "found in the Sent folder after an interrupted send: not sent again";
+
+/// Send `row` through its channel's transport, exactly once where the channel can look into
+/// its mailbox's Sent folder:
+/// 1. a row found in flight (an earlier try reached its final step and no outcome was
+///    recorded) is first looked up by its Message-ID in the Sent folder ([`sent_copy`]); found
+///    → sent, nothing goes out; missing (also after the bounded wait) → sent again; no way to
+///    look → sent again (at least once, said by the doctor and in docs/decisions.md);
+/// 2. right before the final step (the end of SMTP `DATA`, the Graph POST) the row is marked
+///    in flight, durably, under `owner`'s lease ([`Store::outbox_in_flight`]);
+/// 3. a refusal of the final step clears the mark (nothing went out); no answer keeps it.
 pub async fn send(
     settings: &Settings,
     store: &Store,
     row: &OutboxItem,
     sent_key: &[u8],
+    owner: &str,
 ) -> Result<Option<String>, SendError> {
     let ch = settings.outbox.send.get(&row.target).ok_or_else(|| {
         permanent(format!(
@@ -83,13 +102,62 @@ pub async fn send(
             "no recipient is left once the channel's own addresses are taken out",
         ));
     }
+    if let Some(at) = row.in_flight_at {
+        match sent_copy(settings, store, &row.target, ch, &m.message_id, at).await? {
+            SentCopy::Found => {
+                tracing::info!(id = row.id, message_id = %m.message_id, "an interrupted send had gone out (its copy is in the Sent folder); not sending it again");
+                return Ok(Some(FOUND_IN_SENT.into()));
+            }
+            SentCopy::Missing => {
+                tracing::info!(id = row.id, message_id = %m.message_id, "an interrupted send is not in the Sent folder; sending it again");
+            }
+            SentCopy::CannotLook => {
+                tracing::warn!(id = row.id, message_id = %m.message_id, channel = %row.target, "an interrupted send may have gone out, and this channel cannot look into its Sent folder; sending it again (the receiver may get it twice)");
+            }
+        }
+    }
+    let in_flight = || async {
+        match store.outbox_in_flight(row.id, owner).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SendError::transient(
+                "the row's claim lapsed before the send; another node has it",
+            )),
+            Err(e) => Err(SendError::transient(e.to_string())),
+        }
+    };
+    let not_sent = |e: SendError| async {
+        // Nothing went out: the next try need not look first.
+        if let Err(x) = store.outbox_not_in_flight(row.id, owner).await {
+            tracing::warn!(id = row.id, error = %x, "could not clear the in-flight mark");
+        }
+        e
+    };
+    let unknown = |e: SendError| {
+        let message = format!(
+            "{e} — no answer to the final step, the mail may have gone out: the next try looks for it in the Sent folder first"
+        );
+        match e {
+            SendError::Transient { retry_after, .. } => SendError::Transient {
+                message,
+                retry_after,
+            },
+            SendError::Permanent(_) => SendError::transient(message),
+        }
+    };
     match &ch.transport {
         SendTransport::Smtp { .. } => {
             let s = smtp_settings(settings, store, ch).await?;
             let mut c = SmtpClient::connect(&s).await?;
-            c.send(&ch.from, &to, &raw).await?;
-            c.quit().await;
-            Ok(None)
+            c.begin(&ch.from, &to).await?;
+            in_flight().await?;
+            match c.finish(&raw).await {
+                Ok(()) => {
+                    c.quit().await;
+                    Ok(None)
+                }
+                Err((e, Outcome::NotSent)) => Err(not_sent(e.into()).await),
+                Err((e, Outcome::Unknown)) => Err(unknown(e.into())),
+            }
         }
         SendTransport::Graph {
             integration,
@@ -108,10 +176,165 @@ pub async fn send(
                 ..Default::default()
             })
             .map_err(permanent)?;
-            intake_mail::send::graph::send_mime(&client, graph_url, &ch.login, &token, &raw)
-                .await?;
-            Ok(None)
+            in_flight().await?;
+            match intake_mail::send::graph::send_mime(&client, graph_url, &ch.login, &token, &raw)
+                .await
+            {
+                Ok(()) => Ok(None),
+                Err((e, Outcome::NotSent)) => Err(not_sent(e).await),
+                Err((e, Outcome::Unknown)) => Err(unknown(e)),
+            }
         }
+    }
+}
+
+/// How a channel can look into its mailbox's Sent folder: over its IMAP source, its Graph
+/// source, or the Graph transport's token; `None` for a channel without mailbox access (POP3,
+/// Maildir, mbox sources sending over SMTP).
+pub fn sent_access(settings: &Settings, channel: &str, ch: &ChannelSend) -> Option<&'static str> {
+    match (settings.channel(channel).map(|c| &c.source), &ch.transport) {
+        (Some(SourceSettings::Imap(_)), _) => Some("IMAP"),
+        (Some(SourceSettings::Graph(_)), _) | (_, SendTransport::Graph { .. }) => Some("Graph"),
+        _ => None,
+    }
+}
+
+/// Look for the mail `message_id`, whose send was interrupted at `attempted_at`, in the Sent
+/// folder; while it is missing, look again every 2 s until `sent_copy_wait` after the attempt
+/// has passed (a provider may file its copy a moment after its answer). A look-up that fails
+/// is a transient error: the row is tried again later, never sent blindly because a server
+/// was down.
+pub async fn sent_copy(
+    settings: &Settings,
+    store: &Store,
+    channel: &str,
+    ch: &ChannelSend,
+    message_id: &str,
+    attempted_at: i64,
+) -> Result<SentCopy, SendError> {
+    let deadline = attempted_at.saturating_add(ch.sent_copy_wait.as_secs() as i64);
+    loop {
+        let found = look_once(settings, store, channel, ch, message_id).await?;
+        let left = deadline - now();
+        if found != SentCopy::Missing || left <= 0 {
+            return Ok(found);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(left.clamp(1, 2) as u64)).await;
+    }
+}
+
+async fn look_once(
+    settings: &Settings,
+    store: &Store,
+    channel: &str,
+    ch: &ChannelSend,
+    message_id: &str,
+) -> Result<SentCopy, SendError> {
+    let lookup = |e: &dyn std::fmt::Display| {
+        SendError::transient(format!(
+            "looking for the interrupted send in the Sent folder: {e}"
+        ))
+    };
+    let c = settings.channel(channel);
+    match (c.map(|c| (c, &c.source)), &ch.transport) {
+        (Some((c, SourceSettings::Imap(s))), _) => {
+            let s = crate::runner::open::imap_settings(settings, store, c, s)
+                .await
+                .map_err(|e| lookup(&e))?;
+            let mut src = ImapSource::connect(&s).await.map_err(|e| lookup(&e))?;
+            let found = src.find_in_sent(message_id).await;
+            let _ = src.logout().await;
+            match found.map_err(|e| lookup(&e))? {
+                Some(true) => Ok(SentCopy::Found),
+                Some(false) => Ok(SentCopy::Missing),
+                None => {
+                    tracing::warn!(channel, "the mailbox has no folder marked \\Sent");
+                    Ok(SentCopy::CannotLook)
+                }
+            }
+        }
+        (Some((_, SourceSettings::Graph(g))), _) => {
+            let ca_pem = match &g.ca_file {
+                Some(r) => Some(
+                    intake_mail::secret::resolve(r)
+                        .map_err(permanent)?
+                        .expose_secret()
+                        .as_bytes()
+                        .to_vec(),
+                ),
+                None => None,
+            };
+            let client = intake_mail::http::client(&intake_mail::http::HttpOptions {
+                proxy: g.proxy.clone(),
+                no_proxy: g.no_proxy.clone(),
+                ca_pem,
+                timeouts: ch.timeouts,
+                ..Default::default()
+            })
+            .map_err(permanent)?;
+            graph_look(
+                settings,
+                store,
+                &client,
+                &g.integration,
+                &g.graph_url,
+                &g.mailbox,
+                message_id,
+            )
+            .await
+        }
+        (
+            _,
+            SendTransport::Graph {
+                integration,
+                graph_url,
+            },
+        ) => {
+            let client = intake_mail::http::client(&intake_mail::http::HttpOptions {
+                timeouts: ch.timeouts,
+                ..Default::default()
+            })
+            .map_err(permanent)?;
+            graph_look(
+                settings,
+                store,
+                &client,
+                integration,
+                graph_url,
+                &ch.login,
+                message_id,
+            )
+            .await
+        }
+        _ => Ok(SentCopy::CannotLook),
+    }
+}
+
+async fn graph_look(
+    settings: &Settings,
+    store: &Store,
+    client: &reqwest::Client,
+    integration: &str,
+    graph_url: &str,
+    mailbox: &str,
+    message_id: &str,
+) -> Result<SentCopy, SendError> {
+    let token = token(settings, store, integration, mailbox, TokenProtocol::Graph).await?;
+    match intake_mail::send::graph::find_in_sent_items(
+        client, graph_url, mailbox, &token, message_id,
+    )
+    .await
+    {
+        Ok(true) => Ok(SentCopy::Found),
+        Ok(false) => Ok(SentCopy::Missing),
+        // Refused for good (no Mail.Read on the mailbox, …): there is no way to look.
+        Err(SendError::Permanent(e)) => {
+            tracing::warn!(mailbox, error = %e, "cannot look into Sent Items");
+            Ok(SentCopy::CannotLook)
+        }
+        Err(e) => Err(SendError::transient(format!(
+            "looking for the interrupted send in Sent Items: {e}"
+        ))),
     }
 }
 

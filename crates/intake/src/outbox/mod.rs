@@ -10,11 +10,14 @@
 //! - [`settle`]: what `intake run --once` and `intake ingest` do before they return: deliver the
 //!   rows they created until each is sent or failed, or its next try is more than
 //!   [`SETTLE_BUDGET`] away (it stays pending for later runs and counts as `send_failed`);
-//! - [`run_forever`]: what `intake run` does beside its channels.
+//! - [`run_forever`]: what `intake run` does beside its channels; [`deliver_forever`]: the
+//!   same on the live configuration of `intake serve`, on every node;
+//! - [`reply`]: a reply from a ticket (`intake reply`, `POST /api/tickets/{key}/replies`).
 
 pub mod config;
 pub mod doctor;
 pub mod mail;
+pub mod reply;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -196,10 +199,21 @@ impl Deliverer {
             }
             Ok(OutboxKind::Mail) => {
                 let key = self.sent_key()?;
-                mail::send(&self.settings, &self.store, row, &key).await
+                mail::send(&self.settings, &self.store, row, &key, &self.owner).await
             }
             Ok(OutboxKind::Jira) => {
                 let jira = self.jira(&row.target)?;
+                // From the first call on, a repeat must look before it creates.
+                if !self
+                    .store
+                    .outbox_in_flight(row.id, &self.owner)
+                    .await
+                    .map_err(|e| SendError::transient(e.to_string()))?
+                {
+                    return Err(SendError::transient(
+                        "the row's claim lapsed before the send; another node has it",
+                    ));
+                }
                 jira_send(&jira, &self.store, row).await
             }
             Err(e) => Err(SendError::Permanent(e.to_string())),
@@ -294,7 +308,10 @@ impl Deliverer {
 }
 
 /// A `ticket.created` becomes an issue (its key is kept on the ticket), a `comment.added` a
-/// comment on the ticket's issue; attachments follow each.
+/// comment on the ticket's issue; attachments follow each. Every step is safe to repeat after
+/// an interruption (the row was in flight): the issue is found by its label, the comment by its
+/// marker, and an attachment already on the issue (same filename and size) is not uploaded
+/// again.
 async fn jira_send(
     jira: &Jira,
     store: &Store,
@@ -342,7 +359,15 @@ async fn jira_send(
             )));
         }
     };
-    for a in attachments.as_array().into_iter().flatten() {
+    // (filename, size) already on the issue, counted: only a repeat can find its own uploads.
+    let mut there: HashMap<(String, u64), usize> = HashMap::new();
+    let list = attachments.as_array().cloned().unwrap_or_default();
+    if row.in_flight_at.is_some() && !list.is_empty() {
+        for k in jira.attachments(&issue).await? {
+            *there.entry(k).or_default() += 1;
+        }
+    }
+    for a in &list {
         let hash = text(&a["hash"]);
         let data = store
             .blob(&hash)
@@ -351,6 +376,14 @@ async fn jira_send(
             .ok_or_else(|| {
                 SendError::Permanent(format!("attachment {hash} is not in the store"))
             })?;
+        if let Some(n) = there
+            .get_mut(&(text(&a["filename"]), data.len() as u64))
+            .filter(|n| **n > 0)
+        {
+            *n -= 1;
+            tracing::info!(id = row.id, issue = %issue, file = %text(&a["filename"]), "attachment already on the issue (an interrupted delivery uploaded it); not uploading it again");
+            continue;
+        }
         jira.add_attachment(
             &issue,
             &text(&a["filename"]),
@@ -414,15 +447,29 @@ fn owner_is_dead(owner: &str, me: &str) -> bool {
 
 /// `intake run`: deliver due rows until `shutdown`, a pass every second (at once again while
 /// there is more).
-pub async fn run_forever(
-    settings: Arc<Settings>,
+pub async fn run_forever(settings: Arc<Settings>, store: Store, shutdown: watch::Receiver<bool>) {
+    deliver_forever(move || (0, settings.clone()), store, shutdown).await;
+}
+
+/// Deliver due rows until `shutdown`, with the configuration `current` gives as (version,
+/// settings): a new version builds a new [`Deliverer`] (`intake serve`'s live configuration;
+/// `intake run` has one version). Every node runs this: rows are claimed with a lease, so each
+/// is delivered by one node at a time.
+pub async fn deliver_forever(
+    current: impl Fn() -> (i64, Arc<Settings>) + Send,
     store: Store,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (mut version, settings) = current();
     let mut d = Deliverer::new(&settings, &store);
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        let (v, settings) = current();
+        if v != version {
+            version = v;
+            d = Deliverer::new(&settings, &store);
         }
         let more = match d.pass(0).await {
             Ok(p) => p.claimed > 0,

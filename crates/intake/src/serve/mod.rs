@@ -121,6 +121,18 @@ pub async fn run(
     let _housekeeping = crate::housekeeping::start(&settings.config, &store).await;
     let (workers_stop, workers_rx) = tokio::sync::watch::channel(false);
     let checks = tokio::spawn(alerts::run(store.clone(), live.clone(), workers_rx.clone()));
+    // The outbox is delivered on every node (rows are claimed with a lease).
+    let outbox = tokio::spawn(crate::outbox::deliver_forever(
+        {
+            let live = live.clone();
+            move || {
+                let s = live.snapshot();
+                (s.version, s.settings)
+            }
+        },
+        store.clone(),
+        workers_rx.clone(),
+    ));
     let workers = tokio::spawn(live.clone().run(
         crate::runner::fleet::Fleet::new(store.clone()),
         crate::cli::run::SHUTDOWN_GRACE,
@@ -161,6 +173,7 @@ pub async fn run(
         workers,
     )
     .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), outbox).await;
     // Requests in flight had the grace period too; whatever still runs is dropped.
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), store.close()).await;

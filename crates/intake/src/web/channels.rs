@@ -9,6 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use intake_store::browse::LogQuery;
 
+use axum::{Form, Json};
+
+use super::channel_form::{self, ChannelForm, Probe};
 use super::{Layout, PageError, fmt, render};
 use crate::serve::AppState;
 use crate::serve::api::config;
@@ -30,6 +33,11 @@ pub struct ChannelRow {
 struct Page {
     layout: Layout,
     channels: Vec<ChannelRow>,
+    /// The new-channel form ([`super::channel_form`]).
+    form: ChannelForm,
+    integrations: Vec<String>,
+    probe: Option<Probe>,
+    form_error: Option<String>,
 }
 
 /// The table keys shown, in order, with their labels.
@@ -51,8 +59,57 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> Result<Response, PageError> {
+    show(&state, &who, StatusCode::OK, ChannelForm::new(), None, None).await
+}
+
+/// `POST /channels`: `action=folders` lists the mailbox's folders and counts the chosen one
+/// with the values typed; `action=save` creates the channel through the API's handler.
+pub async fn submit(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Form(mut form): Form<ChannelForm>,
+) -> Result<Response, PageError> {
+    if form.action == "save" {
+        let answer = config::create_channel(
+            State(state.clone()),
+            Extension(who.clone()),
+            Json(form.body()),
+        )
+        .await;
+        return match answer {
+            Ok(_) => Ok(Redirect::to("/channels").into_response()),
+            Err(e) => {
+                form.password.clear();
+                show(&state, &who, e.status, form, None, Some(e.message)).await
+            }
+        };
+    }
+    let (probe, error) = match channel_form::probe(&state, &form).await {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(e)),
+    };
+    // The password stays in the form only while it is being typed into: a page never sends it
+    // back, so it must be typed again to save.
+    form.password.clear();
+    show(&state, &who, StatusCode::OK, form, probe, error).await
+}
+
+async fn show(
+    state: &AppState,
+    who: &Principal,
+    status: StatusCode,
+    form: ChannelForm,
+    probe: Option<Probe>,
+    form_error: Option<String>,
+) -> Result<Response, PageError> {
     let now = intake_store::now();
     let mut channels = Vec::new();
+    let integrations = config::list_integrations(State(state.clone()))
+        .await?
+        .0
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
     for c in config::list_channels(State(state.clone())).await?.0 {
         let st = config::channel_status(State(state.clone()), Path(c.name.clone()))
             .await?
@@ -107,8 +164,18 @@ pub async fn page(
             log,
         });
     }
-    let layout = Layout::new(&state, &who, "Channels", "/channels").await;
-    Ok(render(StatusCode::OK, &Page { layout, channels }))
+    let layout = Layout::new(state, who, "Channels", "/channels").await;
+    Ok(render(
+        status,
+        &Page {
+            layout,
+            channels,
+            form,
+            integrations,
+            probe,
+            form_error,
+        },
+    ))
 }
 
 /// `POST /channels/{name}/pause`.
@@ -145,7 +212,8 @@ struct TestResult {
     seconds: String,
     stages: Vec<StageView>,
     counts: Option<String>,
-    cause: Option<(String, String, String)>,
+    /// The doctor's findings: `(code, severity, title, evidence, fix)`.
+    findings: Vec<(String, String, String, String, String)>,
 }
 
 #[derive(Template)]
@@ -181,7 +249,10 @@ pub async fn test(
         ));
     };
     let started = std::time::Instant::now();
-    let report = crate::runner::doctor::check(&snap.settings, &state.store, &c).await;
+    let diagnosis =
+        crate::runner::doctor::diagnose(&snap.settings, &state.store, &c, intake_store::now())
+            .await;
+    let report = &diagnosis.report;
     let result = TestResult {
         ok: report.ok,
         seconds: format!("{:.1}", started.elapsed().as_secs_f64()),
@@ -199,9 +270,19 @@ pub async fn test(
             Some(u) => format!("{} messages, {u} unread", n.messages),
             None => format!("{} messages", n.messages),
         }),
-        cause: report
-            .root_cause
-            .map(|r| (r.id.to_string(), r.title.to_string(), r.fix)),
+        findings: diagnosis
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.code.to_string(),
+                    format!("{:?}", f.severity).to_lowercase(),
+                    f.title.to_string(),
+                    f.evidence.clone(),
+                    f.fix.clone(),
+                )
+            })
+            .collect(),
     };
     let _ = state
         .store

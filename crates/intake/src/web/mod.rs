@@ -15,6 +15,7 @@
 
 mod admin;
 pub mod assets;
+mod channel_form;
 mod channels;
 pub mod chart;
 pub mod fmt;
@@ -52,11 +53,12 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(session::logout))
         .route("/tickets", get(tickets::list))
         .route("/tickets/{key}", get(tickets::show))
+        .route("/tickets/{key}/reply", post(tickets::reply))
         .route(
             "/integrations",
             get(integrations::page).post(integrations::submit),
         )
-        .route("/channels", get(channels::page))
+        .route("/channels", get(channels::page).post(channels::submit))
         .route("/channels/{name}/pause", post(channels::pause))
         .route("/channels/{name}/resume", post(channels::resume))
         .route("/channels/{name}/test", post(channels::test))

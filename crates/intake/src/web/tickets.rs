@@ -6,9 +6,11 @@
 
 use askama::Template;
 use axum::Extension;
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::response::{IntoResponse, Redirect};
 use intake_store::browse::TicketQuery;
 
 use axum::http::{HeaderValue, header};
@@ -165,6 +167,57 @@ struct TicketPage {
     related: Vec<(String, String)>,
     messages: Vec<Message>,
     images_shown: bool,
+    /// Why the last reply was refused (shown next to the reply box).
+    reply_error: Option<String>,
+    /// The reply text to show again after a refusal.
+    reply_body: String,
+}
+
+/// The reply box's form.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ReplyForm {
+    #[serde(default)]
+    body: String,
+}
+
+/// `POST /tickets/{key}/reply`: the reply box, through the API's `POST
+/// /api/tickets/{key}/replies` handler (an outgoing comment and its mail in the outbox, one
+/// transaction, audited). Back to the conversation, or the page again with the reason next to
+/// the box.
+pub async fn reply(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(key): Path<String>,
+    Form(form): Form<ReplyForm>,
+) -> Result<Response, PageError> {
+    let answer = crate::serve::api::outbox::reply(
+        State(state.clone()),
+        Extension(who.clone()),
+        Path(key.clone()),
+        axum::Json(crate::serve::api::outbox::NewReplyBody {
+            body: form.body.clone(),
+            attachments: Vec::new(),
+            channel: None,
+        }),
+    )
+    .await;
+    match answer {
+        Ok(_) => {
+            let enc: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+            Ok(Redirect::to(&format!("/tickets/{enc}#reply")).into_response())
+        }
+        Err(e) => {
+            page(
+                &state,
+                &who,
+                key,
+                Images::Blocked,
+                Some(e.message),
+                form.body,
+            )
+            .await
+        }
+    }
 }
 
 /// `GET /tickets/{key}`.
@@ -179,7 +232,18 @@ pub async fn show(
     } else {
         Images::Blocked
     };
-    let layout = Layout::new(&state, &who, key.clone(), "/tickets").await;
+    page(&state, &who, key, images, None, String::new()).await
+}
+
+async fn page(
+    state: &AppState,
+    who: &Principal,
+    key: String,
+    images: Images,
+    reply_error: Option<String>,
+    reply_body: String,
+) -> Result<Response, PageError> {
+    let layout = Layout::new(state, who, key.clone(), "/tickets").await;
     let Some(t) = state.store.ticket(&key).await? else {
         return Ok(error_page(
             StatusCode::NOT_FOUND,
@@ -232,6 +296,8 @@ pub async fn show(
             related: t.related.into_iter().map(|r| (r.key, r.relation)).collect(),
             messages,
             images_shown: images == Images::Shown,
+            reply_error,
+            reply_body,
         },
     );
     // Remote images load only on the page where the administrator asked for them.

@@ -449,11 +449,51 @@ async fn a_forged_x_intake_sent_header_is_ingested_and_intakes_own_mail_is_not()
 /// (method, path, body) of one request.
 type Logged = (String, String, Vec<u8>);
 
+/// (filename, size) of an uploaded file.
+type Uploaded = (String, u64);
+
 #[derive(Clone, Default)]
 struct JiraFake {
     log: Arc<Mutex<Vec<Logged>>>,
     issues: Arc<Mutex<Vec<(String, Value)>>>,
     comments: Arc<Mutex<HashMap<String, Vec<String>>>>,
+    /// Per issue: (filename, size) of each uploaded file.
+    attachments: Arc<Mutex<HashMap<String, Vec<Uploaded>>>>,
+    /// Operations (`create`, `attach`, `comment`) whose next request is applied but answered
+    /// only after 5 s, past the client's timeout: the crash window, where the effect happened
+    /// and the sender never hears so. Each is taken off once used.
+    swallow: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl JiraFake {
+    /// The answer to an applied request: `ok`, or, if `op` is to be swallowed, the same answer
+    /// too late for the client.
+    fn answer(&self, op: &str, ok: ResponseTemplate) -> ResponseTemplate {
+        let mut s = self.swallow.lock().unwrap();
+        match s.iter().position(|o| *o == op) {
+            Some(i) => {
+                s.remove(i);
+                ok.set_delay(Duration::from_secs(5))
+            }
+            None => ok,
+        }
+    }
+}
+
+/// (filename, size) of the file in a multipart upload.
+fn uploaded(body: &[u8]) -> (String, u64) {
+    let find = |needle: &[u8]| body.windows(needle.len()).position(|w| w == needle);
+    let rfind = |needle: &[u8]| body.windows(needle.len()).rposition(|w| w == needle);
+    let text = String::from_utf8_lossy(body);
+    let name = text
+        .split("filename=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    let start = find(b"\r\n\r\n").map(|i| i + 4).unwrap_or(0);
+    let end = rfind(b"\r\n--").unwrap_or(body.len());
+    (name, end.saturating_sub(start) as u64)
 }
 
 impl Respond for JiraFake {
@@ -507,7 +547,11 @@ impl Respond for JiraFake {
                 let mut issues = self.issues.lock().unwrap();
                 let key = format!("SUP-{}", issues.len() + 1);
                 issues.push((key.clone(), fields));
-                ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": "1", "key": key}))
+                self.answer(
+                    "create",
+                    ResponseTemplate::new(201)
+                        .set_body_json(serde_json::json!({"id": "1", "key": key})),
+                )
             }
             (m, p) if p.ends_with("/comment") => {
                 let issue = p.split('/').nth(5).unwrap_or_default().to_string();
@@ -516,7 +560,11 @@ impl Respond for JiraFake {
                 if m == "POST" {
                     let v: Value = serde_json::from_slice(&req.body).unwrap();
                     list.push(v["body"].as_str().unwrap().to_string());
-                    ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": "10"}))
+                    drop(comments);
+                    self.answer(
+                        "comment",
+                        ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": "10"})),
+                    )
                 } else {
                     let cs: Vec<Value> = list
                         .iter()
@@ -527,7 +575,33 @@ impl Respond for JiraFake {
             }
             ("POST", p) if p.ends_with("/attachments") => {
                 assert_eq!(req.headers.get("x-atlassian-token").unwrap(), "no-check");
-                ResponseTemplate::new(200).set_body_json(serde_json::json!([{"id": "5"}]))
+                let issue = p.split('/').nth(5).unwrap_or_default().to_string();
+                self.attachments
+                    .lock()
+                    .unwrap()
+                    .entry(issue)
+                    .or_default()
+                    .push(uploaded(&req.body));
+                self.answer(
+                    "attach",
+                    ResponseTemplate::new(200).set_body_json(serde_json::json!([{"id": "5"}])),
+                )
+            }
+            ("GET", p) if p.starts_with("/rest/api/2/issue/") => {
+                let issue = p.split('/').nth(5).unwrap_or_default().to_string();
+                let files: Vec<Value> = self
+                    .attachments
+                    .lock()
+                    .unwrap()
+                    .get(&issue)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(f, n)| serde_json::json!({"filename": f, "size": n}))
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(
+                    serde_json::json!({"key": issue, "fields": {"attachment": files}}),
+                )
             }
             _ => ResponseTemplate::new(404),
         }
@@ -654,5 +728,102 @@ async fn jira_sink_creates_the_issue_with_attachment_then_the_comment_and_decode
         })
         .count();
     assert_eq!(bad_creates, 1, "a 400 is not retried blindly");
+    store.close().await;
+}
+
+/// The crash window at a Jira sink: the fake creates the issue, stores the attachment and adds
+/// the comment, but answers each of them too late for the client (past `timeout_seconds`), as
+/// when Intake dies after Jira acted and before the row is marked sent. The repeats look before
+/// they act — the issue by its label (JQL), the attachments by filename and size, the comment by
+/// its marker — so Jira ends with one issue, one copy of the file and one comment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jira_sink_after_an_unanswered_create_upload_and_comment_makes_each_once() {
+    let fake = JiraFake {
+        swallow: Arc::new(Mutex::new(vec!["create", "attach", "comment"])),
+        ..Default::default()
+    };
+    let server = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(fake.clone())
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mails = dir.path().join("mail");
+    std::fs::create_dir(&mails).unwrap();
+    mail(
+        &mails,
+        "1.eml",
+        "From: Jane <jane@customer.example>\nTo: help@example.com\nSubject: Printer on fire\nDate: Mon, 02 Nov 2026 10:00:00 +0000\nMessage-ID: <jc1@customer.example>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nIt burns, see the log.\n--b\nContent-Type: text/plain; name=\"printer.log\"\nContent-Disposition: attachment; filename=\"printer.log\"\n\nFIRE AT 10:00\n--b--\n",
+    );
+    mail(
+        &mails,
+        "2.eml",
+        "From: jane@customer.example\nTo: help@example.com\nSubject: Re: Printer on fire\nDate: Mon, 02 Nov 2026 10:05:00 +0000\nMessage-ID: <jc2@customer.example>\nIn-Reply-To: <jc1@customer.example>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nStill burning, photo attached.\n--b\nContent-Type: image/png; name=\"photo.png\"\nContent-Disposition: attachment; filename=\"photo.png\"\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n--b--\n",
+    );
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[sink]]\nname = \"jira\"\nproject = \"HELP\"\ntype = \"jira\"\nurl = \"{}\"\nsecret = \"env:JIRA_PAT\"\njira_project = \"SUP\"\ntimeout_seconds = 1\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let db = TestDb::sqlite();
+    let out = ok(intake()
+        .env("JIRA_PAT", "pat-secret")
+        .args(["--config", &cfg, "ingest", "--db", &db.url, "--json"])
+        .arg(&mails)
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["sent"].as_u64(), v["send_failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    assert!(
+        fake.swallow.lock().unwrap().is_empty(),
+        "every crash window was hit"
+    );
+    let issues = fake.issues.lock().unwrap().clone();
+    assert_eq!(issues.len(), 1, "one issue: {issues:?}");
+    let files = fake.attachments.lock().unwrap().clone();
+    let mut on_issue = files["SUP-1"].clone();
+    on_issue.sort();
+    assert_eq!(
+        on_issue,
+        vec![
+            ("photo.png".to_string(), 8),
+            ("printer.log".to_string(), 13),
+        ],
+        "each file once"
+    );
+    let comments = fake.comments.lock().unwrap().clone();
+    assert_eq!(comments["SUP-1"].len(), 1, "{comments:?}");
+    let log = fake.log.lock().unwrap().clone();
+    let creates = log
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p == "/rest/api/2/issue")
+        .count();
+    let searches = log
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p == "/rest/api/2/search")
+        .count();
+    assert_eq!(
+        creates, 1,
+        "the repeat found the issue instead of creating it"
+    );
+    assert!(searches >= 2, "looked up before creating, twice");
+    let store = Store::connect(&db.url).await.unwrap();
+    assert_eq!(
+        store
+            .ticket_external_key("HELP-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("SUP-1")
+    );
     store.close().await;
 }

@@ -1047,7 +1047,7 @@ async fn a_long_running_run_records_the_diagnosis_once_per_change_of_cause() {
     let first = wait_failures(3).await;
     *answer.lock().unwrap() = (
         50_194,
-        "AADSTS50194: Application is not configured as a multi-tenant application.",
+        "AADSTS50194: Application '79c86cf8-e761-4fdc-bc20-a629c5d04260'(Single Tenant - Test) is not configured as a multi-tenant application.",
     );
     let total = wait_failures(first + 2).await;
     let stderr = running.stop();

@@ -93,6 +93,14 @@ struct Fixture {
     quarantined: i64,
 }
 
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 async fn fixture() -> Fixture {
     let db = TestDb::sqlite();
     create_admin(&db.url, "alice", PASSWORD);
@@ -119,7 +127,12 @@ async fn fixture() -> Fixture {
         .json(&serde_json::json!({
             "name": "box", "project": "HELP", "protocol": "maildir",
             "path": root.display().to_string(), "mode": "poll", "poll_seconds": 1,
-            "after": "mark-read"
+            "after": "mark-read",
+            // Replies are recorded and queued; their delivery fails (nothing listens there)
+            // and is retried by the outbox, which the pages do not wait for.
+            "send": {"transport": "smtp", "host": "127.0.0.1", "port": closed_port(),
+                     "tls": "none", "auth": "password:env:WEB_TEST_PW",
+                     "from": "help@example.com"}
         }))
         .send()
         .await
@@ -257,4 +270,70 @@ async fn admin_pages_work_without_javascript_through_full_page_posts() {
     }
     let f = fixture().await;
     run_script(&f, "nojs.mjs");
+}
+
+/// The channel pages against a real Dovecot: a channel created in the form with its folder
+/// chosen from the server's list and the first-sync count, Test connection ✓ at every stage, a
+/// wrong password failing at login with the server's words and a finding, and a message
+/// appended to Dovecot appearing in the ticket list without a reload (tests/browser/dovecot.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_form_test_connection_and_live_tickets_against_dovecot_in_a_browser() {
+    use intake_testkit::dovecot::{Dovecot, DovecotOptions};
+    if !browser_ready() {
+        return;
+    }
+    const MAILBOX: &str = "help@example.test";
+    const MAILBOX_PW: &str = "dovecot-pw-1";
+    let Some(dc) = Dovecot::start_or_skip(
+        "channel_form_test_connection_and_live_tickets_against_dovecot_in_a_browser",
+        &DovecotOptions::with_users(&[(MAILBOX, MAILBOX_PW)]).localized(),
+    ) else {
+        return;
+    };
+    for n in 1..=2 {
+        dc.deliver(
+            MAILBOX,
+            format!(
+                "From: ann@example.com\r\nTo: {MAILBOX}\r\nSubject: waiting {n}\r\nMessage-ID: <waiting-{n}@example.com>\r\n\r\nbody {n}\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    }
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let env = [
+        ("INTAKE_LOG_FORMAT", "json"),
+        ("INTAKE_LOG", "info"),
+        ("INTAKE_SECRET_KEY", TEST_KEY),
+        ("INTAKE_LEASE_SECONDS", "3"),
+    ];
+    let node = Node::start(&db.url, None, &[], &env).await;
+    let shots = crate::repo().join("target/web-screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir().join("dovecot.mjs"))
+        .current_dir(browser_dir())
+        .env("BASE", &node.base)
+        .env("USER", "alice")
+        .env("PASSWORD", PASSWORD)
+        .env("SHOTS", &shots)
+        .env("IMAP_PORT", dc.imap_port.to_string())
+        .env("MAILBOX", MAILBOX)
+        .env("MAILBOX_PASSWORD", MAILBOX_PW)
+        .env("WAITING", "2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains(" passed, 0 failed"),
+        "browser checks of dovecot.mjs failed:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.stderr.lock().unwrap()
+    );
+    let log = node.stderr.lock().unwrap().clone();
+    assert!(
+        !log.contains(MAILBOX_PW) && !log.contains("not-the-password"),
+        "a password reached the server log"
+    );
 }

@@ -9,6 +9,7 @@
 pub mod browse;
 pub mod config;
 pub mod oauth;
+pub mod outbox;
 pub mod session;
 
 use axum::extract::State;
@@ -76,6 +77,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(browse::quarantine_raw))
         .routes(routes!(browse::quarantine_discard))
         .routes(routes!(browse::quarantine_retry))
+        .routes(routes!(outbox::reply))
+        .routes(routes!(outbox::list))
+        .routes(routes!(outbox::retry))
+        .routes(routes!(outbox::discard))
         .routes(routes!(alerts))
         .routes(routes!(audit))
         .routes(routes!(openapi_json))
