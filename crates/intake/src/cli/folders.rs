@@ -36,18 +36,19 @@ pub async fn run(settings: &Settings, db: &str, a: FoldersArgs) -> anyhow::Resul
         );
     };
     let store = intake_store::Store::connect(db).await?;
-    let listed = crate::runner::folders::list(settings, &store, c).await;
-    store.close().await;
-    let listed = match listed {
+    let listed = match crate::runner::folders::list(settings, &store, c).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("intake folders: channel {}: {e:#}", c.name);
-            if let Some(d) = crate::runner::doctor::diagnose_error(settings, c, &e) {
+            if let Some(d) = crate::runner::doctor::diagnose_failure(settings, &store, c, &e).await
+            {
                 eprintln!("  cause: {} {}\n  fix:   {}", d.code, d.title, d.fix);
             }
+            store.close().await;
             return Ok(ExitCode::FAILURE);
         }
     };
+    store.close().await;
     if a.json {
         println!("{}", serde_json::to_string(&listed)?);
         return Ok(ExitCode::SUCCESS);

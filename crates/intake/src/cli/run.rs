@@ -101,7 +101,9 @@ pub async fn run(settings: &Settings, db: &str, a: RunArgs) -> anyhow::Result<Ex
             Err(e) => {
                 failed += 1;
                 eprintln!("error: channel {}: {e:#}", c.name);
-                if let Some(d) = crate::runner::doctor::diagnose_error(settings, c, &e) {
+                if let Some(d) =
+                    crate::runner::doctor::diagnose_failure(settings, &store, c, &e).await
+                {
                     eprintln!("  cause: {} {}\n  fix:   {}", d.code, d.title, d.fix);
                     crate::runner::log_diagnosis(&store, &c.name, &d).await;
                 }

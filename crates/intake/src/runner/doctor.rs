@@ -51,7 +51,25 @@ struct Ctx<'a> {
     protocol: intake_core::preset::Protocol,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The names of channel `c`: its mailbox and the integration of its `auth = "oauth:NAME"`.
+    fn of(settings: &'a Settings, c: &'a ChannelSettings) -> Self {
+        let (mailbox, integration) = match &c.source {
+            SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
+                Auth::OAuth { integration, .. } => (Some(s.mailbox.as_str()), Some(integration)),
+                Auth::Password(_) => (Some(s.mailbox.as_str()), None),
+            },
+            SourceSettings::Graph(g) => (Some(g.mailbox.as_str()), Some(&g.integration)),
+            _ => (None, None),
+        };
+        Ctx {
+            channel: &c.name,
+            mailbox,
+            integration: integration.and_then(|n| settings.integrations.get(n)),
+            protocol: token_protocol(c),
+        }
+    }
+
     fn authorize(&self) -> String {
         match (self.integration, self.mailbox) {
             (Some(i), Some(m)) => authorize_command(&i.name, m, self.protocol),
@@ -816,36 +834,46 @@ async fn staged(
     (with_token(report), error)
 }
 
+/// The diagnosis of a channel that failed in `intake run` or `intake folders`, ranked as
+/// `intake doctor` ranks it: [`diagnose_error`], and when its words fit several causes
+/// (`User is authenticated but not connected.`) the stored token's identity decides between
+/// RC2 and RC3/RC11 with the doctor's own [`preflight`] and [`ranked`], so the mail log
+/// records the doctor's code and fix. Reads the store, no network.
+pub async fn diagnose_failure(
+    settings: &Settings,
+    store: &Store,
+    c: &ChannelSettings,
+    e: &RunError,
+) -> Option<Diagnosed> {
+    let d = diagnose_error(settings, c, e)?;
+    if d.code != RootCause::Rc2.id() || !d.is_error() {
+        return Some(d);
+    }
+    let ctx = Ctx::of(settings, c);
+    let identity = match (ctx.integration, ctx.mailbox) {
+        (Some(i), Some(m)) => preflight(settings, store, i, m, &ctx).await,
+        _ => Vec::new(),
+    };
+    ranked(d, &identity, &ctx)
+        .into_iter()
+        .find(Diagnosed::is_error)
+}
+
 /// The diagnosis of a channel that failed in `intake run` (code and fix, as the doctor would
-/// give them), from the error alone: token errors, the server's answer to a login or SELECT,
+/// give them), from the error alone (no ranking by the stored token: see
+/// [`diagnose_failure`]): token errors, the server's answer to a login or SELECT,
 /// Graph's decoded error, a connection the firewall or proxy refused, else the catalogue.
 /// `None` when nothing is known about it.
 pub fn diagnose_error(settings: &Settings, c: &ChannelSettings, e: &RunError) -> Option<Diagnosed> {
     use intake_mail::source::SourceError;
-    let (mailbox, integration, oauth, proxy) = match &c.source {
-        SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
-            Auth::OAuth { integration, .. } => (
-                Some(s.mailbox.as_str()),
-                settings.integrations.get(integration),
-                true,
-                s.proxy.is_some(),
-            ),
-            Auth::Password(_) => (Some(s.mailbox.as_str()), None, false, s.proxy.is_some()),
-        },
-        SourceSettings::Graph(g) => (
-            Some(g.mailbox.as_str()),
-            settings.integrations.get(&g.integration),
-            true,
-            g.proxy.is_some(),
-        ),
-        _ => (None, None, false, false),
+    let (oauth, proxy) = match &c.source {
+        SourceSettings::Imap(s) | SourceSettings::Pop3(s) => {
+            (matches!(s.auth, Auth::OAuth { .. }), s.proxy.is_some())
+        }
+        SourceSettings::Graph(g) => (true, g.proxy.is_some()),
+        _ => (false, false),
     };
-    let ctx = Ctx {
-        channel: &c.name,
-        mailbox,
-        integration,
-        protocol: token_protocol(c),
-    };
+    let ctx = Ctx::of(settings, c);
     let evidence = format!("{e:#}");
     if let Some(d) = token_finding(e, &evidence, &ctx) {
         return Some(d);

@@ -227,7 +227,7 @@ pub async fn run_forever(
                 )
                 .await;
             // The doctor's diagnosis, once per change of cause (not every retry).
-            let d = doctor::diagnose_error(settings, c, e);
+            let d = doctor::diagnose_failure(settings, store, c, e).await;
             let code = d.as_ref().map(|d| d.code);
             if code != last_cause {
                 if let Some(d) = d {

@@ -101,8 +101,9 @@ const EXCHANGE_IMAP_GREETING: &str =
     "* OK The Microsoft Exchange IMAP4 service is ready. [QQBNADAAUABSADAA]\r\n";
 
 /// An IMAP channel `exo` on the Exchange stand-in, with an Exchange token of `upn` stored for
-/// the mailbox; the doctor's report.
-async fn doctor_on_exchange_imap(upn: &str) -> (i32, serde_json::Value, String) {
+/// the mailbox; the doctor's report, and then `intake run --once` on the same file and
+/// database: the diagnosis it wrote to the mail log (one `channel_diagnosis` event).
+async fn doctor_on_exchange_imap(upn: &str) -> (i32, serde_json::Value, String, serde_json::Value) {
     let login = token_endpoint(400, serde_json::json!({"error": "invalid_grant"})).await;
     let (port, _) = line_server(EXCHANGE_IMAP_GREETING, exchange_imap_session).await;
     let db = TestDb::sqlite();
@@ -125,18 +126,38 @@ async fn doctor_on_exchange_imap(upn: &str) -> (i32, serde_json::Value, String) 
             integration(&login.uri(), "client_secret = \"env:M365_SECRET\"")
         ),
     );
-    doctor(&cfg, &db.url)
+    let (code, v, text) = doctor(&cfg, &db.url);
+    let (run_code, out, err) = intake_with(&cfg, &db.url, &["run", "--once"], &[]);
+    assert_ne!(run_code, 0, "run must fail: {out}{err}");
+    no_secret(&format!("{out}{err}"));
+    let mut logged = log_events(&cfg, &db.url, "channel_diagnosis");
+    assert_eq!(logged.len(), 1, "one diagnosis per run: {logged:?}\n{err}");
+    (code, v, text, logged.remove(0))
+}
+
+/// `intake run` recorded the doctor's diagnosis: the same code, error, and the same fix.
+fn run_recorded(logged: &serde_json::Value, v: &serde_json::Value, code: &str) {
+    let doctor = finding(v, code);
+    assert_eq!(doctor["severity"], "error", "{v}");
+    assert_eq!(logged["fields"]["code"], code, "{logged}\ndoctor: {v}");
+    assert_eq!(logged["fields"]["severity"], "error", "{logged}");
+    assert_eq!(
+        logged["fields"]["fix"], doctor["fix"],
+        "{logged}\ndoctor: {v}"
+    );
+    no_secret(&logged.to_string());
 }
 
 /// RC2 (IMAP disabled for the mailbox) and RC6 (a client-access rule blocks IMAP4): Exchange
 /// accepts the token of the mailbox's own account, then says `User is authenticated but not
 /// connected.`. No answer tells RC2 from RC6: RC2 is the error, RC6 a warning beside it,
-/// both with the mailbox's real name in the fix.
+/// both with the mailbox's real name in the fix. `intake run` records the same RC2 and fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc2_and_rc6_exchange_says_authenticated_but_not_connected_to_the_mailboxs_own_token() {
-    let (code, v, text) = doctor_on_exchange_imap(M).await;
+    let (code, v, text, logged) = doctor_on_exchange_imap(M).await;
     assert_eq!(code, 1, "{v}");
     assert_eq!(severity(&v, "RC2"), "error", "{v}");
+    run_recorded(&logged, &v, "RC2");
     assert_eq!(severity(&v, "RC6"), "warning", "{v}");
     let rc2 = finding(&v, "RC2");
     assert!(
@@ -170,7 +191,7 @@ async fn rc2_and_rc6_exchange_says_authenticated_but_not_connected_to_the_mailbo
 /// RC3 (a shared or another user's mailbox without Full Access): Graph answers
 /// `ErrorAccessDenied` on `/users/M` (error); and on IMAP, Exchange's `authenticated but not
 /// connected` with a token of another account of the same domain is RC3 (error), RC2 only a
-/// warning, the fix naming both accounts.
+/// warning, the fix naming both accounts; `intake run` records RC3 with the doctor's fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc3_graph_access_denied_on_a_shared_mailbox_and_imap_with_another_users_token() {
     let login = token_endpoint(
@@ -220,9 +241,10 @@ async fn rc3_graph_access_denied_on_a_shared_mailbox_and_imap_with_another_users
     no_secret(&text);
 
     const AGENT: &str = "agent@contoso.example";
-    let (code, v, text) = doctor_on_exchange_imap(AGENT).await;
+    let (code, v, text, logged) = doctor_on_exchange_imap(AGENT).await;
     assert_eq!(code, 1, "{v}");
     assert_eq!(severity(&v, "RC3"), "error", "{v}");
+    run_recorded(&logged, &v, "RC3");
     assert_eq!(severity(&v, "RC2"), "warning", "{v}");
     let rc3 = finding(&v, "RC3");
     let fix = rc3["fix"].as_str().unwrap();
@@ -241,13 +263,15 @@ async fn rc3_graph_access_denied_on_a_shared_mailbox_and_imap_with_another_users
 
 /// RC11 (the browser authorized the wrong account): Exchange's `authenticated but not
 /// connected` to a token of an account of another domain is RC11 (error) with the fix to
-/// authorize again and pick the mailbox; the identity provider's AADSTS50020 is RC11 too.
+/// authorize again and pick the mailbox (and `intake run` records that RC11 and fix, not RC2);
+/// the identity provider's AADSTS50020 is RC11 too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc11_a_token_of_another_account_and_aadsts50020() {
     const OTHER: &str = "someone@fabrikam.example";
-    let (code, v, text) = doctor_on_exchange_imap(OTHER).await;
+    let (code, v, text, logged) = doctor_on_exchange_imap(OTHER).await;
     assert_eq!(code, 1, "{v}");
     assert_eq!(severity(&v, "RC11"), "error", "{v}");
+    run_recorded(&logged, &v, "RC11");
     let rc11 = finding(&v, "RC11");
     assert!(
         rc11["evidence"].as_str().unwrap().contains(OTHER)
