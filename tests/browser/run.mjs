@@ -221,6 +221,16 @@ try {
     assert(!(await p.evaluate(() => window.__pwned)), 'a script from the message ran');
   });
 
+  await check('a quarantined message is retried from its page and, still unreadable, stays quarantined', async () => {
+    const id = env('QUARANTINED');
+    await p.goto(`${BASE}/quarantine/${id}`);
+    await p.click('button:has-text("Retry this message")');
+    await p.waitForSelector(`text=Message ${id} was retried and is still quarantined`);
+    await audit(p, 'quarantine-retry');
+    await p.goto(`${BASE}/admin`);
+    assert((await p.textContent('#audit')).includes('quarantine_retried'), 'the retry is not in the audit log');
+  });
+
   await check('a quarantined message is discarded with a reason, and the audit log says who', async () => {
     const id = env('QUARANTINED');
     await p.goto(`${BASE}/quarantine/${id}`);

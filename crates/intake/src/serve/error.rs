@@ -81,3 +81,30 @@ impl IntoResponse for ApiError {
         r
     }
 }
+
+/// Answers axum's own rejections (a request body that is not JSON or lacks a field, a bad
+/// query or path parameter: plain text) like every other error of the API, as
+/// `{"error": "invalid", "message": …}` with the same status — the OpenAPI document describes
+/// only that shape. Other answers pass untouched, and so does the OAuth callback's text page.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let callback = req.uri().path() == "/oauth/callback";
+    let r = next.run(req).await;
+    let plain = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if callback || !plain || !r.status().is_client_error() {
+        return r;
+    }
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    ApiError::new(
+        status,
+        "invalid",
+        format!("the request: {}", String::from_utf8_lossy(&bytes).trim()),
+    )
+    .into_response()
+}

@@ -315,3 +315,37 @@ pub async fn discard(
         Err(e) => Err(e.into()),
     }
 }
+
+/// `POST /quarantine/{id}/retry`: the API's retry handler (prepare and apply the raw message
+/// again under the channel's current rules, exactly once, audited). A message that became or
+/// joined a ticket leads to that ticket; otherwise the page says what happened.
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let r = crate::serve::api::browse::quarantine_retry(
+        State(state.clone()),
+        Extension(who.clone()),
+        Path(id.clone()),
+    )
+    .await?
+    .0;
+    if let Some(key) = r.ticket_key {
+        let enc: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        return Ok(axum::response::Redirect::to(&format!("/tickets/{enc}")).into_response());
+    }
+    let layout = Layout::new(&state, &who, format!("Retry of {id}"), "/quarantine").await;
+    let text = match r.result.as_str() {
+        "quarantined" => format!(
+            "Message {id} was retried and is still quarantined: {}",
+            r.reason.unwrap_or_default()
+        ),
+        "ignored" => format!(
+            "Message {id} was retried and is now ignored: {}",
+            r.reason.unwrap_or_default()
+        ),
+        other => format!("Message {id} was retried: {other}."),
+    };
+    Ok(error_page(StatusCode::OK, Some(layout), text))
+}

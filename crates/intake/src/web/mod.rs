@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/quarantine", get(log::quarantine))
         .route("/quarantine/{id}", get(log::quarantined))
         .route("/quarantine/{id}/discard", post(log::discard))
+        .route("/quarantine/{id}/retry", post(log::retry))
         .route_layer(from_fn_with_state(state.clone(), require_page));
     public
         .merge(pages)

@@ -191,6 +191,100 @@ pub fn routes(doc: &serde_json::Value) -> Vec<(Method, String, String)> {
 
 const PASSWORD: &str = "a long enough password";
 
+/// The response schemas of the OpenAPI document `intake serve` publishes: every JSON answer a
+/// test checks with [`Schemas::check`] must validate against the schema its operation documents
+/// for that status (JSON Schema 2020-12, the dialect of OpenAPI 3.1).
+pub struct Schemas {
+    doc: serde_json::Value,
+}
+
+impl Schemas {
+    /// Fetch `/api/openapi.json` from `node`.
+    pub async fn load(node: &Node, token: &str) -> Schemas {
+        let doc = reqwest::Client::new()
+            .get(node.url("/api/openapi.json"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Schemas { doc }
+    }
+
+    /// The documented path that `path` (concrete, no query) is an instance of: the template
+    /// with the most literal segments among those that match.
+    fn template(&self, path: &str) -> String {
+        let segs: Vec<&str> = path.split('/').collect();
+        self.doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter_map(|t| {
+                let ts: Vec<&str> = t.split('/').collect();
+                (ts.len() == segs.len()
+                    && ts
+                        .iter()
+                        .zip(&segs)
+                        .all(|(a, b)| a.starts_with('{') || a == b))
+                .then(|| (ts.iter().filter(|a| !a.starts_with('{')).count(), t.clone()))
+            })
+            .max()
+            .map(|(_, t)| t)
+            .unwrap_or_else(|| panic!("{path} is not in the OpenAPI document"))
+    }
+
+    /// Check one answer: its status must be documented for the operation, and a JSON body
+    /// must validate against the documented schema. Returns the number of schema checks made
+    /// (0 when the documented answer is not JSON).
+    pub fn check(&self, method: &str, url: &str, status: u16, body: &str) -> usize {
+        let path = url
+            .split_once("://")
+            .map(|(_, rest)| &rest[rest.find('/').unwrap_or(rest.len())..])
+            .unwrap_or(url);
+        let path = path.split('?').next().unwrap();
+        let template = self.template(path);
+        let op = &self.doc["paths"][&template][method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        let answer = &op["responses"][status.to_string()];
+        assert!(
+            answer.is_object(),
+            "{method} {template} answered {status}, which it does not document: {body}"
+        );
+        let Some(schema) = answer["content"]["application/json"].get("schema") else {
+            return 0;
+        };
+        let mut schema = schema.clone();
+        schema["components"] = self.doc["components"].clone();
+        let validator = jsonschema::draft202012::new(&schema)
+            .unwrap_or_else(|e| panic!("the schema of {method} {template} {status}: {e}"));
+        let instance: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{method} {path} {status} is not JSON ({e}): {body}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| format!("{e} (at {})", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {path} {status} does not match its OpenAPI schema:\n{}\nanswer: {body}",
+            errors.join("\n")
+        );
+        1
+    }
+}
+
+/// Send `rq`, check the answer against the OpenAPI document, return (status, body text).
+pub async fn checked(schemas: &Schemas, rq: reqwest::RequestBuilder) -> (StatusCode, String) {
+    let built = rq.build().unwrap();
+    let (method, url) = (built.method().to_string(), built.url().to_string());
+    let r = reqwest::Client::new().execute(built).await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    schemas.check(&method, &url, status.as_u16(), &text);
+    (status, text)
+}
+
 /// The security contract: without credentials every route of the OpenAPI document but the
 /// login answers 401 (and `/metrics` too), `/healthz` and `/readyz` answer; a bearer token and a
 /// session both work; a cookie request that changes state without the CSRF token is refused
@@ -290,7 +384,9 @@ async fn every_route_needs_credentials_sessions_need_csrf_and_logins_are_rate_li
     }
 
     // With the token every route answers, and with a status its operation documents (the
-    // answers of this test validate against the document: path, method and status).
+    // answers of this test validate against the document: path, method, status and schema).
+    let schemas = Schemas::load(&node, &token).await;
+    let mut validated = 0;
     for (m, path, name) in &all {
         let mut rq = c.request(m.clone(), node.url(path)).bearer_auth(&token);
         if *m == Method::POST || *m == Method::PATCH {
@@ -305,8 +401,14 @@ async fn every_route_needs_credentials_sessions_need_csrf_and_logins_are_rate_li
             documented.get(&status).is_some(),
             "{name} answered {status}, not among the documented {documented}: {text}"
         );
+        // …and its body validates against the schema documented for that status.
+        validated += schemas.check(method, &node.url(path), status.parse().unwrap(), &text);
         answers += &text;
     }
+    assert!(
+        validated >= 25,
+        "only {validated} answers had a JSON schema"
+    );
 
     // Bearer.
     let r = c
@@ -2588,4 +2690,171 @@ async fn channel_test_streams_one_event_per_stage_as_it_finishes() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].0, "error");
     assert_eq!(events[0].1["error"], "not_found");
+}
+
+/// The whole path through the API alone, against the real OAuth server (oidc-provider) and a
+/// real IMAP server (Dovecot, which checks every token at the OAuth server's introspection
+/// endpoint): create an integration and an IMAP channel, authorize the mailbox with the device
+/// flow, test the channel (every stage passes, login with the new token), deliver a message
+/// with an attachment to Dovecot, see the ticket, and download the attachment byte-identical.
+/// Every JSON answer on the way validates against the OpenAPI document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_path_over_the_api_oauth_server_and_dovecot_to_a_downloaded_attachment() {
+    use base64::Engine as _;
+    use intake_testkit::dovecot::{Dovecot, DovecotOptions};
+    const USER: &str = "frank@example.com";
+    let Some(idp) = intake_testkit::idp::Idp::start_or_skip("full_path_over_the_api") else {
+        return;
+    };
+    let Some(dc) = Dovecot::start_or_skip(
+        "full_path_over_the_api",
+        &DovecotOptions::with_users(&[(USER, "unused")]).introspect(&idp),
+    ) else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let node = Node::start(&db.url, None, &[], &node_env()).await;
+    let schemas = Schemas::load(&node, &token).await;
+    let c = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        checked(
+            &schemas,
+            c.post(node.url(path)).bearer_auth(&token).json(&body),
+        )
+    };
+    let get = |path: String| checked(&schemas, c.get(node.url(&path)).bearer_auth(&token));
+
+    let (status, text) = post(
+        "/api/integrations",
+        serde_json::json!({
+            "name": "idp", "provider": "custom", "client_id": idp.post_client_id,
+            "client_secret": idp.client_secret, "grant": "device_code",
+            "authorize_url": idp.authorization_endpoint(), "token_url": idp.token_endpoint(),
+            "device_authorization_url": idp.device_authorization_endpoint(),
+            "scopes": ["openid", "email", "offline_access", "mail"]
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = post(
+        "/api/channels",
+        serde_json::json!({
+            "name": "inbox", "project": "HELP", "protocol": "imap", "host": "127.0.0.1",
+            "port": dc.imap_port, "tls": "none", "mailbox": USER, "auth": "oauth:idp",
+            "mode": "poll", "poll_seconds": 1, "timeout_seconds": 10
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+
+    // Authorize (device flow), approved at the OAuth server as the mailbox's user.
+    let (status, text) = post(
+        "/api/integrations/idp/authorize",
+        serde_json::json!({"mailbox": USER, "flow": "device"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let started: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let flow_id = started["flow_id"].as_str().unwrap().to_string();
+    idp.approve_device(started["user_code"].as_str().unwrap(), USER)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (status, text) = get(format!("/api/flows/{flow_id}")).await;
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if v["state"] != "pending" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["authorized"]["username"], USER, "{done}");
+
+    // Test: every stage passes, the login with the token just obtained.
+    let (status, text) = post("/api/channels/inbox/test", serde_json::json!({})).await;
+    assert_eq!(status, 200, "{text}");
+    let test: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(test["ok"], true, "{test}\n{}", dc.log());
+    let stages: Vec<&str> = test["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    for want in ["token", "dns", "tcp", "login", "folder", "counts"] {
+        assert!(stages.contains(&want), "{want} in {stages:?}");
+    }
+
+    // Deliver a message with an attachment; the channel makes it a ticket.
+    let blob: Vec<u8> = (0..30_000u32).map(|i| (i * 7919 % 253) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&blob);
+    let wrapped: String = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|l| format!("{}\r\n", std::str::from_utf8(l).unwrap()))
+        .collect();
+    dc.deliver(
+        USER,
+        format!(
+            "From: Gina <gina@example.org>\r\nTo: {USER}\r\nSubject: Scanner jammed\r\n\
+             Message-ID: <full-path@x>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n\
+             The scanner ate page four.\r\n--b1\r\nContent-Type: application/pdf\r\n\
+             Content-Disposition: attachment; filename=\"scan.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{wrapped}--b1--\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let key = loop {
+        let (status, text) = get("/api/tickets?q=scanner".into()).await;
+        assert_eq!(status, 200, "{text}");
+        let page: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Some(k) = page["items"][0]["key"].as_str() {
+            break k.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ticket: {page}\n{}",
+            node.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (status, text) = get(format!("/api/tickets/{key}")).await;
+    assert_eq!(status, 200, "{text}");
+    let t: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(t["summary"], "Scanner jammed", "{t}");
+    let att = t["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["filename"] == "scan.pdf")
+        .unwrap_or_else(|| panic!("{t}"))
+        .clone();
+    let r = c
+        .get(node.url(&format!(
+            "/api/tickets/{key}/attachments/{}",
+            att["id"].as_i64().unwrap()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        blob.as_slice(),
+        "byte-identical"
+    );
+    let (status, text) = get("/api/channels/inbox/status".into()).await;
+    assert_eq!(status, 200, "{text}");
+    let st: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(st["counts"]["created"], 1, "{st}");
+    assert_eq!(st["backlog"], 0, "{st}");
 }

@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let doc_json = std::sync::Arc::new(doc.clone());
     let router = router
         .layer(Extension(OpenApiDoc(doc_json)))
+        .layer(axum::middleware::from_fn(super::error::json_errors))
         .layer(axum::middleware::from_fn(super::health::count_requests))
         .with_state(state);
     (router, doc)
