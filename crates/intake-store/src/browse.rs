@@ -2,9 +2,9 @@
 //! quarantined messages.
 //!
 //! Ticket search is a case-insensitive substring match over the summary, the description and
-//! the comments, answered from trigram indexes (migration 0011: FTS5 `trigram` tables on
-//! SQLite, `pg_trgm` GIN indexes with `ILIKE` on PostgreSQL; a query under three characters
-//! scans). Listings stay bounded however many tickets there are: newest first by id, paged by
+//! the comments (`LIKE` on SQLite, `ILIKE` on PostgreSQL), a scan: the trigram indexes of
+//! migration 0011 were kept in every ingest transaction and cut the ingest rate to a tenth,
+//! so migration 0016 dropped them (docs/decisions.md, "Ticket search"). Listings stay bounded however many tickets there are: newest first by id, paged by
 //! `OFFSET` only up to [`MAX_OFFSET`] rows and by keyset (`before`) beyond, and the count stops
 //! at [`COUNT_CAP`] (`total_capped` says so). docs/decisions.md has the reasons.
 
@@ -207,18 +207,6 @@ impl Store {
     /// description or a comment), binding its arguments through `arg`.
     fn text_condition(&self, words: &str, arg: &mut dyn FnMut(Bind) -> String) -> String {
         match self.backend() {
-            // Trigram FTS5 indexes (migration 0011); a phrase of trigrams is a substring.
-            // Fewer than three characters have no trigram: LIKE over the rows instead.
-            crate::Backend::Sqlite if words.chars().count() >= 3 => {
-                let phrase = format!("\"{}\"", words.replace('"', "\"\""));
-                let a = arg(Bind::Text(phrase.clone()));
-                let b = arg(Bind::Text(phrase));
-                format!(
-                    "t.id IN (SELECT rowid FROM tickets_fts WHERE tickets_fts MATCH {a}
-                              UNION SELECT c.ticket_id FROM comments c
-                              WHERE c.id IN (SELECT rowid FROM comments_fts WHERE comments_fts MATCH {b}))"
-                )
-            }
             crate::Backend::Sqlite => {
                 let p = like(words);
                 let (a, b, c) = (
@@ -231,7 +219,7 @@ impl Store {
                       OR t.id IN (SELECT c.ticket_id FROM comments c WHERE LOWER(c.body) LIKE {c} ESCAPE '\\'))"
                 )
             }
-            // Trigram GIN indexes (pg_trgm, migration 0011) serve ILIKE.
+            // A scan, as on SQLite (migration 0016).
             crate::Backend::Postgres => {
                 let p = like(words);
                 let (a, b, c) = (
