@@ -200,6 +200,22 @@ impl TokenService {
     }
 
     /// Save a fresh grant for `protocol`'s resource and return the identity it belongs to.
+    /// A new app-only token (client credentials), stored, and checked like a stored one: the
+    /// provider may issue one for another cloud's resource (G2, RC9) or without the role the
+    /// protocol needs.
+    async fn app_only(
+        &self,
+        client: &OAuthClient,
+        mailbox: &str,
+        protocol: Protocol,
+        scopes: &[String],
+    ) -> Result<SecretString, TokenError> {
+        let t = client.client_credentials(scopes).await?;
+        let identity = self.save(client, mailbox, protocol, &t).await?;
+        self.fits(client.integration(), mailbox, protocol, &identity)?;
+        Ok(t.access_token)
+    }
+
     pub async fn save(
         &self,
         client: &OAuthClient,
@@ -333,12 +349,7 @@ impl TokenService {
             let stored = rows.load_token(&self.keys, &i.name, mailbox).await?;
             let Some(stored) = stored else {
                 if i.grant == Grant::ClientCredentials {
-                    let t = client.client_credentials(&scopes).await?;
-                    let identity = self.save(client, mailbox, protocol, &t).await?;
-                    // A fresh token is checked like a stored one: the provider may issue one
-                    // for another cloud's resource (G2, RC9).
-                    self.fits(i, mailbox, protocol, &identity)?;
-                    return Ok(t.access_token);
+                    return self.app_only(client, mailbox, protocol, &scopes).await;
                 }
                 // One sign-in serves both Microsoft resources: redeem the other resource's
                 // refresh token for this one's scopes.
@@ -368,11 +379,8 @@ impl TokenService {
                 // App-only: there is no sign-in to repeat, and the administrator may have
                 // fixed the app's permissions or the integration's cloud since this token was
                 // issued: ask again at once rather than use a token that cannot work until
-                // it expires. The new one is checked the same way.
-                let t = client.client_credentials(&scopes).await?;
-                let identity = self.save(client, mailbox, protocol, &t).await?;
-                self.fits(i, mailbox, protocol, &identity)?;
-                return Ok(t.access_token);
+                // it expires.
+                return self.app_only(client, mailbox, protocol, &scopes).await;
             }
             if stored.expires_at - now() > REFRESH_AHEAD_SECONDS {
                 return Ok(stored.tokens.access_token);
