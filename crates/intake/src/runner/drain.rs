@@ -4,9 +4,10 @@
 //! Per round: list after the stored checkpoint (first sync: the `start` policy); drop what the
 //! ledger already has from the fetch (but not from the acknowledgement); then per batch (at most
 //! `batch` messages and [`BATCH_BYTES`] by declared size): fetch (overlapping the previous
-//! batch's commit while the batches in flight stay within [`IN_FLIGHT_BYTES`]), prepare, commit (ledger + tickets in one transaction), **then** the
-//! post-action, **then** the checkpoint (the post-action and checkpoint of batch k run while
-//! batch k+1 commits and batch k+2 is fetched).
+//! batch's commit while the batches in flight stay within [`IN_FLIGHT_BYTES`]), prepare,
+//! commit (ledger + tickets in one transaction), **then** the post-action, **then** the
+//! checkpoint (the post-action and checkpoint of batch k run while batch k+1 commits and
+//! batch k+2 is fetched).
 //!
 //! Only identities whose outcome is in the ledger — committed by this batch, or known before it
 //! — are acknowledged or passed by a checkpoint. A listed message that the source neither
