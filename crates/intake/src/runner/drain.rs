@@ -4,9 +4,10 @@
 //! Per round: list after the stored checkpoint (first sync: the `start` policy); drop what the
 //! ledger already has from the fetch (but not from the acknowledgement); then per batch (at most
 //! `batch` messages and [`BATCH_BYTES`] by declared size): fetch (overlapping the previous
-//! batch's commit), prepare, commit (ledger + tickets in one transaction), **then** the
-//! post-action, **then** the checkpoint (the post-action and checkpoint of batch k run while
-//! batch k+1 commits and batch k+2 is fetched).
+//! batch's commit while the batches in flight stay within [`IN_FLIGHT_BYTES`]), prepare,
+//! commit (ledger + tickets in one transaction), **then** the post-action, **then** the
+//! checkpoint (the post-action and checkpoint of batch k run while batch k+1 commits and
+//! batch k+2 is fetched).
 //!
 //! Only identities whose outcome is in the ledger — committed by this batch, or known before it
 //! — are acknowledged or passed by a checkpoint. A listed message that the source neither
@@ -43,6 +44,12 @@ pub const LIST_LIMIT: usize = 10_000;
 /// at most `batch` messages. A message larger than this is a batch of its own: a batch is never
 /// empty.
 pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The stages overlap three batches (one commits, the next is prepared, the one after is
+/// fetched). When those three hold more than this many bytes by declared size, the third is
+/// fetched only after the commit, so at most two batches are in memory: ten 40 MB messages
+/// (each a batch of its own) peak at two, not three, copies of raw, parsed and stored mail.
+pub const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
 
 /// A network stage (connect, list, fetch, acknowledge, finish) may take this many times the
 /// channel's `timeout_seconds` (one operation's timeout) before it fails naming the stage.
@@ -381,13 +388,15 @@ pub async fn drain<S: MailSource>(
             .filter(|l| !known.contains(&l.identity))
             .count() as i64;
         note_backlog(store, channel, backlog).await;
-        let batches = ramped(&listing.items, ctx.opts.batch, BATCH_BYTES, |l| {
+        let weight = |l: &Listed| {
             if known.contains(&l.identity) {
                 0
             } else {
                 l.size.unwrap_or(0)
             }
-        });
+        };
+        let batches = ramped(&listing.items, ctx.opts.batch, BATCH_BYTES, weight);
+        let bytes: Vec<u64> = batches.iter().map(|b| b.iter().map(weight).sum()).collect();
         let fetch_new = async |src: &mut S, batch: &[Listed]| {
             let todo: Vec<Listed> = batch
                 .iter()
@@ -466,6 +475,12 @@ pub async fn drain<S: MailSource>(
             });
             let raw_next = fetched_next.take();
             let prev = unsettled.take();
+            // Fetch batch i+2 during this commit only while the three fit IN_FLIGHT_BYTES;
+            // otherwise it is fetched once this batch is committed and dropped.
+            let ahead = batches
+                .get(i + 2)
+                .filter(|_| bytes[i..=i + 2].iter().sum::<u64>() <= IN_FLIGHT_BYTES);
+            let behind = batches.get(i + 2).filter(|_| ahead.is_none());
             let side = async {
                 let prepare_next = async {
                     match (batches.get(i + 1), raw_next) {
@@ -474,7 +489,7 @@ pub async fn drain<S: MailSource>(
                     }
                 };
                 let connection = async {
-                    let fetched = match batches.get(i + 2) {
+                    let fetched = match ahead {
                         Some(b) => Some(fetch_new(source, b).await?),
                         None => None,
                     };
@@ -491,6 +506,9 @@ pub async fn drain<S: MailSource>(
             backlog = (backlog - committed.len() as i64).max(0);
             note_backlog(store, channel, backlog).await;
             (next, fetched_next) = side?;
+            if let Some(b) = behind {
+                fetched_next = Some(fetch_new(source, b).await?);
+            }
             // The previous batch is acknowledged now; its checkpoint is written here, after
             // this batch's commit, so it never waits for the database writer.
             if let Some(p) = prev {
