@@ -45,6 +45,7 @@ const PAGES = [
   ['quarantined', `/quarantine/${env('QUARANTINED')}`],
   ['integrations', '/integrations'],
   ['channels', '/channels'],
+  ['channel-edit', '/channels/box/edit'],
   ['admin', '/admin'],
 ];
 

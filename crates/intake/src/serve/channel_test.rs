@@ -4,8 +4,9 @@
 //! of `intake doctor --json` ([`crate::cli::doctor::channel_report`]).
 //!
 //! The streamed variant sends one Server-Sent Event per stage as the stage finishes
-//! (`event: stage`, data `{stage, target, ok, detail}`), observed inside the check through
-//! [`intake_mail::check::observed`], then `event: result` with the whole document.
+//! (`event: stage`, data `{stage, target, ok, detail, ms}`), observed inside the check through
+//! [`intake_mail::check::observed`], then `event: result` with the whole document. The admin
+//! UI's live test is the same stream ([`stream_with`]) with HTML fragments as the events.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,57 +47,111 @@ pub fn document(r: &ChannelReport) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
 
+/// A stage as it finished, with how long it took (since the previous stage finished, or since
+/// the check started): the `stage` events of the stream, and the rows of the admin UI's test.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimedStage {
+    #[serde(flatten)]
+    pub stage: StageResult,
+    /// Milliseconds.
+    pub ms: u64,
+}
+
+/// [`test`] with `on_stage` called with every stage as it finishes (observed inside the check
+/// through [`intake_mail::check::observed`]), timed.
+pub async fn observed_test(
+    state: &AppState,
+    actor: &str,
+    name: &str,
+    on_stage: impl Fn(TimedStage) + Send + Sync + 'static,
+) -> Result<ChannelReport, ApiError> {
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    let observer: Arc<dyn Fn(&StageResult) + Send + Sync> = Arc::new(move |s: &StageResult| {
+        let now = std::time::Instant::now();
+        let ms = match last.lock() {
+            Ok(mut l) => {
+                let ms = now.duration_since(*l).as_millis();
+                *l = now;
+                u64::try_from(ms).unwrap_or(u64::MAX)
+            }
+            Err(_) => 0,
+        };
+        on_stage(TimedStage {
+            stage: s.clone(),
+            ms,
+        });
+    });
+    intake_mail::check::observed(observer, test(state, actor, name)).await
+}
+
 /// What the stream carries.
 enum Message {
-    Stage(StageResult),
+    Stage(TimedStage),
     Done(Box<Result<ChannelReport, ApiError>>),
 }
 
-/// [`test`] as a stream of Server-Sent Events: `stage` per finished stage, then `result` (the
-/// document) or `error` (`{error, message}`, e.g. an unknown channel).
+/// [`test`] as a stream of Server-Sent Events, the events made by the caller: `stage` for each
+/// stage as it finishes, then `done` once with the result. The one code path of the API's
+/// stream ([`stream`]) and of the admin UI's live test (HTML events).
+pub fn stream_with<S, D>(
+    state: AppState,
+    actor: String,
+    name: String,
+    stage: S,
+    done: D,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    S: Fn(&TimedStage) -> Event + Send + 'static,
+    D: FnOnce(Result<ChannelReport, ApiError>) -> Event + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
+    let stages = tx.clone();
+    tokio::spawn(async move {
+        let r = observed_test(&state, &actor, &name, move |t| {
+            let _ = stages.send(Message::Stage(t));
+        })
+        .await;
+        let _ = tx.send(Message::Done(Box::new(r)));
+    });
+    let events = futures_util::stream::unfold(Some((rx, stage, done)), |st| async move {
+        let (mut rx, stage, done) = st?;
+        match rx.recv().await? {
+            Message::Stage(t) => {
+                let e = stage(&t);
+                Some((Ok(e), Some((rx, stage, done))))
+            }
+            Message::Done(r) => Some((Ok(done(*r)), None)),
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// [`test`] as the API's stream: `stage` per finished stage (`{stage, target, ok, detail,
+/// ms}`), then `result` (the document) or `error` (`{error, message}`, e.g. an unknown channel).
 pub fn stream(
     state: AppState,
     actor: String,
     name: String,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
-    let stages = tx.clone();
-    let observer: Arc<dyn Fn(&StageResult) + Send + Sync> = Arc::new(move |s: &StageResult| {
-        let _ = stages.send(Message::Stage(s.clone()));
-    });
-    tokio::spawn(async move {
-        let r = intake_mail::check::observed(observer, test(&state, &actor, &name)).await;
-        let _ = tx.send(Message::Done(Box::new(r)));
-    });
-    let events = futures_util::stream::unfold(Some(rx), |rx| async move {
-        let mut rx = rx?;
-        let m = rx.recv().await?;
-        let (event, last) = match m {
-            Message::Done(r) => match *r {
-                Ok(r) => (
-                    Event::default()
-                        .event("result")
-                        .json_data(document(&r))
-                        .unwrap_or_default(),
-                    true,
-                ),
-                Err(e) => (
-                    Event::default()
-                        .event("error")
-                        .json_data(json!({"error": e.code, "message": e.message}))
-                        .unwrap_or_default(),
-                    true,
-                ),
-            },
-            Message::Stage(s) => (
-                Event::default()
-                    .event("stage")
-                    .json_data(&s)
-                    .unwrap_or_default(),
-                false,
-            ),
-        };
-        Some((Ok(event), if last { None } else { Some(rx) }))
-    });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    stream_with(
+        state,
+        actor,
+        name,
+        |t| {
+            Event::default()
+                .event("stage")
+                .json_data(t)
+                .unwrap_or_default()
+        },
+        |r| match r {
+            Ok(r) => Event::default()
+                .event("result")
+                .json_data(document(&r))
+                .unwrap_or_default(),
+            Err(e) => Event::default()
+                .event("error")
+                .json_data(json!({"error": e.code, "message": e.message}))
+                .unwrap_or_default(),
+        },
+    )
 }

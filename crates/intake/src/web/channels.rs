@@ -1,6 +1,10 @@
 //! `GET /channels` (every channel: protocol, mailbox, folder, integration, post-action, state,
-//! the last error, pause / resume, its recent mail log) and `POST /channels/{name}/pause|resume`
-//! through serve's handlers (audited, reaching every node).
+//! the last error, pause / resume, Test connection, its recent mail log, the new-channel form),
+//! `GET|POST /channels/{name}/edit` (the same form, prefilled, saved through the API's PATCH),
+//! `POST /channels/{name}/pause|resume` through serve's handlers (audited, reaching every node),
+//! and the connection test: `POST /channels/{name}/test` (the whole result as a page without
+//! JavaScript; with htmx the live view) and `GET /channels/{name}/test/stream` (its stages as
+//! they finish, Server-Sent Events of HTML fragments: the API's stream code).
 
 use askama::Template;
 use axum::Extension;
@@ -11,11 +15,15 @@ use intake_store::browse::LogQuery;
 
 use axum::{Form, Json};
 
-use super::channel_form::{self, ChannelForm, Probe};
+use super::channel_form::{self, ChannelForm, FieldErrors, Probe};
 use super::{Layout, PageError, fmt, render};
+use axum::response::sse::Event;
+
+use crate::cli::doctor::ChannelReport;
 use crate::serve::AppState;
 use crate::serve::api::config;
 use crate::serve::auth::Principal;
+use crate::serve::channel_test::{self, TimedStage};
 
 pub struct ChannelRow {
     pub name: String,
@@ -37,7 +45,23 @@ struct Page {
     form: ChannelForm,
     integrations: Vec<String>,
     probe: Option<Probe>,
-    form_error: Option<String>,
+    errors: FieldErrors,
+    editing: bool,
+    read_only: bool,
+    password_set: bool,
+}
+
+#[derive(Template)]
+#[template(path = "channel_edit.html")]
+struct EditPage {
+    layout: Layout,
+    form: ChannelForm,
+    integrations: Vec<String>,
+    probe: Option<Probe>,
+    errors: FieldErrors,
+    editing: bool,
+    read_only: bool,
+    password_set: bool,
 }
 
 /// The table keys shown, in order, with their labels.
@@ -59,7 +83,25 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> Result<Response, PageError> {
-    show(&state, &who, StatusCode::OK, ChannelForm::new(), None, None).await
+    show(
+        &state,
+        &who,
+        StatusCode::OK,
+        ChannelForm::new(),
+        None,
+        FieldErrors::default(),
+    )
+    .await
+}
+
+/// The refusal of a password login with no password typed, at the password field: a page never
+/// sends the password back, so it is typed for each listing and for saving.
+fn password_needed() -> FieldErrors {
+    FieldErrors::field(
+        "auth",
+        "Type the mailbox's password (or env:VAR, file:PATH): the page never sends it back, so \
+         it is needed for each folder listing and for saving. Nothing was sent to the server.",
+    )
 }
 
 /// `POST /channels`: `action=folders` lists the mailbox's folders and counts the chosen one
@@ -69,6 +111,17 @@ pub async fn submit(
     Extension(who): Extension<Principal>,
     Form(mut form): Form<ChannelForm>,
 ) -> Result<Response, PageError> {
+    if form.password_missing() {
+        return show(
+            &state,
+            &who,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form,
+            None,
+            password_needed(),
+        )
+        .await;
+    }
     if form.action == "save" {
         let answer = config::create_channel(
             State(state.clone()),
@@ -80,18 +133,147 @@ pub async fn submit(
             Ok(_) => Ok(Redirect::to("/channels").into_response()),
             Err(e) => {
                 form.password.clear();
-                show(&state, &who, e.status, form, None, Some(e.message)).await
+                let errors = FieldErrors::from_message(&e.message);
+                show(&state, &who, e.status, form, None, errors).await
             }
         };
     }
-    let (probe, error) = match channel_form::probe(&state, &form).await {
-        Ok(p) => (Some(p), None),
-        Err(e) => (None, Some(e)),
+    let (probe, errors) = match channel_form::probe(&state, form.body()).await {
+        Ok(p) => (Some(p), FieldErrors::default()),
+        Err(e) => (None, FieldErrors::from_message(&e)),
     };
     // The password stays in the form only while it is being typed into: a page never sends it
     // back, so it must be typed again to save.
     form.password.clear();
-    show(&state, &who, StatusCode::OK, form, probe, error).await
+    show(&state, &who, StatusCode::OK, form, probe, errors).await
+}
+
+/// `GET /channels/{name}/edit`: the channel's form, prefilled (the password write-only: empty
+/// means keep); read-only, saying so, when the configuration file manages the channel.
+pub async fn edit(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let view = config::get_channel(State(state.clone()), Path(name.clone()))
+        .await?
+        .0;
+    let form = ChannelForm::from_table(&name, &view.table);
+    show_edit(
+        &state,
+        &who,
+        StatusCode::OK,
+        &view,
+        form,
+        None,
+        FieldErrors::default(),
+    )
+    .await
+}
+
+/// `POST /channels/{name}/edit`: `action=folders` lists the folders with the stored settings
+/// changed by the form (the stored password unless one is typed); `action=save` changes the
+/// channel through the API's `PATCH /api/channels/{name}` (same validation as the file and
+/// the API; a file-managed channel is refused there).
+pub async fn edit_submit(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    Form(mut form): Form<ChannelForm>,
+) -> Result<Response, PageError> {
+    let view = config::get_channel(State(state.clone()), Path(name.clone()))
+        .await?
+        .0;
+    form.name = name.clone();
+    let stored_password = password_set(&view.table);
+    if form.password_missing() && !stored_password {
+        return show_edit(
+            &state,
+            &who,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &view,
+            form,
+            None,
+            password_needed(),
+        )
+        .await;
+    }
+    if form.action == "save" {
+        let answer = config::patch_channel(
+            State(state.clone()),
+            Extension(who.clone()),
+            Path(name.clone()),
+            Json(form.patch()),
+        )
+        .await;
+        return match answer {
+            Ok(_) => Ok(Redirect::to("/channels").into_response()),
+            Err(e) => {
+                form.password.clear();
+                let errors = FieldErrors::from_message(&e.message);
+                show_edit(&state, &who, e.status, &view, form, None, errors).await
+            }
+        };
+    }
+    let stored = state
+        .store
+        .config_entries(&state.live.keys)
+        .await?
+        .into_iter()
+        .find(|e| e.kind == intake_store::config_store::Kind::Channel && e.name == name)
+        .map(|e| e.body)
+        .unwrap_or_default();
+    let mut body = stored;
+    crate::serve::redact::merge(&mut body, &form.patch());
+    let (probe, errors) = match channel_form::probe(&state, body).await {
+        Ok(p) => (Some(p), FieldErrors::default()),
+        Err(e) => (None, FieldErrors::from_message(&e)),
+    };
+    form.password.clear();
+    show_edit(&state, &who, StatusCode::OK, &view, form, probe, errors).await
+}
+
+/// Whether a channel's table (as the API shows it) holds a password.
+fn password_set(table: &serde_json::Value) -> bool {
+    table
+        .get("auth")
+        .and_then(|a| a.get("kind"))
+        .and_then(serde_json::Value::as_str)
+        == Some("password")
+}
+
+async fn integration_names(state: &AppState) -> Result<Vec<String>, PageError> {
+    Ok(config::list_integrations(State(state.clone()))
+        .await?
+        .0
+        .into_iter()
+        .map(|i| i.name)
+        .collect())
+}
+
+async fn show_edit(
+    state: &AppState,
+    who: &Principal,
+    status: StatusCode,
+    view: &config::ChannelView,
+    form: ChannelForm,
+    probe: Option<Probe>,
+    errors: FieldErrors,
+) -> Result<Response, PageError> {
+    let layout = Layout::new(state, who, format!("Edit {}", view.name), "/channels").await;
+    Ok(render(
+        status,
+        &EditPage {
+            layout,
+            form,
+            integrations: integration_names(state).await?,
+            probe,
+            errors,
+            editing: true,
+            read_only: view.read_only,
+            password_set: password_set(&view.table),
+        },
+    ))
 }
 
 async fn show(
@@ -100,16 +282,11 @@ async fn show(
     status: StatusCode,
     form: ChannelForm,
     probe: Option<Probe>,
-    form_error: Option<String>,
+    errors: FieldErrors,
 ) -> Result<Response, PageError> {
     let now = intake_store::now();
     let mut channels = Vec::new();
-    let integrations = config::list_integrations(State(state.clone()))
-        .await?
-        .0
-        .into_iter()
-        .map(|i| i.name)
-        .collect();
+    let integrations = integration_names(state).await?;
     for c in config::list_channels(State(state.clone())).await?.0 {
         let st = config::channel_status(State(state.clone()), Path(c.name.clone()))
             .await?
@@ -173,7 +350,10 @@ async fn show(
             form,
             integrations,
             probe,
-            form_error,
+            errors,
+            editing: false,
+            read_only: false,
+            password_set: false,
         },
     ))
 }
@@ -203,17 +383,86 @@ pub struct StageView {
     pub target: String,
     pub ok: bool,
     pub detail: String,
+    /// How long the stage took, in words (`12 ms`, `1.2 s`).
+    pub took: String,
 }
 
+fn stage_view(t: &TimedStage) -> StageView {
+    StageView {
+        stage: t.stage.stage.to_string(),
+        target: t.stage.target.clone(),
+        ok: t.stage.ok,
+        detail: t.stage.detail.clone(),
+        took: if t.ms < 1000 {
+            format!("{} ms", t.ms)
+        } else {
+            format!("{:.1} s", t.ms as f64 / 1000.0)
+        },
+    }
+}
+
+/// One stage as it finished: an event of the live test.
 #[derive(Template)]
-#[template(path = "channel_test.html")]
-struct TestResult {
+#[template(path = "_stage.html")]
+struct StageFragment {
+    s: StageView,
+}
+
+/// The end of a test: passed or failed, the counts, the root-cause cards with their fix.
+#[derive(Template)]
+#[template(path = "_test_end.html")]
+struct TestEnd {
     ok: bool,
     seconds: String,
-    stages: Vec<StageView>,
     counts: Option<String>,
     /// The doctor's findings: `(code, severity, title, evidence, fix)`.
     findings: Vec<(String, String, String, String, String)>,
+}
+
+impl TestEnd {
+    fn of(r: &ChannelReport, took: std::time::Duration) -> Self {
+        let integration = r.integration.iter().flat_map(|i| i.findings.iter());
+        TestEnd {
+            ok: r.report.ok,
+            seconds: format!("{:.1}", took.as_secs_f64()),
+            counts: r.report.counts.map(|n| match n.unread {
+                Some(u) => format!("{} messages, {u} unread", n.messages),
+                None => format!("{} messages", n.messages),
+            }),
+            findings: r
+                .findings
+                .iter()
+                .chain(integration)
+                .map(|f| {
+                    (
+                        f.code.to_string(),
+                        format!("{:?}", f.severity).to_lowercase(),
+                        f.title.to_string(),
+                        f.evidence.clone(),
+                        f.fix.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The whole result (the page without JavaScript).
+#[derive(Template)]
+#[template(path = "channel_test.html")]
+struct TestResult {
+    stages: Vec<StageView>,
+    ok: bool,
+    seconds: String,
+    counts: Option<String>,
+    findings: Vec<(String, String, String, String, String)>,
+}
+
+/// The live view htmx puts in place of the button's result area: it opens the stream.
+#[derive(Template)]
+#[template(path = "channel_test_live.html")]
+struct TestLive {
+    name: String,
 }
 
 #[derive(Template)]
@@ -225,77 +474,50 @@ struct TestPage {
     result_html: String,
 }
 
-/// `POST /channels/{name}/test`: the staged connection check of `intake doctor` (DNS, TCP,
-/// TLS/login, folder, counts; counts only, changes nothing) with the channel's live settings,
-/// each stage with ✓ / ✗ and the server's words, and the root cause with its fix. With htmx the
-/// result replaces the button's area when the check ends; without, it is a page.
+/// A fragment as the data of an event (SSE data cannot carry a carriage return).
+fn fragment<T: Template>(t: &T) -> String {
+    t.render()
+        .unwrap_or_else(|e| {
+            format!("<p class=\"error-text\">the result could not be shown: {e}</p>")
+        })
+        .replace('\r', "")
+}
+
+/// `POST /channels/{name}/test`: the staged connection check of `intake doctor` (token, DNS,
+/// TCP, TLS/login, folder, counts; counts only, changes nothing) with the channel's live
+/// settings. With htmx the answer is the live view, which opens [`test_stream`]: each stage
+/// appears as it finishes. Without JavaScript the check runs here and the whole result is a
+/// page: each stage with ✓ / ✗, its timing and the server's words, then the root-cause cards.
 pub async fn test(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
-    let snap = state.live.snapshot();
-    let Some(c) = snap
-        .settings
-        .channels
-        .iter()
-        .find(|c| c.name == name)
-        .cloned()
-    else {
-        return Err(PageError(
-            StatusCode::NOT_FOUND,
-            format!("There is no channel {name}."),
-        ));
-    };
-    let started = std::time::Instant::now();
-    let diagnosis =
-        crate::runner::doctor::diagnose(&snap.settings, &state.store, &c, intake_store::now())
-            .await;
-    let report = &diagnosis.report;
-    let result = TestResult {
-        ok: report.ok,
-        seconds: format!("{:.1}", started.elapsed().as_secs_f64()),
-        stages: report
-            .stages
-            .iter()
-            .map(|s| StageView {
-                stage: s.stage.to_string(),
-                target: s.target.clone(),
-                ok: s.ok,
-                detail: s.detail.clone(),
-            })
-            .collect(),
-        counts: report.counts.map(|n| match n.unread {
-            Some(u) => format!("{} messages, {u} unread", n.messages),
-            None => format!("{} messages", n.messages),
-        }),
-        findings: diagnosis
-            .findings
-            .iter()
-            .map(|f| {
-                (
-                    f.code.to_string(),
-                    format!("{:?}", f.severity).to_lowercase(),
-                    f.title.to_string(),
-                    f.evidence.clone(),
-                    f.fix.clone(),
-                )
-            })
-            .collect(),
-    };
-    let _ = state
-        .store
-        .audit(
-            &who.user,
-            "channel_tested",
-            &name,
-            serde_json::json!({"ok": report.ok}),
-        )
-        .await;
     if headers.contains_key("hx-request") {
-        return Ok(render(StatusCode::OK, &result));
+        return Ok(render(StatusCode::OK, &TestLive { name }));
     }
+    let started = std::time::Instant::now();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let report = channel_test::observed_test(&state, &who.user, &name, move |t| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(t);
+        }
+    })
+    .await?;
+    let stages = seen
+        .lock()
+        .map(|v| v.iter().map(stage_view).collect())
+        .unwrap_or_default();
+    let end = TestEnd::of(&report, started.elapsed());
+    let result = TestResult {
+        stages,
+        ok: end.ok,
+        seconds: end.seconds,
+        counts: end.counts,
+        findings: end.findings,
+    };
     let layout = Layout::new(&state, &who, format!("Test of {name}"), "/channels").await;
     let result_html = result
         .render()
@@ -308,4 +530,43 @@ pub async fn test(
             result_html,
         },
     ))
+}
+
+/// `GET /channels/{name}/test/stream`: the API's stream of the test
+/// ([`channel_test::stream_with`]) with HTML fragments as events: `stage` (one list item with
+/// ✓ / ✗, timing and the server's words) as each stage finishes, then `done` (passed or failed,
+/// the root-cause cards with their fix), after which the page closes the stream.
+pub async fn test_stream(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Response {
+    let started = std::time::Instant::now();
+    channel_test::stream_with(
+        state,
+        who.user,
+        name,
+        |t| {
+            Event::default()
+                .event("stage")
+                .data(fragment(&StageFragment { s: stage_view(t) }))
+        },
+        move |r| {
+            let html = match r {
+                Ok(r) => fragment(&TestEnd::of(&r, started.elapsed())),
+                Err(e) => fragment(&TestError { message: e.message }),
+            };
+            Event::default().event("done").data(html)
+        },
+    )
+    .into_response()
+}
+
+#[derive(Template)]
+#[template(
+    source = "<p class=\"state failing test-summary\">✗ The test could not run: {{ message }}</p>",
+    ext = "html"
+)]
+struct TestError {
+    message: String,
 }

@@ -61,7 +61,12 @@ pub fn router(state: AppState) -> Router {
         .route("/channels", get(channels::page).post(channels::submit))
         .route("/channels/{name}/pause", post(channels::pause))
         .route("/channels/{name}/resume", post(channels::resume))
+        .route(
+            "/channels/{name}/edit",
+            get(channels::edit).post(channels::edit_submit),
+        )
         .route("/channels/{name}/test", post(channels::test))
+        .route("/channels/{name}/test/stream", get(channels::test_stream))
         .route("/admin", get(admin::page))
         .route("/admin/tokens", post(admin::create_token))
         .route("/admin/tokens/{id}/revoke", post(admin::revoke_token))

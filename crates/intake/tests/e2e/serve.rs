@@ -2667,6 +2667,10 @@ async fn channel_test_streams_one_event_per_stage_as_it_finishes() {
         at(1),
         at(2)
     );
+    // Each stage says how long it took: the login waited out its 2 s.
+    let login_ms = events[2].1["ms"].as_u64().unwrap();
+    assert!((1500..10_000).contains(&login_ms), "{events:?}");
+    assert!(events[1].1["ms"].as_u64().unwrap() < 1500, "{events:?}");
     let result = &events[3].1;
     assert_eq!(result["channel"], "mute");
     assert_eq!(result["ok"], false);

@@ -273,9 +273,11 @@ async fn admin_pages_work_without_javascript_through_full_page_posts() {
 }
 
 /// The channel pages against a real Dovecot: a channel created in the form with its folder
-/// chosen from the server's list and the first-sync count, Test connection ✓ at every stage, a
-/// wrong password failing at login with the server's words and a finding, and a message
-/// appended to Dovecot appearing in the ticket list without a reload (tests/browser/dovecot.mjs).
+/// chosen from the server's list and the first-sync count, Test connection turning every stage
+/// ✓ live (each stage on the page before the result), a message appended to Dovecot appearing
+/// in the ticket list without a reload, the edit form prefilled with a validation error next to
+/// its field, and after editing the password to a wrong one, Test connection failing at login
+/// with the server's words and the PASSWORD_REFUSED card with its fix (tests/browser/dovecot.mjs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_form_test_connection_and_live_tickets_against_dovecot_in_a_browser() {
     use intake_testkit::dovecot::{Dovecot, DovecotOptions};
