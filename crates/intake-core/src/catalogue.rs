@@ -33,6 +33,9 @@ impl Code {
 pub enum Decoder {
     /// A mail server's answer to a login or SELECT (`diagnose_login`, OAuth login).
     Login,
+    /// A mail server's answer to a password login (`password_refused`): [`OwnCode::PasswordRefused`]
+    /// when the channel logs in with a password; with OAuth the same words are RC1.
+    Password,
     /// A token-endpoint error with an AADSTS code (`aadsts::classify`).
     Aadsts,
     /// A Graph error: HTTP status and `error.code` (Graph `diagnose`).
@@ -468,6 +471,46 @@ pub static CATALOGUE: &[Entry] = &[
             "the folder is a display name; INBOX is the protocol's name",
         )],
         decoder: Decoder::Login,
+    },
+    Entry {
+        text: "a NO [AUTHENTICATIONFAILED] Authentication failed.",
+        key: "[authenticationfailed] authentication failed",
+        seen_in: "Dovecot IMAP (LOGIN with a password; also Cyrus, Stalwart and others with the RFC 5530 code)",
+        causes: &[
+            (
+                Own(OwnCode::PasswordRefused),
+                "a password login: the password (or the login name) is not the one the server has",
+            ),
+            (
+                Root(Rc1),
+                "an OAuth login (XOAUTH2 / OAUTHBEARER): the server refused the token",
+            ),
+            (
+                Root(Rc2),
+                "the account may not use IMAP (disabled for the mailbox, or passwords refused for IMAP as Microsoft 365 and Gmail do)",
+            ),
+        ],
+        decoder: Decoder::Password,
+    },
+    Entry {
+        text: "-ERR [AUTH] Authentication failed.",
+        key: "[auth] authentication failed",
+        seen_in: "Dovecot POP3 (USER/PASS or AUTH PLAIN with a password; RFC 3206 code)",
+        causes: &[
+            (
+                Own(OwnCode::PasswordRefused),
+                "a password login: the password (or the login name) is not the one the server has",
+            ),
+            (
+                Root(Rc1),
+                "an OAuth login (XOAUTH2 / OAUTHBEARER): the server refused the token",
+            ),
+            (
+                Root(Rc2),
+                "the account may not use POP3 (disabled for the mailbox, or passwords refused for POP3)",
+            ),
+        ],
+        decoder: Decoder::Password,
     },
 ];
 

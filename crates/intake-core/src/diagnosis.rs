@@ -368,6 +368,10 @@ pub enum OwnCode {
     Undiagnosed,
     /// A configuration value the lint warns about that is none of the root causes.
     Config,
+    /// The mail server refused the user name or password of a password login (IMAP `NO
+    /// [AUTHENTICATIONFAILED]`, POP3 `-ERR [AUTH]`): none of the root causes, which are about
+    /// OAuth.
+    PasswordRefused,
 }
 
 impl OwnCode {
@@ -378,6 +382,7 @@ impl OwnCode {
             OwnCode::PlaintextSecret => "PLAINTEXT_SECRET",
             OwnCode::Undiagnosed => "UNDIAGNOSED",
             OwnCode::Config => "CONFIG",
+            OwnCode::PasswordRefused => "PASSWORD_REFUSED",
         }
     }
 
@@ -388,6 +393,7 @@ impl OwnCode {
             OwnCode::PlaintextSecret => "a secret is written in the configuration file",
             OwnCode::Undiagnosed => "the check failed for a reason Intake does not know",
             OwnCode::Config => "a configuration value to review",
+            OwnCode::PasswordRefused => "the mail server refused the user name or password",
         }
     }
 }

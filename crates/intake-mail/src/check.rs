@@ -176,12 +176,7 @@ pub fn diagnose_login(server: &str, oauth: bool) -> Option<Cause> {
              language) or a name from `intake folders`, never a localized display name",
         ));
     }
-    let rejected = t.contains("authenticate failed")
-        || t.contains("authenticationfailed")
-        || t.contains("authentication failure")
-        || t.contains("authentication unsuccessful")
-        || t.contains("invalid credentials");
-    if rejected && oauth {
+    if refused_login(&t) && oauth {
         return Some(Cause::new(
             RootCause::Rc1,
             "the server rejected the access token: `intake token` (with the integration, \
@@ -192,6 +187,29 @@ pub fn diagnose_login(server: &str, oauth: bool) -> Option<Cause> {
         ));
     }
     None
+}
+
+/// Whether the server's words (lower case) refuse the credentials of a login: IMAP `NO
+/// [AUTHENTICATIONFAILED]` (RFC 5530) and `AUTHENTICATE failed`, POP3 `-ERR [AUTH]` (RFC 3206)
+/// and `Authentication failure`, SMTP `535 … Authentication unsuccessful`, Gmail's `Invalid
+/// credentials`.
+fn refused_login(t: &str) -> bool {
+    t.contains("authenticate failed")
+        || t.contains("authenticationfailed")
+        || t.contains("authentication failed")
+        || t.contains("authentication failure")
+        || t.contains("authentication unsuccessful")
+        || t.contains("invalid credentials")
+        || t.contains("[auth]")
+        || t.contains("login failed")
+        || t.contains("bad password")
+}
+
+/// Whether `server`, the answer to a **password** login, refuses the user name or password:
+/// the doctor's `PASSWORD_REFUSED` (docs/troubleshooting.md). Answers that name a root cause
+/// ([`diagnose_login`]: IMAP/POP disabled, no licence, …) are not this.
+pub fn password_refused(server: &str) -> bool {
+    diagnose_login(server, false).is_none() && refused_login(&server.to_ascii_lowercase())
 }
 
 /// DNS and TCP stages, starting a report; returns it so far, or the failed one.

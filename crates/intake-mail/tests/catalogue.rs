@@ -3,9 +3,10 @@
 //! AADSTS errors by `aadsts::classify`, Graph errors by the Graph source's `diagnose`. A
 //! decoder and the catalogue can therefore not drift apart.
 
+use intake_core::OwnCode;
 use intake_core::aadsts::{TokenEndpointError, classify};
 use intake_core::catalogue::{CATALOGUE, Code, Decoder};
-use intake_mail::check::diagnose_login;
+use intake_mail::check::{diagnose_login, password_refused};
 use intake_mail::source::graph::diagnose;
 
 #[test]
@@ -13,11 +14,31 @@ fn every_decoded_entry_decodes_to_the_catalogues_first_cause() {
     let mut checked = 0;
     for e in CATALOGUE {
         let Code::Root(first) = e.causes[0].0 else {
-            assert_eq!(e.decoder, Decoder::Catalogue, "{:?}", e.key);
+            if e.decoder == Decoder::Password {
+                // A password login's refusal; the same words after an OAuth login are the
+                // entry's OAuth cause.
+                assert_eq!(
+                    e.causes[0].0,
+                    Code::Own(OwnCode::PasswordRefused),
+                    "{:?}",
+                    e.key
+                );
+                assert!(password_refused(e.text), "{:?} is not refused", e.text);
+                let oauth = diagnose_login(e.text, true).map(|c| c.id);
+                assert!(
+                    e.causes.iter().any(|(c, _)| Some(c.id()) == oauth),
+                    "{:?}: with OAuth {oauth:?} is not among its causes",
+                    e.key
+                );
+                checked += 1;
+            } else {
+                assert_eq!(e.decoder, Decoder::Catalogue, "{:?}", e.key);
+            }
             continue;
         };
         let got = match e.decoder {
             Decoder::Catalogue => continue,
+            Decoder::Password => unreachable!("a password entry's first cause is PASSWORD_REFUSED"),
             Decoder::Login => diagnose_login(e.text, true).map(|c| c.id),
             Decoder::Aadsts => {
                 let code: u32 = e

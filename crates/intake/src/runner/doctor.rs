@@ -50,6 +50,8 @@ struct Ctx<'a> {
     mailbox: Option<&'a str>,
     integration: Option<&'a ResolvedIntegration>,
     protocol: intake_core::preset::Protocol,
+    /// An IMAP or POP3 channel logging in with a password (`auth = "password:…"`).
+    password: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -68,6 +70,7 @@ impl<'a> Ctx<'a> {
             mailbox,
             integration: integration.and_then(|n| settings.integrations.get(n)),
             protocol: token_protocol(c),
+            password: password_auth(c),
         }
     }
 
@@ -83,6 +86,41 @@ impl<'a> Ctx<'a> {
         let text = with_names(rc.fix(), self)
             .replace("`intake authorize`", &format!("`{}`", self.authorize()));
         format!("[[channel]] \"{}\": {text}", self.channel)
+    }
+}
+
+/// Whether channel `c` logs in with a password.
+fn password_auth(c: &ChannelSettings) -> bool {
+    matches!(&c.source, SourceSettings::Imap(s) | SourceSettings::Pop3(s) if matches!(s.auth, Auth::Password(_)))
+}
+
+/// `PASSWORD_REFUSED`: the server refused a password login (`evidence`: its words). The fix
+/// names the channel, the mailbox (the login) and where the password comes from.
+fn password_refused(ctx: &Ctx<'_>, evidence: String) -> Diagnosed {
+    let mailbox = ctx.mailbox.unwrap_or("the mailbox");
+    Diagnosed::own(
+        OwnCode::PasswordRefused,
+        Level::Error,
+        evidence,
+        format!(
+            "[[channel]] \"{}\": the server refused the login {mailbox} with the password Intake \
+             sent. Set the mailbox's current password (auth = \"password:env:VAR\" or \
+             \"password:file:PATH\" must hold it; in the admin UI, Channels → Edit {} replaces \
+             it); check that {mailbox} is the login the server expects and that the account may \
+             use {} (Microsoft 365 and Gmail refuse passwords for IMAP/POP3: use auth = \
+             \"oauth:INTEGRATION\"; Gmail with 2-step verification needs an app password)",
+            ctx.channel,
+            ctx.channel,
+            ctx.protocol.as_str().to_ascii_uppercase()
+        ),
+    )
+}
+
+/// The fix of one of Intake's own codes found by the catalogue.
+fn own_fix(code: OwnCode, ctx: &Ctx<'_>) -> String {
+    match code {
+        OwnCode::PasswordRefused => password_refused(ctx, String::new()).fix,
+        _ => format!("run `{}`", ctx.authorize()),
     }
 }
 
@@ -126,6 +164,7 @@ pub async fn diagnose(
         mailbox,
         integration,
         protocol: token_protocol(c),
+        password: password_auth(c),
     };
     let bound = super::drain::Bounds::new(unit).stage;
     let (report, error) = match tokio::time::timeout(bound, staged(settings, store, c)).await {
@@ -489,12 +528,28 @@ fn failure_finding(report: &Report, error: Option<&RunError>, ctx: &Ctx<'_>) -> 
             Some(Diagnosed::cause(rc, Level::Error, evidence, fix))
         }
         None => {
+            if ctx.password && failed.stage == "login" && check::password_refused(&failed.detail) {
+                return Some(password_refused(ctx, evidence));
+            }
+            if let Some(RunError::Secret { .. }) = error {
+                return Some(Diagnosed::own(
+                    OwnCode::Config,
+                    Level::Error,
+                    evidence,
+                    format!(
+                        "[[channel]] \"{}\": give the secret a value (set the variable, fill the \
+                         file, or type the password in the admin UI's Edit {}); nothing was sent \
+                         to the server",
+                        ctx.channel, ctx.channel
+                    ),
+                ));
+            }
             // Words the live decoders do not know may still be in the catalogue.
             if let Some((entry, code)) = intake_core::catalogue::most_likely(&failed.detail) {
                 let others: Vec<&str> = entry.causes.iter().skip(1).map(|(c, _)| c.id()).collect();
                 let fix = match code {
                     intake_core::catalogue::Code::Root(rc) => ctx.fix(rc),
-                    intake_core::catalogue::Code::Own(_) => format!("run `{}`", ctx.authorize()),
+                    intake_core::catalogue::Code::Own(own) => own_fix(own, ctx),
                 };
                 let fix = if others.is_empty() {
                     fix
@@ -969,6 +1024,13 @@ pub fn diagnose_error(settings: &Settings, c: &ChannelSettings, e: &RunError) ->
         }
         _ => None,
     };
+    if cause.is_none()
+        && ctx.password
+        && let Some(SourceError::Auth { server, .. }) = source
+        && check::password_refused(server)
+    {
+        return Some(password_refused(&ctx, evidence));
+    }
     if let Some(cause) = cause
         && let Some(rc) = RootCause::from_id(cause.id)
     {
@@ -988,12 +1050,9 @@ pub fn diagnose_error(settings: &Settings, c: &ChannelSettings, e: &RunError) ->
         intake_core::catalogue::Code::Root(rc) => {
             Diagnosed::cause(rc, Level::Error, evidence, ctx.fix(rc))
         }
-        intake_core::catalogue::Code::Own(own) => Diagnosed::own(
-            own,
-            Level::Error,
-            evidence,
-            format!("run `{}`", ctx.authorize()),
-        ),
+        intake_core::catalogue::Code::Own(own) => {
+            Diagnosed::own(own, Level::Error, evidence, own_fix(own, &ctx))
+        }
     })
 }
 

@@ -4,9 +4,10 @@
 //! Per round: list after the stored checkpoint (first sync: the `start` policy); drop what the
 //! ledger already has from the fetch (but not from the acknowledgement); then per batch (at most
 //! `batch` messages and [`BATCH_BYTES`] by declared size): fetch (overlapping the previous
-//! batch's commit), prepare, commit (ledger + tickets in one transaction), **then** the
-//! post-action, **then** the checkpoint (the post-action and checkpoint of batch k run while
-//! batch k+1 commits and batch k+2 is fetched).
+//! batch's commit while the batches in flight stay within [`IN_FLIGHT_BYTES`]), prepare,
+//! commit (ledger + tickets in one transaction), **then** the post-action, **then** the
+//! checkpoint (the post-action and checkpoint of batch k run while batch k+1 commits and
+//! batch k+2 is fetched).
 //!
 //! Only identities whose outcome is in the ledger — committed by this batch, or known before it
 //! — are acknowledged or passed by a checkpoint. A listed message that the source neither
@@ -43,6 +44,12 @@ pub const LIST_LIMIT: usize = 10_000;
 /// at most `batch` messages. A message larger than this is a batch of its own: a batch is never
 /// empty.
 pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The stages overlap three batches (one commits, the next is prepared, the one after is
+/// fetched). When those three hold more than this many bytes by declared size, the third is
+/// fetched only after the commit, so at most two batches are in memory: ten 40 MB messages
+/// (each a batch of its own) peak at two, not three, copies of raw, parsed and stored mail.
+pub const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
 
 /// A network stage (connect, list, fetch, acknowledge, finish) may take this many times the
 /// channel's `timeout_seconds` (one operation's timeout) before it fails naming the stage.
@@ -381,13 +388,15 @@ pub async fn drain<S: MailSource>(
             .filter(|l| !known.contains(&l.identity))
             .count() as i64;
         note_backlog(store, channel, backlog).await;
-        let batches = ramped(&listing.items, ctx.opts.batch, BATCH_BYTES, |l| {
+        let weight = |l: &Listed| {
             if known.contains(&l.identity) {
                 0
             } else {
                 l.size.unwrap_or(0)
             }
-        });
+        };
+        let batches = ramped(&listing.items, ctx.opts.batch, BATCH_BYTES, weight);
+        let bytes: Vec<u64> = batches.iter().map(|b| b.iter().map(weight).sum()).collect();
         let fetch_new = async |src: &mut S, batch: &[Listed]| {
             let todo: Vec<Listed> = batch
                 .iter()
@@ -431,16 +440,31 @@ pub async fn drain<S: MailSource>(
         // Four stages overlap: batch k commits (the single database writer) while batch k+1
         // is prepared (the worker threads) and, on the connection, batch k+2 is fetched and
         // batch k-1's post-action goes out.
-        let mut next = match batches.first() {
-            Some(b) => {
-                let fetched = fetch_new(source, b).await?;
-                Some(prepare(b, fetched).await?)
+        // Filling the pipeline: batch 0 is prepared while batch 1 is fetched, when the two fit
+        // IN_FLIGHT_BYTES; otherwise one after the other.
+        let (mut next, mut fetched_next) = match batches.first() {
+            Some(b0) => {
+                let fetched = fetch_new(source, b0).await?;
+                let second = batches.get(1);
+                if second.is_some() && bytes[0] + bytes[1] <= IN_FLIGHT_BYTES {
+                    let fetch_second = async {
+                        match second {
+                            Some(b1) => fetch_new(source, b1).await.map(Some),
+                            None => Ok(None),
+                        }
+                    };
+                    let (prepared, second) = tokio::join!(prepare(b0, fetched), fetch_second);
+                    (Some(prepared?), second?)
+                } else {
+                    let prepared = prepare(b0, fetched).await?;
+                    let second = match second {
+                        Some(b1) => Some(fetch_new(source, b1).await?),
+                        None => None,
+                    };
+                    (Some(prepared), second)
+                }
             }
-            None => None,
-        };
-        let mut fetched_next = match batches.get(1) {
-            Some(b) => Some(fetch_new(source, b).await?),
-            None => None,
+            None => (None, None),
         };
         // Whether an item of this round has no outcome (the source did not return it): no
         // checkpoint of this round may pass it.
@@ -459,13 +483,19 @@ pub async fn drain<S: MailSource>(
                 .iter()
                 .map(|(_, inc)| inc.identity.clone())
                 .collect();
-            let commit = ctx.bounded(Stage::Commit, b.commit, async {
-                pipeline::commit(store, &ctx.opts, prepared, summary)
-                    .await
-                    .map(|_| ())
-            });
+            // On a task of its own: the SQLite writer runs its transaction synchronously
+            // (`block_in_place`), which would stop every future joined with it in this task —
+            // the fetch on the connection and the start of the next batch's preparing — for
+            // the whole commit and its fsync.
+            let commit = ctx.bounded(Stage::Commit, b.commit, spawn_commit(store, ctx, prepared));
             let raw_next = fetched_next.take();
             let prev = unsettled.take();
+            // Fetch batch i+2 during this commit only while the three fit IN_FLIGHT_BYTES;
+            // otherwise it is fetched once this batch is committed and dropped.
+            let ahead = batches
+                .get(i + 2)
+                .filter(|_| bytes[i..=i + 2].iter().sum::<u64>() <= IN_FLIGHT_BYTES);
+            let behind = batches.get(i + 2).filter(|_| ahead.is_none());
             let side = async {
                 let prepare_next = async {
                     match (batches.get(i + 1), raw_next) {
@@ -474,7 +504,7 @@ pub async fn drain<S: MailSource>(
                     }
                 };
                 let connection = async {
-                    let fetched = match batches.get(i + 2) {
+                    let fetched = match ahead {
                         Some(b) => Some(fetch_new(source, b).await?),
                         None => None,
                     };
@@ -487,10 +517,13 @@ pub async fn drain<S: MailSource>(
                 Ok::<_, RunError>((prepared?, fetched?))
             };
             let (committed_ok, side) = tokio::join!(commit, side);
-            committed_ok?;
+            summary.merge(&committed_ok?);
             backlog = (backlog - committed.len() as i64).max(0);
             note_backlog(store, channel, backlog).await;
             (next, fetched_next) = side?;
+            if let Some(b) = behind {
+                fetched_next = Some(fetch_new(source, b).await?);
+            }
             // The previous batch is acknowledged now; its checkpoint is written here, after
             // this batch's commit, so it never waits for the database writer.
             if let Some(p) = prev {
@@ -526,6 +559,35 @@ pub async fn drain<S: MailSource>(
         if stopped() {
             return Ok(());
         }
+    }
+}
+
+/// Commit a prepared batch on a task of its own (see the drain loop); its counts come back.
+/// Dropping the returned future (the stage's bound ran out, or the drain was abandoned) aborts
+/// the task at its next await, as dropping an inline commit would: an interrupted transaction
+/// rolls back, and one that committed meanwhile is a known duplicate next round.
+async fn spawn_commit(
+    store: &Store,
+    ctx: &Ctx,
+    prepared: Vec<(String, intake_store::Incoming)>,
+) -> Result<Summary, RunError> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let (store, opts) = (store.clone(), ctx.opts.clone());
+    let mut task = AbortOnDrop(tokio::spawn(async move {
+        let mut counted = Summary::default();
+        pipeline::commit(&store, &opts, prepared, &mut counted)
+            .await
+            .map(|_| counted)
+    }));
+    match (&mut task.0).await {
+        Ok(r) => Ok(r?),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(RunError::Task(format!("commit: {e}"))),
     }
 }
 

@@ -164,7 +164,12 @@ pub async fn server_login(
         }
         Auth::Password(r) => MailAuth::Password {
             user: s.mailbox.clone(),
-            password: secret("auth", r)?,
+            password: intake_mail::secret::resolve_password(r).map_err(|error| {
+                RunError::Secret {
+                    what: "auth",
+                    error,
+                }
+            })?,
         },
     };
     let ca_pem = match &s.ca_file {

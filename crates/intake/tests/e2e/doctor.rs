@@ -65,6 +65,7 @@ fn doctor(cfg: &std::path::Path, db: &str) -> (i32, serde_json::Value) {
         ])
         .env("IMAP_PW", "s3cret")
         .env("WRONG_PW", "not-the-password")
+        .env("EMPTY_PW", "")
         .output()
         .unwrap();
     let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
@@ -125,6 +126,8 @@ async fn rc15_doctor_counts_a_flooded_inbox_without_fetching_and_rc7_names_the_s
         chan("pop", "pop3", dc.pop3_port, "IMAP_PW"),
         chan("closed", "imap", closed, "IMAP_PW"),
         chan("wrongpw", "imap", dc.imap_port, "WRONG_PW"),
+        chan("wrongpop", "pop3", dc.pop3_port, "WRONG_PW"),
+        chan("emptypw", "imap", dc.imap_port, "EMPTY_PW"),
         format!(
             "[[channel]]\nname = \"local\"\nproject = \"HELP\"\nprotocol = \"maildir\"\npath = \"{}\"\n",
             maildir.path().display()
@@ -184,6 +187,39 @@ async fn rc15_doctor_counts_a_flooded_inbox_without_fetching_and_rc7_names_the_s
             .contains("authentication failed"),
         "the server's words are kept: {w}"
     );
+
+    // A refused password is PASSWORD_REFUSED with the server's words and a fix naming the
+    // channel and the login, on IMAP and POP3 (it was UNDIAGNOSED before).
+    for (name, words) in [
+        ("wrongpw", "[AUTHENTICATIONFAILED] Authentication failed."),
+        ("wrongpop", "[AUTH] Authentication failed."),
+    ] {
+        let w = by(name);
+        assert_eq!(w["ok"], false, "{w}");
+        let f = &w["findings"][0];
+        assert_eq!(f["code"], "PASSWORD_REFUSED", "{w}");
+        assert_eq!(f["severity"], "error", "{w}");
+        assert!(f["evidence"].as_str().unwrap().contains(words), "{w}");
+        let fix = f["fix"].as_str().unwrap();
+        assert!(
+            fix.contains(&format!("[[channel]] \"{name}\"")) && fix.contains(USER),
+            "{w}"
+        );
+        assert!(!w.to_string().contains("not-the-password"), "{w}");
+    }
+    // An empty password is refused before connecting: no login stage, the variable named.
+    let e = by("emptypw");
+    let stages = e["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 1, "{e}");
+    assert_eq!(stages[0]["stage"], "config", "{e}");
+    assert!(
+        stages[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("password from environment variable EMPTY_PW is empty"),
+        "{e}"
+    );
+    assert_eq!(e["findings"][0]["code"], "CONFIG", "{e}");
 
     let l = by("local");
     assert_eq!(l["counts"]["messages"], 2, "{l}");

@@ -314,3 +314,60 @@ async fn folders_lists_graph_folders_with_well_known_roles_and_localized_names()
     );
     assert_eq!(graph.received_requests().await.unwrap().len(), before);
 }
+
+/// An empty password is refused at once, naming where it came from, before anything is sent
+/// to the server (`intake folders` and the web UI's folder picker share the listing); a wrong
+/// one fails fast with the server's words. (A listing with an empty password once looked like
+/// a hang of more than 60 s in the browser test: that was the test waiting 60 s for a count
+/// while the page showed the error.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_refuses_an_empty_password_at_once_and_a_wrong_one_fails_fast() {
+    const USER: &str = "help@example.test";
+    let Some(dc) = Dovecot::start_or_skip(
+        "folders_empty_password",
+        &DovecotOptions::with_users(&[(USER, "s3cret")]),
+    ) else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("intake.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[channel]]\nname = \"e\"\nproject = \"HELP\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             tls = \"none\"\nmailbox = \"{USER}\"\nauth = \"password:env:CHANNEL_PW\"\n",
+            dc.imap_port
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let list = |pw: &str| {
+        let t = std::time::Instant::now();
+        let (code, stdout, stderr) = intake_with(
+            &cfg,
+            &db.url,
+            &["folders", "--channel", "e", "--json"],
+            &[("CHANNEL_PW", pw)],
+        );
+        (code, format!("{stdout}{stderr}"), t.elapsed())
+    };
+    let (code, out, took) = list("");
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("the password from environment variable CHANNEL_PW is empty"),
+        "{out}"
+    );
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(
+        !dc.log().contains("auth failed"),
+        "an empty password reached the server:\n{}",
+        dc.log()
+    );
+    let (code, out, took) = list("wrong");
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("[AUTHENTICATIONFAILED]"), "{out}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let (code, out, _) = list("s3cret");
+    assert_eq!(code, 0, "{out}");
+}
