@@ -165,6 +165,54 @@ try {
     await auditAt(a, flowUrl, 'authorize-device-mismatch');
   });
 
+  await check('an account of another domain signing in by browser redirect is RC11 (the wrong account) in red', async () => {
+    await p.goto(`${BASE}/integrations`);
+    const c = card(p, 'idp');
+    await c.locator('input[name=mailbox]').fill('dave@example.com');
+    await c.locator('input[type=radio][value=browser]').check();
+    await c.locator('button:has-text("Authorize")').click();
+    await p.waitForSelector('#login', { timeout: 30000 });
+    await p.fill('#login', 'mallory@other.test');
+    await p.click('#sign-in');
+    await p.waitForURL(new RegExp(`^${BASE}/integrations/idp/flows/`), { timeout: 30000 }).catch(async (e) => {
+      throw new Error(`${e.message}; ${await says(p)}`);
+    });
+    const text = await p.textContent('#authorized-as');
+    assert(text.includes('Authorized as mallory@other.test for dave@example.com ('), `says ${JSON.stringify(text)}`);
+    const m = p.locator('#mismatch');
+    assert((await m.getAttribute('data-code')) === 'RC11', `cause ${await m.getAttribute('data-code')}`);
+    const mt = (await m.textContent()).replace(/\s+/g, ' ');
+    assert(mt.includes('the browser authorized the wrong account'), mt);
+    assert(mt.includes('authorize again and pick dave@example.com'), mt);
+    await shot(p, 'authorize-browser-rc11');
+    await auditAt(a, p.url(), 'authorize-browser-rc11');
+  });
+
+  await check('a device code refused at the provider shows the decoded error on the panel', async () => {
+    await p.goto(`${BASE}/integrations`);
+    const c = card(p, 'idp');
+    await c.locator('input[name=mailbox]').fill('erin@example.com');
+    await c.locator('input[type=radio][value=device]').check();
+    await c.locator('button:has-text("Authorize")').click();
+    await p.waitForURL(new RegExp(`^${BASE}/integrations/idp/flows/`));
+    const code = (await p.textContent('#user-code')).trim();
+    // The user refuses at the provider (the test server's stand-in for its Abort button).
+    const r = await fetch(`${ISSUER}/test/device/approve`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user_code: code, deny: true }),
+    });
+    assert(r.ok, `deny: ${r.status} ${await r.text()}`);
+    await p.waitForSelector('#flow-error', { timeout: 30000 }).catch(async (e) => {
+      throw new Error(`${e.message}; ${await says(p)}`);
+    });
+    const t = (await p.textContent('#flow-error')).replace(/\s+/g, ' ');
+    assert(t.includes('access_denied'), `says ${t}`);
+    assert((await p.getAttribute('#flow', 'data-state')) === 'failed', 'not failed');
+    await shot(p, 'authorize-device-refused');
+    await auditAt(a, p.url(), 'authorize-device-refused');
+  });
+
   await check('without JavaScript the device panel shows the code and a reload shows the result', async () => {
     const nojs = await browser.newContext({ javaScriptEnabled: false });
     try {

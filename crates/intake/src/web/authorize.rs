@@ -232,10 +232,11 @@ fn view(s: FlowStatus, now: i64) -> FlowView {
         expires: fmt::time(s.expires_at),
         result: s.authorized.as_ref().map(authorized),
         failure: s.error.map(|e| Failure {
+            // The provider's decoded message may carry the fix already: say it once.
+            fix: e.fix.filter(|f| !e.message.contains(f.as_str())),
             message: e.message,
             title: e.title,
             root_cause: e.root_cause,
-            fix: e.fix,
         }),
         integration: s.integration,
         mailbox: s.mailbox,

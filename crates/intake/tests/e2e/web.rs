@@ -344,8 +344,10 @@ async fn channel_form_test_connection_and_live_tickets_against_dovecot_in_a_brow
 /// the provider's sign-in page back to the flow's page ("authorized as …"), the device code
 /// (code, link, a countdown that moves, the panel turning into the result without a reload,
 /// the code entered at the provider's device page by another tab; the account is not the
-/// mailbox: RC3 in red), the device panel without JavaScript (a reload shows the result), the
-/// authorize form refused without the CSRF token, axe on every new panel.
+/// mailbox: RC3 in red), an account of another domain by browser redirect (RC11 in red), a
+/// device code refused at the provider (the decoded error), the device panel without
+/// JavaScript (a reload shows the result), the authorize form refused without the CSRF token,
+/// axe on every new panel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorize_from_the_integrations_page_by_browser_redirect_and_device_code_in_a_browser() {
     use intake_testkit::idp::{Idp, IdpOptions};
@@ -402,6 +404,7 @@ async fn authorize_from_the_integrations_page_by_browser_redirect_and_device_cod
         ("alice@example.com", "alice@example.com"),
         ("help@example.com", "alice@example.com"),
         ("carol@example.com", "carol@example.com"),
+        ("dave@example.com", "mallory@other.test"),
     ] {
         let saved = store
             .tokens("")
@@ -424,6 +427,8 @@ async fn authorize_from_the_integrations_page_by_browser_redirect_and_device_cod
         "authorize-device-pending",
         "authorize-device-mismatch",
         "authorize-device-nojs",
+        "authorize-browser-rc11",
+        "authorize-device-refused",
     ] {
         assert!(
             shots.join(format!("{name}.png")).exists(),
