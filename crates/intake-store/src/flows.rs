@@ -3,6 +3,9 @@
 //! background task polling a device flow) records `done` or `failed` with its document, so that
 //! every node answers `GET /api/flows/{flow_id}` alike.
 //!
+//! While a device flow is pending its row holds the user code and the verification URI
+//! ([`Store::set_api_flow_prompt`]) so that any node's page can show them.
+//!
 //! No secret is kept here: the PKCE verifier of a browser flow is sealed in `oauth_flows`
 //! ([`crate::tokens`]), and a device code lives only in the memory of the node polling it.
 
@@ -63,6 +66,22 @@ impl Store {
         .bind(ts)
         .execute(self.pool())
         .await?;
+        Ok(())
+    }
+
+    /// What a pending flow shows the user while it waits (a device flow's user code and
+    /// verification URI: not secrets, the user types them), kept in `result` until the flow
+    /// finishes and replaces it. Does nothing once the flow has finished.
+    pub async fn set_api_flow_prompt(
+        &self,
+        flow_id: &str,
+        prompt: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_flows SET result = $1 WHERE flow_id = $2 AND state = 'pending'")
+            .bind(prompt.to_string())
+            .bind(flow_id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

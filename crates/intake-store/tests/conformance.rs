@@ -148,6 +148,31 @@ async fn story(db: &TestDb) {
     assert_eq!(store.count(Table::Tickets).await.unwrap(), 3);
     assert_eq!(store.count(Table::Comments).await.unwrap(), 2);
     assert_eq!(store.count(Table::Ledger).await.unwrap(), 7);
+
+    // Search: case-insensitive over summary, description and comments; `%` and `_` literal.
+    for (q, want) in [
+        ("PRINTER on", vec!["HELP-1"]),
+        ("still BURNING", vec!["HELP-1"]),
+        ("bob here", vec!["HELP-1"]),
+        ("nope-9", vec!["HELP-3"]),
+        ("It Is On Fire", vec!["HELP-1"]),
+        ("100%", vec![]),
+        ("o_e", vec![]),
+        ("ope", vec!["HELP-3"]),
+    ] {
+        let page = store
+            .search_tickets(&intake_store::browse::TicketQuery {
+                q: Some(q.into()),
+                page: 1,
+                per_page: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let keys: Vec<&str> = page.items.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, want, "search {q:?} on {}", db.kind);
+        assert_eq!(page.total, want.len() as i64, "search {q:?} on {}", db.kind);
+    }
     // The same message on another channel is that channel's to process.
     let other = store
         .apply_batch("other", &help, &guard, &batch[..1])

@@ -17,8 +17,9 @@
 //! - PKCE (S256) required; scopes `openid email profile offline_access mail`; a refresh token
 //!   whenever `offline_access` is granted; every refresh rotates the refresh token and reusing
 //!   an old one is `invalid_grant` (and revokes the whole grant, as oidc-provider does);
-//! - no login page: the account is the request's `login_hint` (default `alice@example.com`),
-//!   `sub` and `email` are that name, and every requested scope is granted.
+//! - no login page (unless [`IdpOptions::login_form`]): the account is the request's
+//!   `login_hint` (default `alice@example.com`), `sub` and `email` are that name, and every
+//!   requested scope is granted.
 //!
 //! Tests that need it:
 //! ```ignore
@@ -74,6 +75,10 @@ pub struct IdpOptions {
     pub node: Option<PathBuf>,
     /// How long one start may take (default [`START_TIMEOUT`]).
     pub start_timeout: Option<Duration>,
+    /// A sign-in page (`IDP_LOGIN_FORM=1`): the interaction asks for the account in a form
+    /// (prefilled with the login hint) instead of signing in at once, for browser tests.
+    /// [`Idp::browser_login_as`] and [`Idp::approve_device`] name the account and skip it.
+    pub login_form: bool,
 }
 
 /// Why one start of the server failed: `Retry` when starting it again can help (it stalled,
@@ -269,6 +274,9 @@ impl Idp {
         }
         if let Some(ttl) = opts.refresh_ttl_secs {
             cmd.env("IDP_REFRESH_TTL", ttl.to_string());
+        }
+        if opts.login_form {
+            cmd.env("IDP_LOGIN_FORM", "1");
         }
         if !opts.redirect_uris.is_empty() {
             cmd.env("IDP_REDIRECT_URIS", opts.redirect_uris.join(","));

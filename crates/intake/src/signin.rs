@@ -19,6 +19,9 @@ pub struct Obtained {
     pub protocols: Vec<Protocol>,
     pub identity: TokenIdentity,
     pub expires_at: i64,
+    /// The scopes the token endpoint said it granted (its `scope`): what there is to show
+    /// when the access token is opaque and names no scopes of its own.
+    pub granted: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,7 @@ pub async fn redeem_rest(
         protocols: plan.groups[0].1.clone(),
         identity: id,
         expires_at: t.expires_at,
+        granted: t.scopes.clone(),
     }];
     for (n, (_, protocols)) in plan.groups.iter().enumerate().skip(1) {
         let Some(rt) = t.refresh_token.as_ref() else {
@@ -95,6 +99,7 @@ pub async fn redeem_rest(
                 protocols: protocols.clone(),
                 identity: id,
                 expires_at: t.expires_at,
+                granted: t.scopes.clone(),
             }),
             Err(source) => {
                 return Err(SignInError::Redeem {
@@ -158,6 +163,7 @@ pub fn document(
                 "resource": integration.token_resource(o.protocols[0]),
                 "audience": o.identity.audience, "scopes": o.identity.scopes,
                 "roles": o.identity.roles, "expires_at": o.expires_at,
+                "granted": o.granted,
             })
         })
         .collect();
@@ -171,6 +177,7 @@ pub fn document(
         "scopes": id.map(|i| i.scopes.clone()).unwrap_or_default(),
         "roles": id.map(|i| i.roles.clone()).unwrap_or_default(),
         "expires_at": first.map(|o| o.expires_at),
+        "granted": first.map(|o| o.granted.clone()).unwrap_or_default(),
         "warnings": findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
         "tokens": tokens,
     })

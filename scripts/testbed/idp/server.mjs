@@ -21,13 +21,17 @@
 // grants every requested scope and redirects back. Following the redirects from the authorize
 // URL (with cookies) ends at the redirect_uri with ?code=..&state=...
 //
+// With IDP_LOGIN_FORM=1 GET /interaction/:uid without `?login=` answers a sign-in page instead:
+// a form (GET, field `login`, prefilled with the login_hint) whose submission is the same URL
+// with `?login=` — what a browser test fills in as a user would.
+//
 // Test-only routes:
 //   POST /test/device/approve   form or JSON {user_code, login?, deny?}: does what a user at
 //                               the verification page would do. 200 {"approved":true,...} or
 //                               4xx {"error":..,"error_description":..}
 //   GET  /test/health           200 "ok"
 //
-// Environment: IDP_CLIENT_SECRET, IDP_ACCESS_TTL (seconds, default 3600), IDP_REFRESH_TTL
+// Environment: IDP_LOGIN_FORM, IDP_CLIENT_SECRET, IDP_ACCESS_TTL (seconds, default 3600), IDP_REFRESH_TTL
 // (seconds, default 14 days), IDP_REDIRECT_URIS, IDP_EXTRA_CLIENTS (JSON array of client
 // metadata, added as they are), IDP_MODULES (the node_modules holding oidc-provider; default
 // <repo>/.testbed/idp/node_modules), IDP_PORT (used when no port argument is given).
@@ -165,10 +169,10 @@ const provider = new Provider(issuer, {
       enabled: true,
       async userCodeInputSource(ctx, form, _out, err) {
         const msg = err ? `<p class="error">${err.name || 'error'}: ${err.message || ''}</p>` : '<p>Enter the code</p>';
-        ctx.body = page('Device code', `${msg}${form}`);
+        ctx.body = page('Device code', `${msg}${form}<button type="submit" form="op.deviceInputForm" id="device-continue">Continue</button>`);
       },
       async userCodeConfirmSource(ctx, form, _client, _deviceInfo, userCode) {
-        ctx.body = page('Confirm device', `<p>Code <code>${userCode}</code></p>${form}`);
+        ctx.body = page('Confirm device', `<p>Code <code>${userCode}</code></p>${form}<button type="submit" form="op.deviceConfirmForm" id="device-confirm">Continue</button>`);
       },
       async successSource(ctx) {
         ctx.body = page('Device approved', '<p id="device-approved">device-approved</p>');
@@ -187,10 +191,21 @@ function sendJson(res, status, body) {
   res.end(text);
 }
 
+const LOGIN_FORM = process.env.IDP_LOGIN_FORM === '1';
+const escapeHtml = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 // The automatic "user": logs in and consents to everything requested.
 async function autoInteraction(req, res, url) {
   const details = await provider.interactionDetails(req, res);
   const { params, prompt, session } = details;
+  if (LOGIN_FORM && !url.searchParams.get('login')) {
+    const hint = params.login_hint || '';
+    const body = page('Sign in', `<main><h1>Sign in to the test provider</h1><form method="get" action="${escapeHtml(url.pathname)}">`
+      + `<p><label for="login">Account</label> <input id="login" name="login" value="${escapeHtml(hint)}"></p>`
+      + `<p><button type="submit" id="sign-in">Sign in</button></p></form></main>`);
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    return res.end(body);
+  }
   const accountId = url.searchParams.get('login') || params.login_hint || session?.accountId || DEFAULT_LOGIN;
 
   let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;

@@ -114,6 +114,28 @@ async fn open(
     Ok((integration, client, TokenService::new(store, keys)))
 }
 
+/// Every channel signing in through an integration: `(integration, mailbox, protocol)`, in
+/// file order.
+fn oauth_channels(settings: &Settings) -> impl Iterator<Item = (&str, &str, Protocol)> {
+    settings.channels.iter().filter_map(|c| {
+        let (name, m, p) = match &c.source {
+            SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
+                Auth::OAuth { integration, .. } => (integration, &s.mailbox, c.protocol()),
+                Auth::Password(_) => return None,
+            },
+            SourceSettings::Graph(g) => (&g.integration, &g.mailbox, c.protocol()),
+            _ => return None,
+        };
+        let p = match p {
+            crate::settings::Protocol::Imap => Protocol::Imap,
+            crate::settings::Protocol::Pop3 => Protocol::Pop3,
+            crate::settings::Protocol::Graph => Protocol::Graph,
+            _ => return None,
+        };
+        Some((name.as_str(), m.as_str(), p))
+    })
+}
+
 /// The protocols the channels of `mailbox` (all channels of the integration when `None`) use
 /// with `integration`, in file order.
 pub fn channel_protocols(
@@ -122,26 +144,24 @@ pub fn channel_protocols(
     mailbox: Option<&str>,
 ) -> Vec<Protocol> {
     let mut out = Vec::new();
-    for c in &settings.channels {
-        let (name, m, p) = match &c.source {
-            SourceSettings::Imap(s) | SourceSettings::Pop3(s) => match &s.auth {
-                Auth::OAuth { integration, .. } => (integration, &s.mailbox, c.protocol()),
-                Auth::Password(_) => continue,
-            },
-            SourceSettings::Graph(g) => (&g.integration, &g.mailbox, c.protocol()),
-            _ => continue,
-        };
-        let p = match p {
-            crate::settings::Protocol::Imap => Protocol::Imap,
-            crate::settings::Protocol::Pop3 => Protocol::Pop3,
-            crate::settings::Protocol::Graph => Protocol::Graph,
-            _ => continue,
-        };
+    for (name, m, p) in oauth_channels(settings) {
         if name == integration
             && mailbox.is_none_or(|want| want.eq_ignore_ascii_case(m))
             && !out.contains(&p)
         {
             out.push(p);
+        }
+    }
+    out
+}
+
+/// The mailboxes of the channels that sign in through `integration`, in file order, once each
+/// (what the admin UI offers to authorize).
+pub fn channel_mailboxes(settings: &Settings, integration: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (name, m, _) in oauth_channels(settings) {
+        if name == integration && !out.iter().any(|x| x.eq_ignore_ascii_case(m)) {
+            out.push(m.to_string());
         }
     }
     out
@@ -245,6 +265,7 @@ pub async fn authorize(
                     protocols: protocols.clone(),
                     identity: id,
                     expires_at: t.expires_at,
+                    granted: t.scopes.clone(),
                 });
             }
             return report(&integration, &mailbox, got, a.json);

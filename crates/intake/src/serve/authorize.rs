@@ -100,13 +100,20 @@ pub struct FlowStatus {
     /// Unix seconds when a pending flow expires.
     pub expires_at: i64,
     /// done: the document of `intake authorize --json`: `integration`, `mailbox`, `username`,
-    /// `tenant`, `audience`, `scopes`, `roles`, `expires_at` (the first token's), `warnings`
+    /// `tenant`, `audience`, `scopes`, `roles`, `expires_at` (the first token's), `granted` (the
+    /// scopes its token endpoint answer granted), `warnings`
     /// (the pre-flight findings as sentences) and `tokens` (every token obtained: `protocols`,
-    /// `resource`, `audience`, `scopes`, `roles`, `expires_at`). Null otherwise.
+    /// `resource`, `audience`, `scopes`, `roles`, `expires_at`, `granted`). Null otherwise.
     #[schema(value_type = Option<Object>)]
     pub authorized: Option<Value>,
     /// failed: why, decoded. Null otherwise.
     pub error: Option<FlowError>,
+    /// A pending device flow: the code the user enters at `verification_uri`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
+    /// A pending device flow: where the user signs in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_uri: Option<String>,
 }
 
 /// Why a flow failed, decoded.
@@ -311,6 +318,14 @@ pub async fn start(
                     &mailbox,
                     crate::runner::node(),
                     intake_store::now() + expires_in,
+                )
+                .await?;
+            // Any node's page shows the code while the flow is pending.
+            state
+                .store
+                .set_api_flow_prompt(
+                    &flow_id,
+                    &json!({"user_code": sign_in.user_code, "verification_uri": sign_in.verification_uri}),
                 )
                 .await?;
             let started = Started {
@@ -560,6 +575,8 @@ pub async fn status(store: &Store, flow_id: &str) -> Result<Option<FlowStatus>, 
         expires_at: f.expires_at,
         authorized: None,
         error: None,
+        user_code: None,
+        verification_uri: None,
     };
     let doc = f.result.unwrap_or(Value::Null);
     match out.state.as_str() {
@@ -591,7 +608,11 @@ pub async fn status(store: &Store, flow_id: &str) -> Result<Option<FlowStatus>, 
                 ))
             });
         }
-        _ => {}
+        _ => {
+            let text = |k: &str| doc[k].as_str().map(str::to_string);
+            out.user_code = text("user_code");
+            out.verification_uri = text("verification_uri");
+        }
     }
     Ok(Some(out))
 }

@@ -117,6 +117,12 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
     let local = listener.local_addr()?;
+    let mut options = options;
+    if options.public_url.port() == Some(0) {
+        // `--listen HOST:0` without `--public-url`: the redirect URI of a browser sign-in names
+        // the port actually bound, not port 0.
+        let _ = options.public_url.set_port(Some(local.port()));
+    }
     let state = AppState::new(store.clone(), live.clone(), options);
     let _housekeeping = crate::housekeeping::start(&settings.config, &store).await;
     let (workers_stop, workers_rx) = tokio::sync::watch::channel(false);

@@ -107,6 +107,34 @@ pub struct IntegrationRow {
     pub expiring: bool,
     /// Always present (an `Option` for the template's `if let`).
     pub derived: Option<Derived>,
+    /// Someone signs in (not client credentials): the Authorize form is shown.
+    pub authorizable: bool,
+    /// The provider has a device-code endpoint.
+    pub device: bool,
+    /// The mailboxes of the channels using it (offered in the Authorize form).
+    pub mailboxes: Vec<String>,
+    /// The Authorize form as last posted, with its error (only on the integration it was for).
+    pub authorize: AuthorizeForm,
+}
+
+/// `POST /integrations/{name}/authorize`: the mailbox and the flow.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct AuthorizeForm {
+    #[serde(default)]
+    pub mailbox: String,
+    #[serde(default)]
+    pub flow: String,
+    /// Why the flow was refused; shown next to the flow choice or above the form.
+    #[serde(skip)]
+    pub flow_error: Option<String>,
+    #[serde(skip)]
+    pub error: Option<String>,
+}
+
+impl AuthorizeForm {
+    pub fn device(&self) -> bool {
+        self.flow == "device"
+    }
 }
 
 /// `2027-01-31` → days from `now` (Unix seconds) to that date's midnight UTC.
@@ -176,13 +204,43 @@ pub struct NewForm {
     pub client_secret: String,
     #[serde(default)]
     pub client_secret_expires: String,
+    /// Other OAuth 2.0 server (`provider = "custom"`): the authorization endpoint.
+    #[serde(default)]
+    pub authorize_url: String,
+    /// Custom: the token endpoint.
+    #[serde(default)]
+    pub token_url: String,
+    /// Custom: the device authorization endpoint (optional; without it no device-code sign-in).
+    #[serde(default)]
+    pub device_authorization_url: String,
+    /// Custom: the scopes, separated by spaces or commas.
+    #[serde(default)]
+    pub scopes: String,
     #[serde(default)]
     pub action: String,
+    /// Errors to show next to a field: `(field, message)`. Never read from the form.
+    #[serde(skip)]
+    pub errors: Vec<(String, String)>,
 }
+
+/// The form's fields that can carry an error of their own.
+const FIELDS: &[&str] = &[
+    "name",
+    "provider",
+    "cloud",
+    "tenant",
+    "client_id",
+    "client_secret",
+    "client_secret_expires",
+    "authorize_url",
+    "token_url",
+    "device_authorization_url",
+    "scopes",
+];
 
 impl NewForm {
     /// The `[[integration]]` table the form describes (empty fields left out).
-    fn body(&self, with_secret: bool) -> Value {
+    pub fn body(&self, with_secret: bool) -> Value {
         let mut m = Map::new();
         let mut put = |k: &str, v: &str| {
             if !v.trim().is_empty() {
@@ -196,6 +254,11 @@ impl NewForm {
             put("tenant", &self.tenant);
         }
         put("client_id", &self.client_id);
+        if self.provider == "custom" {
+            put("authorize_url", &self.authorize_url);
+            put("token_url", &self.token_url);
+            put("device_authorization_url", &self.device_authorization_url);
+        }
         put("client_secret_expires", &self.client_secret_expires);
         if with_secret {
             put("client_secret", &self.client_secret);
@@ -203,10 +266,44 @@ impl NewForm {
             // The preview must lint a secret as present without holding it.
             put("client_secret", "env:INTAKE_PREVIEW_SECRET");
         }
+        if self.provider == "custom" {
+            let scopes: Vec<Value> = self
+                .scopes
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|x| !x.is_empty())
+                .map(|x| Value::String(x.to_string()))
+                .collect();
+            if !scopes.is_empty() {
+                m.insert("scopes".into(), Value::Array(scopes));
+            }
+        }
         if self.name.trim().is_empty() {
             m.insert("name".into(), Value::String("preview".into()));
         }
         Value::Object(m)
+    }
+    /// The error shown next to `field`, if any.
+    pub fn err(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+    }
+    /// Put each error finding of the lint (the validation the API runs) next to the field of
+    /// the key it names (`integration.token_url` → the token URL field).
+    fn place_errors(&mut self, d: &Derived) {
+        for f in d.findings.iter().filter(|f| f.severity == "error") {
+            let Some(key) = f.path.strip_prefix("integration.") else {
+                continue;
+            };
+            let field = match key {
+                "client_certificate" | "client_key" => "client_secret",
+                k => k,
+            };
+            if FIELDS.contains(&field) && self.err(field).is_none() {
+                self.errors.push((field.to_string(), f.message.clone()));
+            }
+        }
     }
     fn is(&self, provider: &str) -> bool {
         self.provider == provider
@@ -216,9 +313,15 @@ impl NewForm {
     }
 }
 
-async fn rows(state: &AppState) -> Result<Vec<IntegrationRow>, PageError> {
+/// Every integration, with `posted` (the integration's name and its Authorize form as posted)
+/// filled into its row.
+pub async fn rows(
+    state: &AppState,
+    posted: Option<(&str, &AuthorizeForm)>,
+) -> Result<Vec<IntegrationRow>, PageError> {
     let now = intake_store::now();
     let list = config::list_integrations(State(state.clone())).await?.0;
+    let settings = state.live.snapshot().settings.clone();
     Ok(list
         .into_iter()
         .map(|i| {
@@ -236,7 +339,20 @@ async fn rows(state: &AppState) -> Result<Vec<IntegrationRow>, PageError> {
                 probe["client_secret"] = Value::String("env:INTAKE_PREVIEW_SECRET".into());
             }
             let derived = Some(derive(&probe).unwrap_or_default());
+            let resolved = settings.integration(&i.name).ok();
+            let authorize = match posted {
+                Some((name, f)) if name == i.name => f.clone(),
+                _ => AuthorizeForm {
+                    flow: "browser".into(),
+                    ..AuthorizeForm::default()
+                },
+            };
             IntegrationRow {
+                authorizable: resolved
+                    .is_some_and(|r| r.grant != intake_core::preset::Grant::ClientCredentials),
+                device: resolved.is_some_and(|r| r.endpoints.device_authorization_url.is_some()),
+                mailboxes: crate::cli::authorize::channel_mailboxes(&settings, &i.name),
+                authorize,
                 name: i.name,
                 provider: s("provider"),
                 cloud: s("cloud"),
@@ -251,28 +367,72 @@ async fn rows(state: &AppState) -> Result<Vec<IntegrationRow>, PageError> {
         .collect())
 }
 
+/// The page's Content-Security-Policy: [`super::csp`] with `form-action` opened to the origin
+/// of every integration's authorization endpoint, since the Authorize form's answer redirects
+/// the browser there (browsers apply `form-action` to a form's redirects).
+fn page_csp(state: &AppState) -> String {
+    let settings = state.live.snapshot().settings.clone();
+    let mut origins: Vec<String> = Vec::new();
+    for i in settings.integrations.values() {
+        if let Ok(u) = url::Url::parse(&i.endpoints.authorize_url)
+            && matches!(u.scheme(), "http" | "https")
+        {
+            let o = u.origin().ascii_serialization();
+            if !origins.contains(&o) {
+                origins.push(o);
+            }
+        }
+    }
+    let base = super::csp(false);
+    if origins.is_empty() {
+        return base;
+    }
+    base.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {}", origins.join(" ")),
+    )
+}
+
+/// The integrations page (with its policy), `status` and all.
+pub async fn full_page(
+    state: &AppState,
+    who: &Principal,
+    status: StatusCode,
+    form: NewForm,
+    preview: Option<Derived>,
+    error: Option<String>,
+    posted: Option<(&str, &AuthorizeForm)>,
+) -> Result<Response, PageError> {
+    let layout = Layout::new(state, who, "Integrations", "/integrations").await;
+    let mut r = render(
+        status,
+        &Page {
+            layout,
+            integrations: rows(state, posted).await?,
+            form,
+            preview,
+            error,
+        },
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&page_csp(state)) {
+        r.headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    Ok(r)
+}
+
 /// `GET /integrations`.
 pub async fn page(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> Result<Response, PageError> {
-    let layout = Layout::new(&state, &who, "Integrations", "/integrations").await;
     let form = NewForm {
         provider: "microsoft".into(),
         cloud: "worldwide".into(),
         ..NewForm::default()
     };
     let preview = derive(&form.body(false)).ok();
-    Ok(render(
-        StatusCode::OK,
-        &Page {
-            layout,
-            integrations: rows(&state).await?,
-            form,
-            preview,
-            error: None,
-        },
-    ))
+    full_page(&state, &who, StatusCode::OK, form, preview, None, None).await
 }
 
 /// `POST /integrations`: `action=preview` shows what the values derive; `action=save`
@@ -292,18 +452,11 @@ pub async fn submit(
         if htmx {
             return Ok(render(StatusCode::OK, &Preview { preview, error }));
         }
-        let layout = Layout::new(&state, &who, "Integrations", "/integrations").await;
         form.client_secret.clear();
-        return Ok(render(
-            StatusCode::OK,
-            &Page {
-                layout,
-                integrations: rows(&state).await?,
-                form,
-                preview,
-                error,
-            },
-        ));
+        if let Some(d) = &preview {
+            form.place_errors(d);
+        }
+        return full_page(&state, &who, StatusCode::OK, form, preview, error, None).await;
     }
     let answer = config::create_integration(
         State(state.clone()),
@@ -314,19 +467,15 @@ pub async fn submit(
     match answer {
         Ok(_) => Ok(Redirect::to("/integrations").into_response()),
         Err(e) => {
-            let layout = Layout::new(&state, &who, "Integrations", "/integrations").await;
             let preview = derive(&form.body(false)).ok();
             form.client_secret.clear();
-            Ok(render(
-                e.status,
-                &Page {
-                    layout,
-                    integrations: rows(&state).await?,
-                    form,
-                    preview,
-                    error: Some(e.message),
-                },
-            ))
+            if let Some(d) = &preview {
+                form.place_errors(d);
+            }
+            if e.status == StatusCode::CONFLICT {
+                form.errors.push(("name".into(), e.message.clone()));
+            }
+            full_page(&state, &who, e.status, form, preview, Some(e.message), None).await
         }
     }
 }

@@ -15,6 +15,7 @@
 
 mod admin;
 pub mod assets;
+mod authorize;
 mod channel_form;
 mod channels;
 pub mod chart;
@@ -58,6 +59,8 @@ pub fn router(state: AppState) -> Router {
             "/integrations",
             get(integrations::page).post(integrations::submit),
         )
+        .route("/integrations/{name}/authorize", post(authorize::start))
+        .route("/integrations/{name}/flows/{flow_id}", get(authorize::page))
         .route("/channels", get(channels::page).post(channels::submit))
         .route("/channels/{name}/pause", post(channels::pause))
         .route("/channels/{name}/resume", post(channels::resume))

@@ -339,3 +339,102 @@ async fn channel_form_test_connection_and_live_tickets_against_dovecot_in_a_brow
         "a password reached the server log"
     );
 }
+
+/// Authorize from the integrations page against the local OAuth server (oidc-provider with its
+/// sign-in page on), in Chromium (tests/browser/oauth.mjs): a custom integration created in the
+/// form (a missing token URL refused next to its field first), the browser redirect through
+/// the provider's sign-in page back to the flow's page ("authorized as …"), the device code
+/// (code, link, a countdown that moves, the panel turning into the result without a reload,
+/// the code entered at the provider's device page by another tab; the account is not the
+/// mailbox: RC3 in red), an account of another domain by browser redirect (RC11 in red), a
+/// device code refused at the provider (the decoded error), the device panel without
+/// JavaScript (a reload shows the result), the authorize form refused without the CSRF token,
+/// axe on every new panel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_from_the_integrations_page_by_browser_redirect_and_device_code_in_a_browser() {
+    use intake_testkit::idp::{Idp, IdpOptions};
+    if !browser_ready() {
+        return;
+    }
+    let Some(idp) = Idp::start_with_or_skip(
+        "authorize_from_the_integrations_page_by_browser_redirect_and_device_code_in_a_browser",
+        &IdpOptions {
+            login_form: true,
+            ..IdpOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let env = [
+        ("INTAKE_LOG_FORMAT", "json"),
+        ("INTAKE_LOG", "info"),
+        ("INTAKE_SECRET_KEY", TEST_KEY),
+        ("INTAKE_LEASE_SECONDS", "3"),
+    ];
+    let node = Node::start(&db.url, None, &[], &env).await;
+    let shots = crate::repo().join("target/web-screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir().join("oauth.mjs"))
+        .current_dir(browser_dir())
+        .env("BASE", &node.base)
+        .env("USER", "alice")
+        .env("PASSWORD", PASSWORD)
+        .env("SHOTS", &shots)
+        .env("IDP_ISSUER", &idp.issuer)
+        .env("AUTHORIZE_URL", idp.authorization_endpoint())
+        .env("TOKEN_URL", idp.token_endpoint())
+        .env("DEVICE_URL", idp.device_authorization_endpoint())
+        .env("CLIENT_ID", &idp.post_client_id)
+        .env("CLIENT_SECRET", &idp.client_secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains(" passed, 0 failed"),
+        "browser checks of oauth.mjs failed:\n{stdout}\n{}\nserver log:\n{}\nidp log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.stderr.lock().unwrap(),
+        idp.log()
+    );
+    // The tokens the pages reported are stored for the mailboxes they were for.
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let keys = intake_store::Keyring::from_base64(TEST_KEY, &[]).unwrap();
+    for (mailbox, signed_in) in [
+        ("alice@example.com", "alice@example.com"),
+        ("help@example.com", "alice@example.com"),
+        ("carol@example.com", "carol@example.com"),
+        ("dave@example.com", "mallory@other.test"),
+    ] {
+        let saved = store
+            .tokens("")
+            .load_token(&keys, "idp", mailbox)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no token stored for {mailbox}"));
+        assert_eq!(saved.identity.username.as_deref(), Some(signed_in));
+    }
+    let log = node.stderr.lock().unwrap().clone();
+    assert!(
+        !log.contains(&idp.client_secret),
+        "the client secret reached the server log"
+    );
+    for name in [
+        "integration-custom-error",
+        "integration-authorize",
+        "idp-sign-in",
+        "authorize-browser-done",
+        "authorize-device-pending",
+        "authorize-device-mismatch",
+        "authorize-device-nojs",
+        "authorize-browser-rc11",
+        "authorize-device-refused",
+    ] {
+        assert!(
+            shots.join(format!("{name}.png")).exists(),
+            "no screenshot {name}.png"
+        );
+    }
+}

@@ -7,10 +7,11 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::serve::AppState;
+use crate::serve::auth;
 use crate::serve::authorize::{self, Callback, FlowKind, FlowStatus, Started};
 use crate::serve::error::{ApiError, ErrorBody};
 
@@ -41,12 +42,24 @@ pub async fn authorize(
     ))
 }
 
-/// The identity provider sends the browser back here; any node finishes the flow, once.
+/// The identity provider sends the browser back here; any node finishes the flow, once. A
+/// browser logged in to the admin UI is sent on to the flow's page there
+/// (`/integrations/{name}/flows/{flow_id}`: who signed in, or why it failed); any other gets the
+/// outcome as text.
 #[utoipa::path(get, path = "/oauth/callback", tag = "integrations", params(Callback),
     responses((status = 200, description = "authorized", content_type = "text/plain"),
+              (status = 303, description = "a browser with an admin session: on to the flow's page"),
               (status = 400, description = "unknown, expired or reused state, or the provider refused", content_type = "text/plain")))]
-pub async fn callback(State(state): State<AppState>, Query(q): Query<Callback>) -> Response {
-    match authorize::callback(&state, &q).await {
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Callback>,
+) -> Response {
+    let answer = authorize::callback(&state, &q).await;
+    if let Some(page) = flow_page(&state, &headers, &q).await {
+        return Redirect::to(&page).into_response();
+    }
+    match answer {
         Ok((mailbox, integration)) => (
             StatusCode::OK,
             format!(
@@ -60,6 +73,20 @@ pub async fn callback(State(state): State<AppState>, Query(q): Query<Callback>) 
         )
             .into_response(),
     }
+}
+
+/// The admin UI's page of the flow the callback names, when the browser has a session there
+/// and the flow exists (finished now, or before: a reused state shows the first outcome).
+async fn flow_page(state: &AppState, headers: &HeaderMap, q: &Callback) -> Option<String> {
+    let flow_id = q.state.as_deref().filter(|s| !s.is_empty())?;
+    auth::principal(state, &Method::GET, headers).await.ok()?;
+    let flow = state.store.api_flow(flow_id).await.ok()??;
+    let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    Some(format!(
+        "/integrations/{}/flows/{}",
+        enc(&flow.integration),
+        enc(&flow.flow_id)
+    ))
 }
 
 /// A flow's state: `pending`, `done` (with `authorized`, the document of
