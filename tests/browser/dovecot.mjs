@@ -149,6 +149,11 @@ try {
     await shot(p, 'channel-test-live');
   });
 
+  await check('the test stream refuses a request another site starts with the session cookie', async () => {
+    const r = await p.request.get(`${BASE}/channels/dove/test/stream`, { headers: { 'sec-fetch-site': 'cross-site' } });
+    assert(r.status() === 403, `status ${r.status()}`);
+  });
+
   await check('mail delivered to Dovecot appears as a ticket without reloading', async () => {
     await p.goto(`${BASE}/tickets`);
     let reloaded = false;

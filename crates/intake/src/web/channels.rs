@@ -536,11 +536,26 @@ pub async fn test(
 /// ([`channel_test::stream_with`]) with HTML fragments as events: `stage` (one list item with
 /// ✓ / ✗, timing and the server's words) as each stage finishes, then `done` (passed or failed,
 /// the root-cause cards with their fix), after which the page closes the stream.
+///
+/// A `GET` that starts a check: a browser's request from another site (`Sec-Fetch-Site` other
+/// than `same-origin`, e.g. a link followed with the Lax session cookie) is refused, so only the
+/// page's own EventSource starts it.
 pub async fn test_stream(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() != b"same-origin")
+    {
+        return super::error_page(
+            StatusCode::FORBIDDEN,
+            None,
+            "A connection test starts only from the Channels page of this site.",
+        );
+    }
     let started = std::time::Instant::now();
     channel_test::stream_with(
         state,
