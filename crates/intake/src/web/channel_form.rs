@@ -204,9 +204,17 @@ impl ChannelForm {
         Value::Object(m)
     }
 
-    /// Whether the form asks for a password login with no password typed.
+    /// Whether the form asks for a password login (IMAP, POP3) with no password typed.
     pub fn password_missing(&self) -> bool {
-        self.auth != "oauth" && self.password.is_empty()
+        matches!(self.protocol.as_str(), "imap" | "pop3")
+            && self.auth != "oauth"
+            && self.password.is_empty()
+    }
+
+    /// Whether the form can show this channel: the server protocols (a Maildir or mbox
+    /// channel's `path` is not on it).
+    pub fn fits(&self) -> bool {
+        matches!(self.protocol.as_str(), "imap" | "pop3" | "graph")
     }
 
     pub fn protocol_is(&self, p: &str) -> bool {

@@ -61,6 +61,8 @@ struct EditPage {
     errors: FieldErrors,
     editing: bool,
     read_only: bool,
+    /// Why the form is read-only.
+    note: Option<String>,
     password_set: bool,
 }
 
@@ -171,6 +173,26 @@ pub async fn edit(
     .await
 }
 
+/// Why the edit form of a channel cannot be saved, if it cannot.
+fn not_editable(view: &config::ChannelView, stored: &ChannelForm) -> Option<String> {
+    if view.read_only {
+        return Some(format!(
+            "{} is managed by the configuration file (--config): it is read-only here. Change it \
+             in the file and restart, or remove it from the file to manage it here. Pause, \
+             resume and Test connection work on the Channels page.",
+            view.name
+        ));
+    }
+    (!stored.fits()).then(|| {
+        format!(
+            "{} is a {} channel: this form edits server channels (IMAP, POP3, Graph). Change its \
+             path and settings through the API (PATCH /api/channels/{}) or the configuration \
+             file.",
+            view.name, stored.protocol, view.name
+        )
+    })
+}
+
 /// `POST /channels/{name}/edit`: `action=folders` lists the folders with the stored settings
 /// changed by the form (the stored password unless one is typed); `action=save` changes the
 /// channel through the API's `PATCH /api/channels/{name}` (same validation as the file and
@@ -185,6 +207,22 @@ pub async fn edit_submit(
         .await?
         .0;
     form.name = name.clone();
+    let stored_form = ChannelForm::from_table(&name, &view.table);
+    if let Some(why) = not_editable(&view, &stored_form) {
+        return show_edit(
+            &state,
+            &who,
+            StatusCode::CONFLICT,
+            &view,
+            stored_form,
+            None,
+            FieldErrors {
+                fields: Vec::new(),
+                general: vec![why],
+            },
+        )
+        .await;
+    }
     let stored_password = password_set(&view.table);
     if form.password_missing() && !stored_password {
         return show_edit(
@@ -260,6 +298,7 @@ async fn show_edit(
     probe: Option<Probe>,
     errors: FieldErrors,
 ) -> Result<Response, PageError> {
+    let note = not_editable(view, &ChannelForm::from_table(&view.name, &view.table));
     let layout = Layout::new(state, who, format!("Edit {}", view.name), "/channels").await;
     Ok(render(
         status,
@@ -270,7 +309,8 @@ async fn show_edit(
             probe,
             errors,
             editing: true,
-            read_only: view.read_only,
+            read_only: note.is_some(),
+            note,
             password_set: password_set(&view.table),
         },
     ))

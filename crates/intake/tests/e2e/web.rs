@@ -438,3 +438,114 @@ async fn authorize_from_the_integrations_page_by_browser_redirect_and_device_cod
         );
     }
 }
+
+/// A channel from the configuration file: its edit page shows the settings read-only and says
+/// why (no Save button, the fields disabled), and a save posted anyway is refused with the
+/// reason on the page; the file is untouched. A Maildir channel's page says the form is for
+/// server channels, and a save posted anyway changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_from_the_configuration_file_is_read_only_on_its_edit_page() {
+    let db = TestDb::sqlite();
+    create_admin(&db.url, "alice", PASSWORD);
+    let token = admin_token(&db.url, "alice");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let cfg = dir.path().join("intake.toml");
+    let toml = format!(
+        "[[channel]]\nname = \"filed\"\nproject = \"HELP\"\nprotocol = \"maildir\"\npath = \"{}\"\n",
+        root.display()
+    );
+    std::fs::write(&cfg, &toml).unwrap();
+    let env = [
+        ("INTAKE_SECRET_KEY", TEST_KEY),
+        ("INTAKE_LEASE_SECONDS", "3"),
+    ];
+    let node = Node::start(&db.url, Some(&cfg), &[], &env).await;
+    let c = reqwest::Client::new();
+    let page = c
+        .get(node.url("/channels/filed/edit"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("filed is managed by the configuration file"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<fieldset class=\"plain\" disabled>"),
+        "{html}"
+    );
+    assert!(!html.contains("Save the changes"), "{html}");
+    let r = c
+        .post(node.url("/channels/filed/edit"))
+        .bearer_auth(&token)
+        .form(&[
+            ("project", "OTHER"),
+            ("protocol", "maildir"),
+            ("auth", "oauth"),
+            ("action", "save"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("is managed by the configuration file (--config)"),
+        "{html}"
+    );
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), toml);
+
+    // A Maildir channel made through the API: the form (server channels) does not show its
+    // path, so the page says so instead of saving it as an IMAP channel.
+    let r = c
+        .post(node.url("/api/channels"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "name": "local", "project": "HELP", "protocol": "maildir",
+            "path": root.display().to_string()
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let html = c
+        .get(node.url("/channels/local/edit"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("local is a maildir channel"), "{html}");
+    assert!(!html.contains("Save the changes"), "{html}");
+    let r = c
+        .post(node.url("/channels/local/edit"))
+        .bearer_auth(&token)
+        .form(&[
+            ("project", "HELP"),
+            ("protocol", "imap"),
+            ("action", "save"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let v: serde_json::Value = c
+        .get(node.url("/api/channels/local"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["table"]["protocol"], "maildir", "{v}");
+}
