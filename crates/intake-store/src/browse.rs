@@ -168,17 +168,6 @@ impl Store {
             }
             query
         };
-        // Counted up to COUNT_CAP + 1 rows: past the cap the total is not worth a scan.
-        let counted: i64 = bind_all(
-            format!(
-                "SELECT COUNT(*) AS n FROM (SELECT 1 {filter} LIMIT {}) AS c",
-                COUNT_CAP + 1
-            ),
-            &binds,
-        )
-        .fetch_one(self.pool())
-        .await?
-        .try_get("n")?;
         let offset = if q.before.is_some() {
             0
         } else {
@@ -201,6 +190,24 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let full = items.len() as i64 == per_page;
+        // A short page is the last one: the total is known without counting. Otherwise it is
+        // counted up to COUNT_CAP + 1 rows (past the cap the total is not worth a scan). A
+        // search that matches less than a page — the selective one, which has to read every
+        // ticket — so scans once, not twice.
+        let counted: i64 = if !full && (offset == 0 || !items.is_empty()) {
+            offset + items.len() as i64
+        } else {
+            bind_all(
+                format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT 1 {filter} LIMIT {}) AS c",
+                    COUNT_CAP + 1
+                ),
+                &binds,
+            )
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?
+        };
         Ok(Page {
             total: counted.min(COUNT_CAP),
             total_capped: counted > COUNT_CAP,

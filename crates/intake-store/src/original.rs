@@ -22,8 +22,18 @@ pub const ORIGINAL_UP_TO: usize = 1 << 20;
 
 /// Whether the raw message `raw` is kept as an original: at most [`ORIGINAL_UP_TO`] bytes, with
 /// an HTML part (`text/html` in any case anywhere in it — a false positive only costs space).
+/// It runs on the database writer for every new ticket and comment: each `/` is found with a
+/// SIMD search and only its neighbours are compared (a byte-by-byte window over every message
+/// was 13 % of the writer's time in `intake ingest`, measured with `perf`).
 pub fn keeps(raw: &[u8]) -> bool {
-    raw.len() <= ORIGINAL_UP_TO && raw.windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html"))
+    raw.len() <= ORIGINAL_UP_TO
+        && memchr::memchr_iter(b'/', raw).any(|i| {
+            i >= 4
+                && raw[i - 4..i].eq_ignore_ascii_case(b"text")
+                && raw
+                    .get(i + 1..i + 5)
+                    .is_some_and(|h| h.eq_ignore_ascii_case(b"html"))
+        })
 }
 
 /// The kept originals of one ticket's messages.
@@ -74,6 +84,10 @@ mod tests {
             b"Content-Type: TEXT/HTML; charset=utf-8\r\n\r\n<p>x</p>"
         ));
         assert!(!keeps(b"Content-Type: text/plain\r\n\r\nplain text"));
+        assert!(keeps(b"text/html"), "at both ends");
+        assert!(keeps(b"a/b/ Text/HtMl"), "after other slashes");
+        assert!(!keeps(b"text/htm"), "cut short");
+        assert!(!keeps(b"/html ext/html text html text/ html"));
         let mut big = b"Content-Type: text/html\r\n\r\n".to_vec();
         big.resize(ORIGINAL_UP_TO + 1, b'x');
         assert!(!keeps(&big));

@@ -173,6 +173,21 @@ async fn story(db: &TestDb) {
         assert_eq!(keys, want, "search {q:?} on {}", db.kind);
         assert_eq!(page.total, want.len() as i64, "search {q:?} on {}", db.kind);
     }
+    // The total is the same from a full page (counted), the short last page (known) and a
+    // page past the end (counted).
+    for (page, items) in [(1, 2), (2, 1), (3, 0)] {
+        let got = store
+            .search_tickets(&intake_store::browse::TicketQuery {
+                q: Some("e".into()),
+                page,
+                per_page: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.items.len(), items, "page {page} on {}", db.kind);
+        assert_eq!(got.total, 3, "page {page} on {}", db.kind);
+    }
     // The same message on another channel is that channel's to process.
     let other = store
         .apply_batch("other", &help, &guard, &batch[..1])
