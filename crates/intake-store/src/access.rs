@@ -82,7 +82,7 @@ impl Store {
         if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let found = sqlx::query(
             "SELECT token_hash, user_name FROM api_tokens WHERE substr(token_hash, 1, 16) = $1",
         )

@@ -38,7 +38,7 @@ impl Store {
         name: &str,
         password_hash: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT 1 FROM admin_users WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)

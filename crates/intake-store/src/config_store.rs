@@ -143,7 +143,7 @@ impl Store {
         managed_by: &str,
     ) -> Result<(), StoreError> {
         let sealed = seal(keys, kind, name, body)?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO config_entries (kind, name, body, managed_by, paused, updated_at)
              VALUES ($1, $2, $3, $4, 0, $5)
@@ -166,7 +166,7 @@ impl Store {
 
     /// Delete one entry; returns whether it existed.
     pub async fn delete_config_entry(&self, kind: Kind, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query("DELETE FROM config_entries WHERE kind = $1 AND name = $2")
             .bind(kind.as_str())
             .bind(name)
@@ -182,7 +182,7 @@ impl Store {
 
     /// Pause or resume a channel; returns whether it exists.
     pub async fn set_channel_paused(&self, name: &str, paused: bool) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE config_entries SET paused = $1, updated_at = $2 WHERE kind = 'channel' AND name = $3",
         )
@@ -210,7 +210,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let current = self.config_entries(keys).await?;
         let mut changed = Vec::new();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for (kind, name, body) in entries {
             let same = current.iter().any(|e| {
                 e.kind == *kind

@@ -275,6 +275,17 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at `BEGIN IMMEDIATE`:
+    /// a deferred transaction that reads first and then writes fails at once with "database is
+    /// locked" when another connection (the ingest writer) committed in between — the busy
+    /// timeout does not apply to that upgrade. PostgreSQL needs nothing of the kind.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// What this store's commits survive (always [`Durability::PowerLoss`] on PostgreSQL).
     pub fn durability(&self) -> Durability {
         match self.backend {

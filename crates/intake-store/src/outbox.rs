@@ -208,7 +208,7 @@ impl Store {
         owner: &str,
         result: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE outbox SET state = 'sent', done_at = $1, result = $2, lease_owner = NULL,
                  lease_until = NULL, attempts = attempts + 1, last_error = NULL, in_flight_at = NULL
@@ -470,7 +470,7 @@ impl Store {
     /// transaction. Returns the comment id and the outbox row id.
     pub async fn enqueue_reply(&self, reply: &NewReply) -> Result<(i64, i64), StoreError> {
         let ts = now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let ticket: Option<i64> = sqlx::query_scalar("SELECT id FROM tickets WHERE key = $1")
             .bind(&reply.ticket_key)
             .fetch_optional(&mut *tx)

@@ -36,7 +36,7 @@ impl Store {
         if let Some(pg) = &self.pg {
             return pg.retry(channel, project, &rules, id, inc).await;
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let out = crate::apply::retry_with(&mut tx, channel, project, &rules, id, inc).await?;
         tx.commit().await?;
         Ok(out)

@@ -93,3 +93,44 @@ async fn wal_is_checkpointed_in_the_background_while_batches_arrive() {
         .expect_err("a closed store takes no batch");
     assert!(matches!(err, StoreError::Closed), "{err}");
 }
+
+/// A transaction that reads and then writes must not fail with "database is locked" when
+/// another connection commits between its read and its write (the web UI revoking a token while
+/// a channel ingests). A deferred `BEGIN` does fail so — the control below shows the mechanism —
+/// and `Store::begin_write` (`BEGIN IMMEDIATE` on SQLite) makes the other writer wait instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_transaction_that_reads_first_survives_another_writer_committing() {
+    let db = TestDb::sqlite();
+    let store = Store::connect(&db.url).await.unwrap();
+    let insert = "INSERT INTO audit_log (at, actor, action, target, details) VALUES (1, 'tx', 'a', 't', '{}')";
+    let count = "SELECT COUNT(*) AS n FROM audit_log";
+    // Control: the deferred transaction's write is refused at once.
+    {
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query(count).fetch_one(&mut *tx).await.unwrap();
+        store
+            .audit("other", "a", "t", serde_json::json!({}))
+            .await
+            .unwrap();
+        let refused = sqlx::query(insert).execute(&mut *tx).await;
+        let e = refused.expect_err("a deferred transaction upgraded after another commit");
+        assert!(e.to_string().contains("locked"), "{e}");
+    }
+    // begin_write: the other writer waits for this transaction, and both writes land.
+    let mut tx = store.begin_write().await.unwrap();
+    sqlx::query(count).fetch_one(&mut *tx).await.unwrap();
+    let other = tokio::spawn({
+        let store = store.clone();
+        async move { store.audit("other", "b", "t", serde_json::json!({})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query(insert).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    other.await.unwrap().unwrap();
+    let n: i64 = sqlx::Row::try_get(
+        &sqlx::query(count).fetch_one(store.pool()).await.unwrap(),
+        "n",
+    )
+    .unwrap();
+    assert_eq!(n, 3);
+}

@@ -602,7 +602,7 @@ impl Store {
         if let Some(pg) = &self.pg {
             return pg.apply(channel, project, rules, batch).await;
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let out = apply_with(&mut tx, channel, project, rules, batch).await?;
         tx.commit().await?;
         Ok(out)
