@@ -96,6 +96,11 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store is closed")]
     Closed,
+    /// Another writer recorded one of the batch's messages between this batch's look-up and
+    /// its ledger insert; the transaction was rolled back and the batch is applied again
+    /// (see `apply`).
+    #[error("another writer recorded one of this batch's messages first")]
+    Raced,
     /// A read the store will not do as asked (the message says what to ask instead).
     #[error("{0}")]
     Invalid(String),

@@ -81,45 +81,106 @@ async fn select_in(
 }
 
 impl Writer for Transaction<'_, Any> {
-    async fn claim(
+    async fn recorded(
         &mut self,
         channel: &str,
         batch: &[Incoming],
+    ) -> Result<Vec<bool>, StoreError> {
+        // Only in-memory SQLite databases come here: one look-up per message is cheap enough.
+        let mut out = Vec::with_capacity(batch.len());
+        for inc in batch {
+            let env = &inc.prepared.envelope;
+            let n: i64 = sqlx::query_scalar(sql_for(
+                self,
+                "SELECT COUNT(*) FROM message_ledger WHERE channel = $1 AND identity = $2".into(),
+            ))
+            .bind(channel)
+            .bind(&inc.identity)
+            .fetch_one(&mut **self)
+            .await?;
+            let mut known = n > 0;
+            if !known && let Some(m) = &env.message_id {
+                let n: i64 = sqlx::query_scalar(sql_for(
+                    self,
+                    "SELECT COUNT(*) FROM message_ledger
+                     WHERE channel = $1 AND message_id = $2 AND content_hash = $3"
+                        .into(),
+                ))
+                .bind(channel)
+                .bind(m)
+                .bind(&env.content_hash)
+                .fetch_one(&mut **self)
+                .await?;
+                known = n > 0;
+            }
+            out.push(known);
+        }
+        Ok(out)
+    }
+
+    async fn ledger_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if self.backend_name() == "SQLite" {
+            // The transaction holds the write lock (`Store::begin_write`); AUTOINCREMENT never
+            // reuses an id, so start above the highest ever used.
+            let base: i64 = sqlx::query_scalar(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'message_ledger'), 0),
+                            COALESCE((SELECT MAX(id) FROM message_ledger), 0))",
+            )
+            .fetch_one(&mut **self)
+            .await?;
+            return Ok((1..=n as i64).map(|i| base + i).collect());
+        }
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('message_ledger', 'id'))
+             FROM generate_series(1, $1)",
+        )
+        .bind(n as i64)
+        .fetch_all(&mut **self)
+        .await?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn insert_ledger(
+        &mut self,
+        channel: &str,
+        rows: &[LedgerOutcome<'_>],
         ts: i64,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        const COLS: usize = 8;
-        let mut ids: HashMap<String, i64> = HashMap::new();
-        for chunk in batch.chunks(rows_per_statement(COLS)) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
-                    format!("({}, 'pending', {}, {})", p[..6].join(", "), p[6], p[7])
-                })
-                .collect();
+    ) -> Result<u64, StoreError> {
+        const COLS: usize = 13;
+        let mut inserted = 0;
+        for chunk in rows.chunks(rows_per_statement(COLS)) {
             let sql = format!(
-                "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender, sent_at,
-                     outcome, received_at, processed_at) VALUES {} ON CONFLICT DO NOTHING RETURNING id, identity",
-                rows.join(", ")
+                "INSERT INTO message_ledger (id, channel, identity, message_id, content_hash,
+                     sender, sent_at, outcome, ticket_key, reason, raw_hash, received_at,
+                     processed_at) VALUES {} ON CONFLICT DO NOTHING",
+                placeholders(chunk.len(), COLS, 0)
             );
             let mut q = sqlx::query(sql_for(self, sql));
-            for inc in chunk {
-                let env = &inc.prepared.envelope;
+            for o in chunk {
+                let env = &o.inc.prepared.envelope;
+                let (kind, key, reason) = o.columns();
                 q = q
+                    .bind(o.id)
                     .bind(channel)
-                    .bind(&inc.identity)
+                    .bind(&o.inc.identity)
                     .bind(env.message_id.as_deref())
                     .bind(&env.content_hash)
                     .bind(env.sender.as_deref())
                     .bind(env.sent_at)
-                    .bind(inc.received_at)
+                    .bind(kind)
+                    .bind(key)
+                    .bind(reason.map(str::to_string))
+                    .bind(o.raw_hash.clone())
+                    .bind(o.inc.received_at)
                     .bind(ts);
             }
-            for row in q.fetch_all(&mut **self).await? {
-                ids.insert(row.try_get("identity")?, row.try_get("id")?);
-            }
+            inserted += q.execute(&mut **self).await?.rows_affected();
         }
-        // The first occurrence of an identity owns the claim; repeats in the batch are duplicates.
-        Ok(batch.iter().map(|inc| ids.remove(&inc.identity)).collect())
+        Ok(inserted)
     }
 
     async fn recent(
@@ -485,52 +546,6 @@ impl Writer for Transaction<'_, Any> {
             .bind(ticket_key.map(str::to_string))
             .execute(&mut **self)
             .await?;
-        Ok(())
-    }
-
-    async fn record_outcomes(
-        &mut self,
-        outcomes: &[LedgerOutcome],
-        ts: i64,
-    ) -> Result<(), StoreError> {
-        for chunk in outcomes.chunks(rows_per_statement(5)) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let b = r * 5;
-                    format!(
-                        "SELECT ${} AS id, ${} AS outcome, ${} AS ticket_key, ${} AS reason, ${} AS raw_hash",
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "UPDATE message_ledger SET outcome = v.outcome, ticket_key = v.ticket_key, reason = v.reason,
-                     raw_hash = v.raw_hash, processed_at = $1
-                 FROM ({}) AS v WHERE message_ledger.id = v.id",
-                rows.join(" UNION ALL ")
-            );
-            let mut q = sqlx::query(sql_for(self, sql)).bind(ts);
-            for o in chunk {
-                let (kind, key, reason) = o.columns();
-                q = q
-                    .bind(o.id)
-                    .bind(kind)
-                    .bind(key)
-                    .bind(reason.map(str::to_string))
-                    .bind(o.raw_hash.clone());
-            }
-            let done = q.execute(&mut **self).await?.rows_affected();
-            if done != chunk.len() as u64 {
-                return Err(StoreError::Corrupt(format!(
-                    "recorded {done} of {} ledger outcomes",
-                    chunk.len()
-                )));
-            }
-        }
         Ok(())
     }
 }

@@ -1,18 +1,28 @@
 //! The exactly-once engine: a batch of prepared messages becomes ledger rows and ticket effects
 //! in **one transaction**.
 //!
-//! 1. **Claim** every message: `INSERT … ON CONFLICT DO NOTHING RETURNING id` into the ledger,
-//!    keyed by (channel, identity) and (channel, Message-ID, content hash). No row back means the
-//!    message was already processed (or is being processed by another node, whose commit we wait
-//!    for on PostgreSQL): it is a duplicate and nothing else happens.
+//! 1. **Claim** every message: look the batch up in the ledger, keyed by (channel, identity)
+//!    and (channel, Message-ID, content hash), after taking the project's counter lock (on
+//!    PostgreSQL a row lock held to commit, so batches of one project — and so of one channel —
+//!    follow each other). A message already recorded, or earlier in the batch, is a duplicate
+//!    and nothing else happens; every other one gets a ledger id reserved for it.
 //! 2. **Decide**, in memory and in order, after one lookup of every referenced Message-ID and
 //!    subject key of the batch: quarantined and ignored messages keep their reason; readable mail
 //!    from a sender over the loop-guard rate is ignored; otherwise a Message-ID in
 //!    In-Reply-To/References that is already on a ticket, or else a ticket key in the subject
 //!    that exists, makes it a comment; else a new ticket.
-//! 3. **Write** all effects (tickets, comments, blobs, attachments, customers, outcomes) and
-//!    the outbox rows they cause ([`OutboxRules`]: `[[sink]]` events, acknowledgements), in the
-//!    same transaction (see [`crate::outbox`]).
+//! 3. **Write** all effects (tickets, comments, blobs, attachments, customers) and the outbox
+//!    rows they cause ([`OutboxRules`]: `[[sink]]` events, acknowledgements), and the ledger
+//!    rows with their outcomes — `INSERT … ON CONFLICT DO NOTHING`, each row written once — in
+//!    the same transaction (see [`crate::outbox`]). If the insert finds a row already there
+//!    (another writer committed the message after step 1; on PostgreSQL the insert first waits
+//!    for that writer's commit), the transaction rolls back with [`StoreError::Raced`] and the
+//!    batch is applied again, when step 1 sees the message as a duplicate.
+//!
+//!    Until issue 15 the claim inserted `pending` rows in step 1 and step 3 updated them: every
+//!    ledger row was written twice, in all six of its indexes, and on SQLite the update of
+//!    `raw_hash` (a foreign key) kept a statement journal. Writing each row once made the
+//!    PostgreSQL ingest about a fifth faster (docs/BENCHMARKS.md, docs/decisions.md).
 //!
 //! Steps 1–3 are written once, in [`apply_with`], against the [`Writer`] trait: the statements
 //! of one batch transaction. It has three implementations:
@@ -26,9 +36,9 @@
 //!   path copied every text argument twice and compiled a fresh 900-parameter statement per
 //!   chunk — the writer's CPU was the ingest bottleneck (docs/BENCHMARKS.md).
 //!
-//! The caller commits a batch or nothing: a crash before commit leaves no claim and no effect, so
-//! re-running processes the messages again; a crash after commit leaves claims that make the
-//! re-run see duplicates. Either way each message has exactly one outcome.
+//! The caller commits a batch or nothing: a crash before commit leaves no ledger row and no
+//! effect, so re-running processes the messages again; a crash after commit leaves ledger rows
+//! that make the re-run see duplicates. Either way each message has exactly one outcome.
 
 mod any;
 mod native;
@@ -456,14 +466,15 @@ pub(crate) struct TicketRow {
     participants: String,
 }
 
-/// The outcome to write onto a claimed ledger row.
-pub(crate) struct LedgerOutcome {
+/// A ledger row to insert: the message, its reserved id and its outcome.
+pub(crate) struct LedgerOutcome<'a> {
     id: i64,
+    inc: &'a Incoming,
     outcome: Outcome,
     raw_hash: Option<String>,
 }
 
-impl LedgerOutcome {
+impl LedgerOutcome<'_> {
     /// (kind, ticket key, reason) as stored.
     fn columns(&self) -> (&'static str, Option<String>, Option<&str>) {
         match &self.outcome {
@@ -483,14 +494,23 @@ type AttachmentRow<'a> = (i64, Option<i64>, &'a AttachmentDraft);
 /// The statements of one batch transaction on one backend. Every method runs inside the
 /// transaction the caller opened; nothing commits here.
 pub(crate) trait Writer {
-    /// Claim every message in the ledger (`outcome = 'pending'`). Returns the new ledger row id
-    /// per message, or `None` for a duplicate (already in the ledger, or earlier in `batch`).
-    async fn claim(
+    /// Per message of `batch`: whether the ledger already holds it, by (channel, identity) or
+    /// by (channel, Message-ID, content hash). Repeats inside `batch` are the caller's to find.
+    async fn recorded(
         &mut self,
         channel: &str,
         batch: &[Incoming],
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Reserve `n` new ledger row ids, ascending.
+    async fn ledger_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError>;
+    /// Insert the ledger rows with their outcomes, `ON CONFLICT DO NOTHING`, in order; returns
+    /// how many were inserted (fewer than `rows.len()` when another writer recorded one first).
+    async fn insert_ledger(
+        &mut self,
+        channel: &str,
+        rows: &[LedgerOutcome<'_>],
         ts: i64,
-    ) -> Result<Vec<Option<i64>>, StoreError>;
+    ) -> Result<u64, StoreError>;
     /// (sender, time) of the channel's recorded messages from `senders` strictly between `from`
     /// and `to`.
     async fn recent(
@@ -554,12 +574,6 @@ pub(crate) trait Writer {
     async fn set_aside(&mut self, id: i64, ts: i64) -> Result<bool, StoreError>;
     /// The ticket the retried message went to, on the `retried` row `id`.
     async fn settle_retry(&mut self, id: i64, ticket_key: Option<&str>) -> Result<(), StoreError>;
-    /// Write the outcomes onto their claimed ledger rows; every row must exist.
-    async fn record_outcomes(
-        &mut self,
-        outcomes: &[LedgerOutcome],
-        ts: i64,
-    ) -> Result<(), StoreError>;
 }
 
 impl Store {
@@ -590,6 +604,34 @@ impl Store {
     /// One transaction on whichever writer this store uses. Every writer is dispatched here and
     /// only here, so [`Store::apply_batch`]'s poison isolation covers each of them.
     async fn apply_once(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        rules: &BatchRules,
+        batch: &[Incoming],
+    ) -> Result<Vec<Applied>, StoreError> {
+        // A race lost to another writer rolled everything back; the next attempt sees that
+        // writer's rows as duplicates. More than a few in a row would be a bug, not a race.
+        let mut attempt = 0;
+        loop {
+            match self
+                .apply_one_transaction(channel, project, rules, batch)
+                .await
+            {
+                Err(StoreError::Raced) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!(
+                        channel,
+                        attempt,
+                        "batch raced another writer; applying it again"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn apply_one_transaction(
         &self,
         channel: &str,
         project: &ProjectKey,
@@ -771,6 +813,47 @@ pub(crate) async fn retry_with<W: Writer>(
     Ok(Some(applied))
 }
 
+/// Step 1 of the engine: per message, its reserved ledger id, or `None` for a duplicate —
+/// already in the ledger, or a repeat of an earlier message of `batch` by identity or by
+/// (Message-ID, content hash), as the ledger's unique keys would have it (a message without a
+/// Message-ID repeats only by identity).
+async fn claim<W: Writer>(
+    w: &mut W,
+    channel: &str,
+    batch: &[Incoming],
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let recorded = w.recorded(channel, batch).await?;
+    let mut identities: HashSet<&str> = HashSet::with_capacity(batch.len());
+    let mut ids_and_hashes: HashSet<(&str, &str)> = HashSet::with_capacity(batch.len());
+    let fresh: Vec<bool> = batch
+        .iter()
+        .zip(recorded)
+        .map(|(inc, recorded)| {
+            let env = &inc.prepared.envelope;
+            let key = env
+                .message_id
+                .as_deref()
+                .map(|m| (m, env.content_hash.as_str()));
+            let repeat = identities.contains(inc.identity.as_str())
+                || key.is_some_and(|k| ids_and_hashes.contains(&k));
+            if recorded || repeat {
+                return false;
+            }
+            identities.insert(&inc.identity);
+            ids_and_hashes.extend(key);
+            true
+        })
+        .collect();
+    let mut ids = w
+        .ledger_ids(fresh.iter().filter(|f| **f).count())
+        .await?
+        .into_iter();
+    Ok(fresh
+        .into_iter()
+        .map(|f| if f { ids.next() } else { None })
+        .collect())
+}
+
 /// Claim, decide and write one batch through `w` (inside the caller's transaction).
 pub(crate) async fn apply_with<W: Writer>(
     w: &mut W,
@@ -781,12 +864,14 @@ pub(crate) async fn apply_with<W: Writer>(
 ) -> Result<Vec<Applied>, StoreError> {
     let guard = &rules.loop_guard;
     let ts = now();
-    let claims = w.claim(channel, batch, ts).await?;
-    let mut loops = load_loop_state(w, channel, guard, batch, &claims).await?;
     // Lock the project's counter row for this transaction (both backends); new tickets are
-    // numbered in memory and the counter is written back once.
+    // numbered in memory and the counter is written back once. Taken before the claim, so
+    // that on PostgreSQL a concurrent batch of the same project has committed before this
+    // one looks its messages up.
     let first = w.lock_counter(project.as_str()).await?;
     let mut next = first.ok_or_else(|| StoreError::NoProject(project.to_string()))?;
+    let claims = claim(w, channel, batch).await?;
+    let mut loops = load_loop_state(w, channel, guard, batch, &claims).await?;
     let mut plan = Plan::default();
     lookup_targets(w, project, batch, &claims, &mut plan).await?;
 
@@ -844,6 +929,7 @@ pub(crate) async fn apply_with<W: Writer>(
         }
         outcomes.push(LedgerOutcome {
             id: ledger_id,
+            inc,
             outcome: outcome.clone(),
             raw_hash,
         });
@@ -889,7 +975,10 @@ pub(crate) async fn apply_with<W: Writer>(
     w.insert_attachments(&attachments).await?;
     w.set_counter(project.as_str(), next).await?;
     w.upsert_customers(&plan.customers, ts).await?;
-    w.record_outcomes(&outcomes, ts).await?;
+    let inserted = w.insert_ledger(channel, &outcomes, ts).await?;
+    if inserted != outcomes.len() as u64 {
+        return Err(StoreError::Raced);
+    }
     let rows = outbox_rows(
         w,
         channel,
@@ -933,7 +1022,7 @@ async fn outbox_rows<W: Writer>(
     ticket_ids: &[i64],
     comments: &[(i64, &NewComment<'_>)],
     comment_ids: &[i64],
-    outcomes: &[LedgerOutcome],
+    outcomes: &[LedgerOutcome<'_>],
     ts: i64,
 ) -> Result<Vec<NewOutbox>, StoreError> {
     let mut rows = Vec::new();

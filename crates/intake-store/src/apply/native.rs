@@ -205,35 +205,76 @@ impl NativeWriter {
 }
 
 impl Writer for rusqlite::Transaction<'_> {
-    async fn claim(
+    async fn recorded(
         &mut self,
         channel: &str,
         batch: &[Incoming],
-        ts: i64,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        // No `RETURNING`: on SQLite it makes every single-row insert keep a statement journal
-        // (page copies), tripling the claim's cost; a row inserted or not is `changes()`.
-        let mut st = self.prepare_cached(
-            "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender, sent_at,
-                 outcome, received_at, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8) ON CONFLICT DO NOTHING",
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut by_identity = self.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM message_ledger WHERE channel = ?1 AND identity = ?2)",
         )?;
-        let mut ids = Vec::with_capacity(batch.len());
+        let mut by_message_id = self.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM message_ledger
+                 WHERE channel = ?1 AND message_id = ?2 AND content_hash = ?3)",
+        )?;
+        let mut out = Vec::with_capacity(batch.len());
         for inc in batch {
             let env = &inc.prepared.envelope;
-            let inserted = st.execute(params![
+            let mut known: bool =
+                by_identity.query_row(params![channel, inc.identity], |r| r.get(0))?;
+            if !known && let Some(m) = &env.message_id {
+                known =
+                    by_message_id.query_row(params![channel, m, env.content_hash], |r| r.get(0))?;
+            }
+            out.push(known);
+        }
+        Ok(out)
+    }
+
+    async fn ledger_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
+        // BEGIN IMMEDIATE holds the write lock, so nobody else takes these ids meanwhile; an
+        // AUTOINCREMENT table never reuses an id, so start above the highest ever used.
+        let base: i64 = self.prepare_cached(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'message_ledger'), 0),
+                        COALESCE((SELECT MAX(id) FROM message_ledger), 0))",
+        )?
+        .query_row([], |r| r.get(0))?;
+        Ok((1..=n as i64).map(|i| base + i).collect())
+    }
+
+    async fn insert_ledger(
+        &mut self,
+        channel: &str,
+        rows: &[LedgerOutcome<'_>],
+        ts: i64,
+    ) -> Result<u64, StoreError> {
+        let mut st = self.prepare_cached(
+            "INSERT INTO message_ledger (id, channel, identity, message_id, content_hash, sender,
+                 sent_at, outcome, ticket_key, reason, raw_hash, received_at, processed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut inserted = 0;
+        for o in rows {
+            let env = &o.inc.prepared.envelope;
+            let (kind, key, reason) = o.columns();
+            inserted += st.execute(params![
+                o.id,
                 channel,
-                inc.identity,
+                o.inc.identity,
                 env.message_id,
                 env.content_hash,
                 env.sender,
                 env.sent_at,
-                inc.received_at,
+                kind,
+                key,
+                reason,
+                o.raw_hash,
+                o.inc.received_at,
                 ts
-            ])? == 1;
-            ids.push(inserted.then(|| self.last_insert_rowid()));
+            ])? as u64;
         }
-        Ok(ids)
+        Ok(inserted)
     }
 
     async fn recent(
@@ -485,28 +526,6 @@ impl Writer for rusqlite::Transaction<'_> {
             &super::SETTLE_RETRY_SQL.replace('$', "?"),
             params![id, ticket_key],
         )?;
-        Ok(())
-    }
-
-    async fn record_outcomes(
-        &mut self,
-        outcomes: &[LedgerOutcome],
-        ts: i64,
-    ) -> Result<(), StoreError> {
-        let mut st = self.prepare_cached(
-            "UPDATE message_ledger SET outcome = ?2, ticket_key = ?3, reason = ?4, raw_hash = ?5,
-                 processed_at = ?6 WHERE id = ?1",
-        )?;
-        for o in outcomes {
-            let (kind, key, reason) = o.columns();
-            let done = st.execute(params![o.id, kind, key, reason, o.raw_hash, ts])?;
-            if done != 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "ledger row {} was not there to record its outcome",
-                    o.id
-                )));
-            }
-        }
         Ok(())
     }
 }

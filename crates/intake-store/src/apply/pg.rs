@@ -168,17 +168,13 @@ impl PgBatch<'_> {
 }
 
 impl Writer for PgBatch<'_> {
-    async fn claim(
+    async fn recorded(
         &mut self,
         channel: &str,
         batch: &[Incoming],
-        ts: i64,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let n = batch.len();
-        let (mut identity, mut message_id, mut hash, mut sender, mut sent_at, mut received_at) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
+        let (mut identity, mut message_id, mut hash) = (
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
@@ -188,40 +184,114 @@ impl Writer for PgBatch<'_> {
             identity.push(inc.identity.as_str());
             message_id.push(env.message_id.as_deref());
             hash.push(env.content_hash.as_str());
+        }
+        // Each branch is a look-up in one of the ledger's two unique indexes.
+        let known: Vec<i64> = sqlx::query_scalar(
+            "SELECT v.ord FROM UNNEST($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+                 AS v(identity, message_id, content_hash, ord)
+             WHERE EXISTS (SELECT 1 FROM message_ledger l
+                           WHERE l.channel = $1 AND l.identity = v.identity)
+                OR EXISTS (SELECT 1 FROM message_ledger l
+                           WHERE l.channel = $1 AND l.message_id = v.message_id
+                             AND l.content_hash = v.content_hash)",
+        )
+        .bind(channel)
+        .bind(&identity)
+        .bind(&message_id)
+        .bind(&hash)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut out = vec![false; n];
+        for ord in known {
+            if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = true;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ledger_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('message_ledger', 'id'))
+             FROM generate_series(1, $1::int8)",
+        )
+        .bind(n as i64)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn insert_ledger(
+        &mut self,
+        channel: &str,
+        rows: &[LedgerOutcome<'_>],
+        ts: i64,
+    ) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let n = rows.len();
+        let mut id = Vec::with_capacity(n);
+        let mut identity = Vec::with_capacity(n);
+        let mut message_id = Vec::with_capacity(n);
+        let mut hash = Vec::with_capacity(n);
+        let mut sender = Vec::with_capacity(n);
+        let mut sent_at = Vec::with_capacity(n);
+        let mut kind = Vec::with_capacity(n);
+        let mut key = Vec::with_capacity(n);
+        let mut reason = Vec::with_capacity(n);
+        let mut raw_hash = Vec::with_capacity(n);
+        let mut received_at = Vec::with_capacity(n);
+        for o in rows {
+            let env = &o.inc.prepared.envelope;
+            let (k, t, r) = o.columns();
+            id.push(o.id);
+            identity.push(o.inc.identity.as_str());
+            message_id.push(env.message_id.as_deref());
+            hash.push(env.content_hash.as_str());
             sender.push(env.sender.as_deref());
             sent_at.push(env.sent_at);
-            received_at.push(inc.received_at);
+            kind.push(k);
+            key.push(t);
+            reason.push(r);
+            raw_hash.push(o.raw_hash.as_deref());
+            received_at.push(o.inc.received_at);
         }
-        // `ORDER BY ord` keeps the batch's order, so the first occurrence of a repeated
-        // identity is the one inserted and claims meet other nodes' claims in one order.
-        let rows = sqlx::query(
-            "INSERT INTO message_ledger (channel, identity, message_id, content_hash, sender,
-                 sent_at, outcome, received_at, processed_at)
-             SELECT $1, v.identity, v.message_id, v.content_hash, v.sender, v.sent_at, 'pending',
-                 v.received_at, $2
-             FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[])
-                 WITH ORDINALITY AS v(identity, message_id, content_hash, sender, sent_at,
-                     received_at, ord)
+        // `ORDER BY ord` keeps the batch's order, so rows meet other writers' rows in one
+        // order (the ids ascend with it).
+        let done = sqlx::query(
+            "INSERT INTO message_ledger (id, channel, identity, message_id, content_hash, sender,
+                 sent_at, outcome, ticket_key, reason, raw_hash, received_at, processed_at)
+             SELECT v.id, $1, v.identity, v.message_id, v.content_hash, v.sender, v.sent_at,
+                 v.outcome, v.ticket_key, v.reason, v.raw_hash, v.received_at, $2
+             FROM UNNEST($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[],
+                         $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[])
+                 WITH ORDINALITY AS v(id, identity, message_id, content_hash, sender, sent_at,
+                     outcome, ticket_key, reason, raw_hash, received_at, ord)
              ORDER BY v.ord
-             ON CONFLICT DO NOTHING
-             RETURNING id, identity",
+             ON CONFLICT DO NOTHING",
         )
         .bind(channel)
         .bind(ts)
+        .bind(&id)
         .bind(&identity)
         .bind(&message_id)
         .bind(&hash)
         .bind(&sender)
         .bind(&sent_at)
+        .bind(&kind)
+        .bind(&key)
+        .bind(&reason)
+        .bind(&raw_hash)
         .bind(&received_at)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            ids.insert(row.try_get(1)?, row.try_get(0)?);
-        }
-        // The first occurrence of an identity owns the claim; repeats in the batch are duplicates.
-        Ok(batch.iter().map(|inc| ids.remove(&inc.identity)).collect())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(done)
     }
 
     async fn recent(
@@ -621,54 +691,6 @@ impl Writer for PgBatch<'_> {
             .bind(ticket_key)
             .execute(&mut *self.tx)
             .await?;
-        Ok(())
-    }
-
-    async fn record_outcomes(
-        &mut self,
-        outcomes: &[LedgerOutcome],
-        ts: i64,
-    ) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        let n = outcomes.len();
-        let (mut id, mut kind, mut key, mut reason, mut raw_hash) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for o in outcomes {
-            let (k, t, r) = o.columns();
-            id.push(o.id);
-            kind.push(k);
-            key.push(t);
-            reason.push(r);
-            raw_hash.push(o.raw_hash.as_deref());
-        }
-        let done = sqlx::query(
-            "UPDATE message_ledger SET outcome = v.outcome, ticket_key = v.ticket_key,
-                 reason = v.reason, raw_hash = v.raw_hash, processed_at = $1
-             FROM UNNEST($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[])
-                 AS v(id, outcome, ticket_key, reason, raw_hash)
-             WHERE message_ledger.id = v.id",
-        )
-        .bind(ts)
-        .bind(&id)
-        .bind(&kind)
-        .bind(&key)
-        .bind(&reason)
-        .bind(&raw_hash)
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected();
-        if done != n as u64 {
-            return Err(StoreError::Corrupt(format!(
-                "recorded {done} of {n} ledger outcomes"
-            )));
-        }
         Ok(())
     }
 }
