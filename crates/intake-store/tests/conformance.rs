@@ -422,6 +422,71 @@ async fn two_nodes_racing_on_postgres_apply_each_message_once() {
     assert_eq!(a.count(Table::Ledger).await.unwrap(), 200);
 }
 
+/// The ledger insert's safety net (`StoreError::Raced`): two nodes apply the same batches of
+/// one channel at the same moment under two different projects, so the project counter lock
+/// does not order them. Both look the messages up before either commits; the second ledger
+/// insert waits for the first commit, finds the rows there, rolls back its tickets and applies
+/// the batch again as duplicates. Each message is recorded once, and no rolled-back ticket is
+/// left behind.
+#[tokio::test]
+async fn a_lost_race_on_the_ledger_insert_rolls_back_and_is_applied_again_as_duplicates() {
+    let db = TestDb::postgres().await;
+    let a = Store::connect(&db.url).await.unwrap();
+    let b = Store::connect(&db.url).await.unwrap();
+    let (help, ops): (ProjectKey, ProjectKey) = ("HELP".parse().unwrap(), "OPS".parse().unwrap());
+    a.ensure_project(&help, "Help").await.unwrap();
+    a.ensure_project(&ops, "Ops").await.unwrap();
+    let reader = Reader::new(&ChannelRules::default()).unwrap();
+    let guard = LoopGuard {
+        max_per_sender: 0,
+        window_seconds: 1,
+    };
+    let batches: Vec<Vec<Incoming>> = (0..10)
+        .map(|b| {
+            (0..50)
+                .map(|i| {
+                    let raw = mail(
+                        &format!("r{b}-{i}@x"),
+                        &format!("u{i}@x.example"),
+                        &format!("b{b} m{i}"),
+                        "",
+                        "hi",
+                    );
+                    incoming(&reader, &raw)
+                })
+                .collect()
+        })
+        .collect();
+    let run = |s: Store, bs: Vec<Vec<Incoming>>, p: ProjectKey, g: LoopGuard| async move {
+        let mut recorded = 0;
+        for batch in &bs {
+            recorded += s
+                .apply_batch("mail", &p, &g, batch)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|a| **a != Applied::Duplicate)
+                .count();
+        }
+        recorded
+    };
+    let (ra, rb) = tokio::join!(
+        run(a.clone(), batches.clone(), help, guard.clone()),
+        run(b, batches, ops, guard)
+    );
+    assert_eq!(
+        ra + rb,
+        500,
+        "each message recorded exactly once across both nodes"
+    );
+    assert_eq!(a.count(Table::Ledger).await.unwrap(), 500);
+    assert_eq!(
+        a.count(Table::Tickets).await.unwrap(),
+        500,
+        "the tickets of a batch that lost the race were rolled back with it"
+    );
+}
+
 #[test]
 fn migration_folders_match() {
     let s = migration_names(Backend::Sqlite);
