@@ -48,7 +48,7 @@ pub use lint::{
     check_identity_matches_mailbox, check_token_for_protocol, lint_integration, lint_integrations,
 };
 pub use model::{
-    AttachmentDraft, Envelope, IgnoreReason, MailDraft, Outcome, Prepared, PreparedKind,
+    AttachmentDraft, Envelope, IgnoreReason, KeptHtml, MailDraft, Outcome, Prepared, PreparedKind,
     QuarantineReason,
 };
 pub use preset::{

@@ -63,6 +63,28 @@ pub struct MailDraft {
     pub attachments: Vec<AttachmentDraft>,
     /// Things the reader should know (an attachment over the limit, an unknown charset, …).
     pub notes: Vec<String>,
+    /// The message's HTML, kept with its ticket or comment for the admin UI (which sanitizes it
+    /// before showing it); `None` for mail without a declared `text/html` body part, or whose
+    /// HTML is over [`KeptHtml::UP_TO`].
+    pub html: Option<KeptHtml>,
+}
+
+/// The HTML body part of a message as stored: a minimal MIME message
+/// (`Content-Type: text/html; charset=utf-8`) holding the part decoded (its charset and transfer
+/// encoding undone), and the SHA-256 of those bytes, their content address. Built while the
+/// message is prepared, so the database writer only stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptHtml {
+    /// Lower-case hex SHA-256 of `data`.
+    pub hash: String,
+    pub data: Vec<u8>,
+}
+
+impl KeptHtml {
+    /// HTML parts up to this size are kept (1 MiB).
+    pub const UP_TO: usize = 1 << 20;
+    /// The header of the stored message, before the HTML.
+    pub const HEADER: &'static str = "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n";
 }
 
 /// One attachment or inline part.

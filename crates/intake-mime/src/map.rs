@@ -330,6 +330,7 @@ impl Reader {
             references,
             attachments,
             notes,
+            html: crate::original::kept(m),
         }
     }
 

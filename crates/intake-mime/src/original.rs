@@ -1,10 +1,13 @@
-//! The HTML part of a kept original message, for the admin UI to sanitize and show. Never
-//! panics: a message mail-parser cannot read, or one without a declared `text/html` body part,
-//! has no HTML.
+//! The HTML of a message, kept with its ticket or comment for the admin UI to sanitize and
+//! show: [`kept`] builds what is stored while the message is prepared (only the HTML part, not
+//! the whole message: the text is in the ticket and the attachments beside it), [`html_part`]
+//! reads it back. Never panics: a message mail-parser cannot read, or one without a declared
+//! `text/html` body part, has no HTML.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mail_parser::{MessageParser, PartType};
+use intake_core::KeptHtml;
+use mail_parser::{Message, MessageParser, PartType};
 
 use crate::repair;
 
@@ -13,16 +16,38 @@ use crate::repair;
 pub fn html_part(raw: &[u8]) -> Option<String> {
     catch_unwind(AssertUnwindSafe(|| {
         let m = MessageParser::default().parse(raw)?;
-        m.html_body.iter().find_map(|id| {
-            let part = m.parts.get(*id as usize)?;
-            match &part.body {
-                PartType::Html(h) if repair::is_declared_html(part) => Some(h.to_string()),
-                _ => None,
-            }
-        })
+        html_of(&m).map(str::to_string)
     }))
     .ok()
     .flatten()
+}
+
+/// The first declared `text/html` body part of a parsed message, decoded.
+pub(crate) fn html_of<'m>(m: &'m Message<'_>) -> Option<&'m str> {
+    m.html_body.iter().find_map(|id| {
+        let part = m.parts.get(*id as usize)?;
+        match &part.body {
+            PartType::Html(h) if repair::is_declared_html(part) => Some(h.as_ref()),
+            _ => None,
+        }
+    })
+}
+
+/// What is stored of a message's HTML ([`KeptHtml`]): its first declared `text/html` body
+/// part, decoded, as a minimal MIME message that [`html_part`] reads back; `None` without one
+/// or when it is over [`KeptHtml::UP_TO`].
+pub(crate) fn kept(m: &Message<'_>) -> Option<KeptHtml> {
+    let html = html_of(m)?;
+    if html.len() > KeptHtml::UP_TO {
+        return None;
+    }
+    let mut data = Vec::with_capacity(KeptHtml::HEADER.len() + html.len());
+    data.extend_from_slice(KeptHtml::HEADER.as_bytes());
+    data.extend_from_slice(html.as_bytes());
+    Some(KeptHtml {
+        hash: crate::content_hash(&data),
+        data,
+    })
 }
 
 #[cfg(test)]
@@ -42,5 +67,35 @@ Content-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text
         let plain = b"From: a@example.com\r\nContent-Type: text/plain\r\n\r\n<p>not html</p>\r\n";
         assert_eq!(html_part(plain), None);
         assert_eq!(html_part(b""), None);
+
+        // What is kept reads back as the same HTML, and is smaller than the message.
+        let parsed = MessageParser::default().parse(alt.as_slice()).unwrap();
+        let k = kept(&parsed).unwrap();
+        assert_eq!(html_part(&k.data), html_part(alt));
+        assert_eq!(k.hash, crate::content_hash(&k.data));
+        assert!(
+            !k.data.windows(5).any(|w| w == b"plain"),
+            "the text part is not kept"
+        );
+        let plain = MessageParser::default().parse(plain.as_slice()).unwrap();
+        assert_eq!(kept(&plain), None);
+    }
+
+    #[test]
+    fn html_over_the_bound_is_not_kept() {
+        let mail = |n: usize| {
+            format!(
+                "From: a@example.com\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{}",
+                "x".repeat(n)
+            )
+            .into_bytes()
+        };
+        let at = mail(KeptHtml::UP_TO);
+        let over = mail(KeptHtml::UP_TO + 1);
+        let at = MessageParser::default().parse(at.as_slice()).unwrap();
+        let over = MessageParser::default().parse(over.as_slice()).unwrap();
+        assert_eq!(html_of(&at).map(str::len), Some(KeptHtml::UP_TO));
+        assert!(kept(&at).is_some());
+        assert_eq!(kept(&over), None);
     }
 }

@@ -241,7 +241,7 @@ async fn attachments_and_loop_guard(db: &TestDb) {
         format!(
             "From: a@x.example\r\nSubject: shot {n}\r\nMessage-ID: <img{n}@x>\r\nDate: Mon, 02 Nov 2026 10:0{n}:00 +0000\r\n\
              MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b\r\n\r\n--b\r\n\
-             Content-Type: text/html\r\n\r\n<p>see <img src=\"cid:logo@x\"></p>\r\n--b\r\nContent-Type: image/png\r\n\
+             Content-Type: text/html\r\n\r\n<p>see {n} <img src=\"cid:logo@x\"></p>\r\n--b\r\nContent-Type: image/png\r\n\
              Content-ID: <logo@x>\r\nContent-Disposition: inline; filename=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n\
              iVBORw0KGgo=\r\n--b--\r\n"
         )
@@ -265,7 +265,7 @@ async fn attachments_and_loop_guard(db: &TestDb) {
     assert_eq!(
         store.count(Table::Blobs).await.unwrap(),
         3,
-        "attachments are content-addressed (one blob), and each HTML message keeps its original"
+        "attachments are content-addressed (one blob), and each HTML message keeps its HTML"
     );
 
     // Loop guard: 3 per 10 minutes; the 4th and 5th within the window are ignored, in this

@@ -1,10 +1,10 @@
-//! The original of a message with HTML is kept with the ticket or comment it became, in the
-//! same transaction, on SQLite and PostgreSQL; plain text, oversized mail, ignored mail and a
+//! The HTML of a message is kept with the ticket or comment it became, in the same
+//! transaction, on SQLite and PostgreSQL; plain text, HTML over the bound, ignored mail and a
 //! re-applied batch keep nothing more.
 
-use intake_core::{ChannelRules, LoopGuard, Outcome, ProjectKey};
+use intake_core::{ChannelRules, KeptHtml, LoopGuard, Outcome, ProjectKey};
 use intake_mime::Reader;
-use intake_store::original::ORIGINAL_UP_TO;
+use intake_mime::original::html_part;
 use intake_store::{Applied, Incoming, Store, Table};
 use intake_testkit::TestDb;
 
@@ -39,7 +39,7 @@ async fn story(db: &TestDb) {
         "Big",
         "",
         "text/html",
-        &format!("<p>{}</p>", "x".repeat(ORIGINAL_UP_TO)),
+        &format!("<p>{}</p>", "x".repeat(KeptHtml::UP_TO)),
     );
     let reply = mail(
         "h2@x",
@@ -68,14 +68,20 @@ async fn story(db: &TestDb) {
         "{outcomes:?}"
     );
 
+    // What is kept is the HTML part as a minimal MIME message, which reads back as the
+    // message's HTML.
     let first = store.originals("ORIG-1").await.unwrap();
-    assert_eq!(first.first.as_deref(), Some(html.as_slice()));
+    let kept = first.first.as_deref().expect("the ticket's HTML is kept");
+    assert!(kept.starts_with(KeptHtml::HEADER.as_bytes()));
+    assert_eq!(html_part(kept), html_part(&html));
+    assert!(html_part(kept).is_some_and(|h| h.contains("<b>there</b>")));
     let t = store.ticket("ORIG-1").await.unwrap().unwrap();
     assert_eq!(t.comments.len(), 1);
-    assert_eq!(
-        first.comments.get(&t.comments[0].id).map(Vec::as_slice),
-        Some(reply.as_slice()),
-        "the reply's original is kept with its comment"
+    let kept = first.comments.get(&t.comments[0].id).map(Vec::as_slice);
+    assert!(
+        kept.and_then(html_part)
+            .is_some_and(|h| h.contains("A reply in <i>HTML</i>")),
+        "the reply's HTML is kept with its comment"
     );
     assert_eq!(store.originals("ORIG-2").await.unwrap(), Default::default());
     assert_eq!(

@@ -69,8 +69,8 @@ pub struct Incoming {
     /// `pop3:<uidl>`, `graph:<id>` for servers.
     pub identity: String,
     pub prepared: Prepared,
-    /// Raw bytes, kept when the message is quarantined, and as the original of a ticket or
-    /// comment with HTML ([`crate::original::keeps`]).
+    /// Raw bytes, kept when the message is quarantined (a ticket or comment keeps only its
+    /// HTML, prepared with the draft: [`crate::original`]).
     pub raw: Option<Vec<u8>>,
     /// When the source received the message (Unix seconds).
     pub received_at: i64,
@@ -919,13 +919,14 @@ pub(crate) async fn apply_with<W: Writer>(
                 }
             }
         };
-        // The original of a ticket or comment with HTML is kept with its effect (see
-        // crate::original for the bound and the retention).
-        if let (Outcome::Created(_) | Outcome::Commented(_), Some(raw)) = (&outcome, &inc.raw)
-            && crate::original::keeps(raw)
+        // The HTML of a ticket or comment is kept with its effect (see crate::original for
+        // what and for how long); it was built and hashed while the message was prepared.
+        if let (Outcome::Created(_) | Outcome::Commented(_), PreparedKind::Mail(d)) =
+            (&outcome, &inc.prepared.kind)
+            && let Some(h) = &d.html
         {
-            blobs.push((&env.content_hash, raw));
-            raw_hash = Some(env.content_hash.clone());
+            blobs.push((&h.hash, &h.data));
+            raw_hash = Some(h.hash.clone());
         }
         outcomes.push(LedgerOutcome {
             id: ledger_id,
