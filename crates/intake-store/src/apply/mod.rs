@@ -443,7 +443,8 @@ fn parse_key(k: &str) -> Result<TicketKey, StoreError> {
 /// `ledger_sender (channel, sender, sent_at)` index — dated messages, then the undated ones — so
 /// the cost is the rows in the window, not every message the sender ever sent (a
 /// `COALESCE(sent_at, received_at)` range cannot use the index and read them all, every batch).
-/// `pending` rows are this batch's own claims. The arguments are each backend's placeholders;
+/// (No row is `pending` since ledger rows are written once, with their outcome, at the end of
+/// the batch; the filter is kept as a guard.) The arguments are each backend's placeholders;
 /// `sender` is the whole condition on the column (`sender = ?2`, `sender IN ($4, …)`).
 fn recent_sql(channel: &str, sender: &str, from: &str, to: &str) -> String {
     format!(
