@@ -1,5 +1,5 @@
-//! The batch statements on sqlx's `Any` driver (PostgreSQL, and SQLite databases that are not
-//! a file): multi-row statements, so a batch of 500 messages costs a few round trips rather
+//! The batch statements on sqlx's `Any` driver, used for SQLite databases that are not a file
+//! (PostgreSQL has its own writer, `pg.rs`): multi-row statements, so a batch of 500 messages costs a few round trips rather
 //! than thousands.
 
 use std::collections::HashMap;
@@ -119,29 +119,11 @@ impl Writer for Transaction<'_, Any> {
     }
 
     async fn ledger_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        if self.backend_name() == "SQLite" {
-            // The transaction holds the write lock (`Store::begin_write`); AUTOINCREMENT never
-            // reuses an id, so start above the highest ever used.
-            let base: i64 = sqlx::query_scalar(
-                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'message_ledger'), 0),
-                            COALESCE((SELECT MAX(id) FROM message_ledger), 0))",
-            )
+        // Only SQLite databases that are not a file come here (PostgreSQL has its own writer).
+        let base: i64 = sqlx::query_scalar(super::SQLITE_LAST_LEDGER_ID_SQL)
             .fetch_one(&mut **self)
             .await?;
-            return Ok((1..=n as i64).map(|i| base + i).collect());
-        }
-        let mut ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT nextval(pg_get_serial_sequence('message_ledger', 'id'))
-             FROM generate_series(1, $1)",
-        )
-        .bind(n as i64)
-        .fetch_all(&mut **self)
-        .await?;
-        ids.sort_unstable();
-        Ok(ids)
+        Ok((1..=n as i64).map(|i| base + i).collect())
     }
 
     async fn insert_ledger(

@@ -232,13 +232,9 @@ impl Writer for rusqlite::Transaction<'_> {
     }
 
     async fn ledger_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
-        // BEGIN IMMEDIATE holds the write lock, so nobody else takes these ids meanwhile; an
-        // AUTOINCREMENT table never reuses an id, so start above the highest ever used.
-        let base: i64 = self.prepare_cached(
-            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'message_ledger'), 0),
-                        COALESCE((SELECT MAX(id) FROM message_ledger), 0))",
-        )?
-        .query_row([], |r| r.get(0))?;
+        let base: i64 = self
+            .prepare_cached(super::SQLITE_LAST_LEDGER_ID_SQL)?
+            .query_row([], |r| r.get(0))?;
         Ok((1..=n as i64).map(|i| base + i).collect())
     }
 
