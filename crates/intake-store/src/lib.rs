@@ -65,7 +65,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 pub use apply::{
-    Acknowledge, Applied, BatchRules, Incoming, LoopGuardState, OutboxRules, SinkRoute,
+    Acknowledge, Applied, BatchRules, Incoming, LoopGuardState, OutboxRules, SinkRoute, Staged,
 };
 pub use crypto::{CryptoError, Keyring, Sealed};
 pub use lease::node_id;

@@ -689,3 +689,144 @@ async fn nodes_racing_for_a_channel_lease_exactly_one_wins_on_sqlite_and_postgre
         lease_race(&db).await;
     }
 }
+
+/// An HTML message with an inline image: its HTML and the image are blobs.
+fn with_image(n: u32) -> Vec<u8> {
+    format!(
+        "From: u{n}@x.example\r\nSubject: shot {n}\r\nMessage-ID: <img{n}@x>\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b\r\n\r\n--b\r\n\
+         Content-Type: text/html\r\n\r\n<p>see {n} <img src=\"cid:logo@x\"></p>\r\n--b\r\nContent-Type: image/png\r\n\
+         Content-ID: <logo@x>\r\nContent-Disposition: inline; filename=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         iVBORw0KGgo=\r\n--b--\r\n"
+    )
+    .into_bytes()
+}
+
+/// Staging (PostgreSQL): the blobs are stored, committed, before the batch's transaction, and
+/// the staged batch applies as an unstaged one would, in any order of its messages. On SQLite
+/// nothing is staged. A staged batch that is never applied (a crash) leaves only its blobs,
+/// and the batch applies later without them being stored twice.
+#[tokio::test]
+async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one() {
+    let sqlite = TestDb::sqlite();
+    let store = Store::connect(&sqlite.url).await.unwrap();
+    let reader = Reader::new(&ChannelRules::default()).unwrap();
+    let one = incoming(&reader, &with_image(0));
+    assert!(
+        store.stage_batch("c", &[&one]).await.is_none(),
+        "SQLite stages nothing"
+    );
+
+    let db = TestDb::postgres().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let ops: ProjectKey = "OPS".parse().unwrap();
+    store.ensure_project(&ops, "Ops").await.unwrap();
+    let batch: Vec<Incoming> = (1..=4).map(|n| incoming(&reader, &with_image(n))).collect();
+    let refs: Vec<&Incoming> = batch.iter().collect();
+    let staged = store
+        .stage_batch("c", &refs)
+        .await
+        .expect("PostgreSQL stages");
+    assert_eq!(
+        store.count(Table::Blobs).await.unwrap(),
+        5,
+        "four HTML parts and one shared image, committed before the batch"
+    );
+    assert_eq!(store.count(Table::Ledger).await.unwrap(), 0);
+    // Applied in another order than staged: the staged look-up is by identity.
+    let reversed: Vec<Incoming> = batch.iter().rev().cloned().collect();
+    let got = store
+        .apply_staged("c", &ops, &LoopGuard::default(), &reversed, Some(staged))
+        .await
+        .unwrap();
+    assert!(
+        got.iter()
+            .all(|a| matches!(a, Applied::Recorded(Outcome::Created(_)))),
+        "{got:?}"
+    );
+    assert_eq!(store.count(Table::Tickets).await.unwrap(), 4);
+    assert_eq!(store.count(Table::Attachments).await.unwrap(), 4);
+    assert_eq!(store.count(Table::Blobs).await.unwrap(), 5);
+    let t = store.ticket("OPS-1").await.unwrap().unwrap();
+    assert_eq!(t.attachments.len(), 1);
+    assert!(
+        store.originals("OPS-1").await.unwrap().first.is_some(),
+        "the ticket's HTML is the staged blob"
+    );
+
+    // Staged and never applied (the node died): only the blobs are there; the batch applies
+    // later, unstaged, and each message once.
+    let later: Vec<Incoming> = (5..=6).map(|n| incoming(&reader, &with_image(n))).collect();
+    let refs: Vec<&Incoming> = later.iter().collect();
+    drop(store.stage_batch("c", &refs).await.expect("staged"));
+    assert_eq!(store.count(Table::Blobs).await.unwrap(), 7);
+    assert_eq!(store.count(Table::Ledger).await.unwrap(), 4);
+    let got = store
+        .apply_batch("c", &ops, &LoopGuard::default(), &later)
+        .await
+        .unwrap();
+    assert!(
+        got.iter().all(|a| matches!(a, Applied::Recorded(_))),
+        "{got:?}"
+    );
+    assert_eq!(store.count(Table::Blobs).await.unwrap(), 7);
+    assert_eq!(store.count(Table::Ledger).await.unwrap(), 6);
+}
+
+/// Staged work goes stale when another writer records the same messages between the staging
+/// and the batch's transaction: the staged look-up said "new", the ledger insert finds the
+/// rows, and the batch is applied again without the staged work. Each message has one outcome,
+/// and the tickets of the rolled-back attempt are gone with it.
+#[tokio::test]
+async fn stale_staged_work_is_caught_by_the_ledger_and_the_batch_applied_again() {
+    let db = TestDb::postgres().await;
+    let a = Store::connect(&db.url).await.unwrap();
+    let b = Store::connect(&db.url).await.unwrap();
+    let help: ProjectKey = "HELP".parse().unwrap();
+    a.ensure_project(&help, "Help").await.unwrap();
+    let reader = Reader::new(&ChannelRules::default()).unwrap();
+    let guard = LoopGuard {
+        max_per_sender: 0,
+        window_seconds: 1,
+    };
+    let batch: Vec<Incoming> = (0..40)
+        .map(|i| {
+            let raw = mail(
+                &format!("s{i}@x"),
+                &format!("u{i}@x.example"),
+                &format!("m{i}"),
+                "",
+                "hi",
+            );
+            incoming(&reader, &raw)
+        })
+        .collect();
+    let refs: Vec<&Incoming> = batch.iter().collect();
+    let staged = a.stage_batch("mail", &refs).await.expect("staged");
+    // Another node records the first half meanwhile.
+    let other = b
+        .apply_batch("mail", &help, &guard, &batch[..20])
+        .await
+        .unwrap();
+    assert!(other.iter().all(|x| matches!(x, Applied::Recorded(_))));
+    let got = a
+        .apply_staged("mail", &help, &guard, &batch, Some(staged))
+        .await
+        .unwrap();
+    assert!(
+        got[..20].iter().all(|x| *x == Applied::Duplicate),
+        "recorded by the other node: {got:?}"
+    );
+    assert!(
+        got[20..]
+            .iter()
+            .all(|x| matches!(x, Applied::Recorded(Outcome::Created(_)))),
+        "{got:?}"
+    );
+    assert_eq!(a.count(Table::Ledger).await.unwrap(), 40);
+    assert_eq!(
+        a.count(Table::Tickets).await.unwrap(),
+        40,
+        "the stale attempt's tickets were rolled back"
+    );
+}

@@ -19,7 +19,7 @@ use indicatif::ProgressBar;
 use intake_core::{ChannelRules, IgnoreReason, Outcome, PreparedKind, ProjectKey};
 use intake_mail::source::Oversized;
 use intake_mime::{Reader, RulesError, content_hash};
-use intake_store::{Applied, BatchRules, Incoming, OutboxRules, Store, StoreError, now};
+use intake_store::{Applied, BatchRules, Incoming, OutboxRules, Staged, Store, StoreError, now};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -254,10 +254,12 @@ fn spawn_reader(
     (rx, handle)
 }
 
-/// A prepared batch: messages to apply, plus how many were skipped as already known.
+/// A prepared batch: messages to apply, plus how many were skipped as already known, and what
+/// the store did for it ahead of its transaction ([`Store::stage_batch`]).
 struct PreparedBatch {
     items: Vec<(String, Incoming)>,
     known: u64,
+    staged: Option<Staged>,
 }
 
 fn prepare_batch(
@@ -299,6 +301,7 @@ fn prepare_batch(
     PreparedBatch {
         items,
         known: skipped,
+        staged: None,
     }
 }
 
@@ -351,7 +354,13 @@ pub async fn ingest(
                     prepare_ms = t.elapsed().as_millis() as u64,
                     "batch prepared"
                 );
-                res.map_err(|e| IngestError::Stage(e.to_string()))
+                let mut batch = res.map_err(|e| IngestError::Stage(e.to_string()))?;
+                // While the batches before it commit: Intake's own mail, and what the store
+                // can do ahead of the batch's transaction (PostgreSQL; nothing on SQLite).
+                mark_own_mail(&prep_store, batch.items.iter_mut().map(|(_, inc)| inc)).await?;
+                let items: Vec<&Incoming> = batch.items.iter().map(|(_, inc)| inc).collect();
+                batch.staged = prep_store.stage_batch(&channel, &items).await;
+                Ok(batch)
             }
             .await;
             let stop = res.is_err();
@@ -365,7 +374,7 @@ pub async fn ingest(
     while let Some(batch) = prep_rx.recv().await {
         let batch = batch?;
         summary.duplicate += batch.known;
-        let applied = commit(store, opts, batch.items, &mut summary).await?;
+        let applied = commit(store, opts, batch.items, batch.staged, &mut summary).await?;
         if let Some(p) = progress {
             p.inc((applied.len() as u64) + batch.known);
         }
@@ -391,21 +400,30 @@ pub async fn ingest(
 
 /// Apply one prepared batch in Date order (an original before its replies), add the outcomes to
 /// `summary`, and log ignored and quarantined messages. Returns the outcomes in the order given.
+/// The caller has marked Intake's own mail ([`mark_own_mail`]) while preparing the batch, off
+/// the database writer's path, and may pass what the store staged for it
+/// ([`Store::stage_batch`]).
 pub async fn commit(
     store: &Store,
     opts: &IngestOptions,
     mut items: Vec<(String, Incoming)>,
+    staged: Option<Staged>,
     summary: &mut Summary,
 ) -> Result<Vec<Applied>, IngestError> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|i| items[*i].1.prepared.envelope.sent_at.unwrap_or(i64::MAX));
     let mut slots: Vec<Option<(String, Incoming)>> = items.drain(..).map(Some).collect();
     let sorted: Vec<(String, Incoming)> = order.iter().filter_map(|i| slots[*i].take()).collect();
-    let (origins, mut incoming): (Vec<String>, Vec<Incoming>) = sorted.into_iter().unzip();
-    mark_own_mail(store, &mut incoming).await?;
+    let (origins, incoming): (Vec<String>, Vec<Incoming>) = sorted.into_iter().unzip();
     let t = std::time::Instant::now();
     let applied = store
-        .apply_batch(&opts.channel, &opts.project, opts.batch_rules(), &incoming)
+        .apply_staged(
+            &opts.channel,
+            &opts.project,
+            opts.batch_rules(),
+            &incoming,
+            staged,
+        )
         .await?;
     let apply_ms = t.elapsed().as_millis() as u64;
     tracing::debug!(messages = incoming.len(), apply_ms, "batch committed");
@@ -435,10 +453,11 @@ pub async fn commit(
 
 /// Mail whose Message-ID Intake generated (an acknowledgement or reply in its outbox) is its
 /// own, whatever its headers say: it becomes an ignored outcome, never a ticket or comment.
-pub(crate) async fn mark_own_mail(
+pub(crate) async fn mark_own_mail<'a>(
     store: &Store,
-    incoming: &mut [Incoming],
+    incoming: impl IntoIterator<Item = &'a mut Incoming>,
 ) -> Result<(), StoreError> {
+    let mut incoming: Vec<&mut Incoming> = incoming.into_iter().collect();
     let ids: Vec<&str> = incoming
         .iter()
         .filter(|i| matches!(i.prepared.kind, PreparedKind::Mail(_)))

@@ -115,7 +115,7 @@ pub async fn retry(
         prepared,
         received_at: q.received_at,
     }];
-    mark_own_mail(store, &mut incoming).await?;
+    mark_own_mail(store, incoming.iter_mut()).await?;
     let inc = incoming.pop().expect("one message");
     let done = |result: &str, ticket_key: Option<String>, reason: Option<String>| Retried {
         id,

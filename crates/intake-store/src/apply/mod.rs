@@ -198,6 +198,75 @@ pub enum Applied {
     Duplicate,
 }
 
+/// The part of a batch's work done ahead of its transaction, while earlier batches commit
+/// ([`Store::stage_batch`]; PostgreSQL only). [`Store::apply_staged`] uses it in its first
+/// transaction; a retry or a half of a bisected batch does that work again in its own.
+#[derive(Debug, Default)]
+pub struct Staged {
+    channel: String,
+    /// Per identity of the staged messages: whether the ledger held the message when it was
+    /// staged. A stale `false` (another writer recorded it since) is caught by the ledger
+    /// insert's conflict ([`StoreError::Raced`]); a stale `true` cannot happen, as ledger rows
+    /// keep their keys (a retried row moves aside only in the transaction that records the
+    /// message again).
+    recorded: HashMap<String, bool>,
+    /// Ledger ids reserved for the batch, ascending: one per message the ledger did not hold.
+    ids: Vec<i64>,
+    /// Hashes of the blobs stored, and committed, for the batch.
+    blobs: HashSet<String>,
+}
+
+impl Staged {
+    /// The staged answer of [`Writer::recorded`] for `batch`, when every message of it was
+    /// staged for `channel`.
+    fn recorded(&self, channel: &str, batch: &[Incoming]) -> Option<Vec<bool>> {
+        if self.channel != channel {
+            return None;
+        }
+        batch
+            .iter()
+            .map(|inc| self.recorded.get(&inc.identity).copied())
+            .collect()
+    }
+
+    /// `n` reserved ledger ids, when that many were staged.
+    fn take_ids(&mut self, n: usize) -> Option<Vec<i64>> {
+        (self.ids.len() >= n).then(|| self.ids.drain(..n).collect())
+    }
+}
+
+/// The blobs a batch may write, each hash once: the kept HTML and the attachments of readable
+/// mail, and the raw bytes of quarantined messages (as [`apply_with`] stores them). Staging
+/// stores them before the batch's transaction; those of mail that turns out a duplicate or is
+/// ignored (the loop guard, Intake's own mail) stay unreferenced, which costs space and nothing
+/// else (a blob is content-addressed and only ever read through a reference).
+fn stageable_blobs<'a>(batch: impl IntoIterator<Item = &'a Incoming>) -> Vec<(&'a str, &'a [u8])> {
+    let mut seen = HashSet::new();
+    let mut out: Vec<(&str, &[u8])> = Vec::new();
+    for inc in batch {
+        match &inc.prepared.kind {
+            PreparedKind::Mail(d) => {
+                if let Some(h) = &d.html {
+                    out.push((&h.hash, &h.data));
+                }
+                out.extend(
+                    d.attachments
+                        .iter()
+                        .map(|a| (a.hash.as_str(), a.data.as_slice())),
+                );
+            }
+            PreparedKind::Quarantined(_) => {
+                if let Some(raw) = &inc.raw {
+                    out.push((&inc.prepared.envelope.content_hash, raw));
+                }
+            }
+            PreparedKind::Ignored(_) => {}
+        }
+    }
+    out.retain(|(h, _)| seen.insert(*h));
+    out
+}
+
 /// Per-sender timestamps seen in this batch and before it, for the mail-loop guard.
 #[derive(Debug, Default)]
 pub struct LoopGuardState {
@@ -598,8 +667,43 @@ impl Store {
         rules: impl Into<BatchRules>,
         batch: &[Incoming],
     ) -> Result<Vec<Applied>, StoreError> {
+        self.apply_staged(channel, project, rules, batch, None)
+            .await
+    }
+
+    /// Do the part of a batch's work that does not depend on the batches before it, ahead of
+    /// its transaction, so that it overlaps their commits: store its blobs (committed at once),
+    /// look its messages up in the ledger and reserve ledger ids for the new ones. Pass the
+    /// result to [`Store::apply_staged`] with the same messages (in any order).
+    ///
+    /// Only PostgreSQL stages (`None` on SQLite, where one writer does everything in-process).
+    /// Staging is an optimization: when it fails, the error is logged at `debug` and `None`
+    /// comes back, and the batch's transaction does the work itself. A crash between staging
+    /// and commit leaves blobs nothing refers to yet; the re-run's batch finds them stored.
+    pub async fn stage_batch(&self, channel: &str, batch: &[&Incoming]) -> Option<Staged> {
+        let pg = self.pg.as_ref()?;
+        match pg.stage(channel, batch).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(channel, error = %e, "could not stage a batch; its transaction does that work");
+                None
+            }
+        }
+    }
+
+    /// [`Store::apply_batch`], using what [`Store::stage_batch`] did for these messages in its
+    /// first transaction.
+    pub async fn apply_staged(
+        &self,
+        channel: &str,
+        project: &ProjectKey,
+        rules: impl Into<BatchRules>,
+        batch: &[Incoming],
+        staged: Option<Staged>,
+    ) -> Result<Vec<Applied>, StoreError> {
         let rules = rules.into();
-        self.apply_isolating(channel, project, &rules, batch).await
+        self.apply_isolating(channel, project, &rules, batch, staged)
+            .await
     }
 
     /// One transaction on whichever writer this store uses. Every writer is dispatched here and
@@ -610,13 +714,15 @@ impl Store {
         project: &ProjectKey,
         rules: &BatchRules,
         batch: &[Incoming],
+        mut staged: Option<Staged>,
     ) -> Result<Vec<Applied>, StoreError> {
         // A race lost to another writer rolled everything back; the next attempt sees that
         // writer's rows as duplicates. More than a few in a row would be a bug, not a race.
+        // Only the first attempt uses the staged work (a lost race made its look-up stale).
         let mut attempt = 0;
         loop {
             match self
-                .apply_one_transaction(channel, project, rules, batch)
+                .apply_one_transaction(channel, project, rules, batch, staged.take())
                 .await
             {
                 Err(StoreError::Raced) if attempt < 3 => {
@@ -638,12 +744,13 @@ impl Store {
         project: &ProjectKey,
         rules: &BatchRules,
         batch: &[Incoming],
+        staged: Option<Staged>,
     ) -> Result<Vec<Applied>, StoreError> {
         if let Some(native) = &self.native {
             return native.apply(channel, project, rules, batch);
         }
         if let Some(pg) = &self.pg {
-            return pg.apply(channel, project, rules, batch).await;
+            return pg.apply(channel, project, rules, batch, staged).await;
         }
         let mut tx = self.begin_write().await?;
         let out = apply_with(&mut tx, channel, project, rules, batch).await?;
@@ -657,9 +764,13 @@ impl Store {
         project: &'a ProjectKey,
         rules: &'a BatchRules,
         batch: &'a [Incoming],
+        staged: Option<Staged>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Applied>, StoreError>> + Send + 'a>> {
         Box::pin(async move {
-            let err = match self.apply_once(channel, project, rules, batch).await {
+            let err = match self
+                .apply_once(channel, project, rules, batch, staged)
+                .await
+            {
                 Ok(out) => return Ok(out),
                 Err(e) => e,
             };
@@ -683,10 +794,10 @@ impl Store {
             );
             let mid = batch.len() / 2;
             let mut out = self
-                .apply_isolating(channel, project, rules, &batch[..mid])
+                .apply_isolating(channel, project, rules, &batch[..mid], None)
                 .await?;
             out.extend(
-                self.apply_isolating(channel, project, rules, &batch[mid..])
+                self.apply_isolating(channel, project, rules, &batch[mid..], None)
                     .await?,
             );
             Ok(out)
@@ -726,13 +837,13 @@ impl Store {
             received_at: inc.received_at,
         };
         match self
-            .apply_once(channel, project, rules, std::slice::from_ref(&q))
+            .apply_once(channel, project, rules, std::slice::from_ref(&q), None)
             .await
         {
             Err(e) if e.refused_data().is_some() => {
                 q.prepared.envelope.message_id = None;
                 q.prepared.envelope.sender = None;
-                self.apply_once(channel, project, rules, std::slice::from_ref(&q))
+                self.apply_once(channel, project, rules, std::slice::from_ref(&q), None)
                     .await
             }
             r => r,

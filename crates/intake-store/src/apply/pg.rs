@@ -38,12 +38,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use intake_core::ProjectKey;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use sqlx::{Row, Transaction};
 
 use super::{
-    Applied, AttachmentRow, BatchRules, Incoming, LedgerOutcome, NewComment, NewTicket, TicketRow,
-    Writer, apply_with,
+    Applied, AttachmentRow, BatchRules, Incoming, LedgerOutcome, NewComment, NewTicket, Staged,
+    TicketRow, Writer, apply_with,
 };
 use crate::StoreError;
 
@@ -100,10 +100,12 @@ impl PgWriter {
         project: &ProjectKey,
         rules: &BatchRules,
         batch: &[Incoming],
+        staged: Option<Staged>,
     ) -> Result<Vec<Applied>, StoreError> {
         let mut b = PgBatch {
             tx: self.pool.begin().await?,
             touched: Vec::new(),
+            staged,
         };
         let out = apply_with(&mut b, channel, project, rules, batch).await?;
         b.flush().await?;
@@ -123,11 +125,38 @@ impl PgWriter {
         let mut b = PgBatch {
             tx: self.pool.begin().await?,
             touched: Vec::new(),
+            staged: None,
         };
         let out = super::retry_with(&mut b, channel, project, rules, id, inc).await?;
         b.flush().await?;
         b.tx.commit().await?;
         Ok(out)
+    }
+
+    /// [`crate::Store::stage_batch`]: on a connection of its own, outside any batch
+    /// transaction, store the batch's blobs (each statement commits), look its messages up in
+    /// the ledger and reserve ids for those it does not hold.
+    pub(crate) async fn stage(
+        &self,
+        channel: &str,
+        batch: &[&Incoming],
+    ) -> Result<Staged, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let blobs = super::stageable_blobs(batch.iter().copied());
+        insert_blobs(&mut conn, &blobs).await?;
+        let known = recorded(&mut conn, channel, batch).await?;
+        let fresh = known.iter().filter(|k| !**k).count();
+        let ids = ledger_ids(&mut conn, fresh).await?;
+        Ok(Staged {
+            channel: channel.to_string(),
+            recorded: batch
+                .iter()
+                .zip(known)
+                .map(|(inc, k)| (inc.identity.clone(), k))
+                .collect(),
+            ids,
+            blobs: blobs.iter().map(|b| b.0.to_string()).collect(),
+        })
     }
 
     pub(crate) async fn close(&self) {
@@ -140,6 +169,8 @@ pub(crate) struct PgBatch<'c> {
     tx: Transaction<'c, Postgres>,
     /// (ticket id, participants JSON, updated_at) of existing tickets this batch touched.
     touched: Vec<(i64, String, i64)>,
+    /// What [`PgWriter::stage`] did for the batch already.
+    staged: Option<Staged>,
 }
 
 impl PgBatch<'_> {
@@ -173,56 +204,22 @@ impl Writer for PgBatch<'_> {
         channel: &str,
         batch: &[Incoming],
     ) -> Result<Vec<bool>, StoreError> {
-        let n = batch.len();
-        let (mut identity, mut message_id, mut hash) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for inc in batch {
-            let env = &inc.prepared.envelope;
-            identity.push(inc.identity.as_str());
-            message_id.push(env.message_id.as_deref());
-            hash.push(env.content_hash.as_str());
+        if let Some(known) = self
+            .staged
+            .as_ref()
+            .and_then(|s| s.recorded(channel, batch))
+        {
+            return Ok(known);
         }
-        // Each branch is a look-up in one of the ledger's two unique indexes.
-        let known: Vec<i64> = sqlx::query_scalar(
-            "SELECT v.ord FROM UNNEST($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
-                 AS v(identity, message_id, content_hash, ord)
-             WHERE EXISTS (SELECT 1 FROM message_ledger l
-                           WHERE l.channel = $1 AND l.identity = v.identity)
-                OR EXISTS (SELECT 1 FROM message_ledger l
-                           WHERE l.channel = $1 AND l.message_id = v.message_id
-                             AND l.content_hash = v.content_hash)",
-        )
-        .bind(channel)
-        .bind(&identity)
-        .bind(&message_id)
-        .bind(&hash)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let mut out = vec![false; n];
-        for ord in known {
-            if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) {
-                *slot = true;
-            }
-        }
-        Ok(out)
+        let batch: Vec<&Incoming> = batch.iter().collect();
+        recorded(&mut self.tx, channel, &batch).await
     }
 
     async fn ledger_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
-        if n == 0 {
-            return Ok(Vec::new());
+        if let Some(ids) = self.staged.as_mut().and_then(|s| s.take_ids(n)) {
+            return Ok(ids);
         }
-        let mut ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT nextval(pg_get_serial_sequence('message_ledger', 'id'))
-             FROM generate_series(1, $1::int8)",
-        )
-        .bind(n as i64)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        ids.sort_unstable();
-        Ok(ids)
+        ledger_ids(&mut self.tx, n).await
     }
 
     async fn insert_ledger(
@@ -492,32 +489,17 @@ impl Writer for PgBatch<'_> {
     }
 
     async fn put_blobs(&mut self, blobs: &[(&str, &[u8])]) -> Result<(), StoreError> {
-        let mut rest = blobs;
-        while !rest.is_empty() {
-            // At least one blob per statement, then as many as fit the byte budget.
-            let mut end = 1;
-            let mut bytes = rest[0].1.len();
-            while end < rest.len() && bytes + rest[end].1.len() <= BLOB_BYTES_PER_STATEMENT {
-                bytes += rest[end].1.len();
-                end += 1;
+        match &self.staged {
+            Some(staged) => {
+                let rest: Vec<(&str, &[u8])> = blobs
+                    .iter()
+                    .filter(|b| !staged.blobs.contains(b.0))
+                    .copied()
+                    .collect();
+                insert_blobs(&mut self.tx, &rest).await
             }
-            let (chunk, tail) = rest.split_at(end);
-            let hash: Vec<&str> = chunk.iter().map(|b| b.0).collect();
-            let size: Vec<i64> = chunk.iter().map(|b| b.1.len() as i64).collect();
-            let data: Vec<&[u8]> = chunk.iter().map(|b| b.1).collect();
-            sqlx::query(
-                "INSERT INTO blobs (hash, size, data)
-                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::bytea[])
-                 ON CONFLICT (hash) DO NOTHING",
-            )
-            .bind(&hash)
-            .bind(&size)
-            .bind(&data)
-            .execute(&mut *self.tx)
-            .await?;
-            rest = tail;
+            None => insert_blobs(&mut self.tx, blobs).await,
         }
-        Ok(())
     }
 
     async fn insert_attachments(&mut self, rows: &[AttachmentRow<'_>]) -> Result<(), StoreError> {
@@ -693,4 +675,94 @@ impl Writer for PgBatch<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// [`Writer::recorded`] on `conn`.
+async fn recorded(
+    conn: &mut PgConnection,
+    channel: &str,
+    batch: &[&Incoming],
+) -> Result<Vec<bool>, StoreError> {
+    let n = batch.len();
+    let (mut identity, mut message_id, mut hash) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for inc in batch {
+        let env = &inc.prepared.envelope;
+        identity.push(inc.identity.as_str());
+        message_id.push(env.message_id.as_deref());
+        hash.push(env.content_hash.as_str());
+    }
+    // Each branch is a look-up in one of the ledger's two unique indexes.
+    let known: Vec<i64> = sqlx::query_scalar(
+        "SELECT v.ord FROM UNNEST($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+             AS v(identity, message_id, content_hash, ord)
+         WHERE EXISTS (SELECT 1 FROM message_ledger l
+                       WHERE l.channel = $1 AND l.identity = v.identity)
+            OR EXISTS (SELECT 1 FROM message_ledger l
+                       WHERE l.channel = $1 AND l.message_id = v.message_id
+                         AND l.content_hash = v.content_hash)",
+    )
+    .bind(channel)
+    .bind(&identity)
+    .bind(&message_id)
+    .bind(&hash)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = vec![false; n];
+    for ord in known {
+        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(out)
+}
+
+/// [`Writer::ledger_ids`] on `conn`.
+async fn ledger_ids(conn: &mut PgConnection, n: usize) -> Result<Vec<i64>, StoreError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('message_ledger', 'id'))
+         FROM generate_series(1, $1::int8)",
+    )
+    .bind(n as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// [`Writer::put_blobs`] on `conn`: in the batch's transaction, or, when staging, outside any
+/// (each statement commits).
+async fn insert_blobs(conn: &mut PgConnection, blobs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+    let mut rest = blobs;
+    while !rest.is_empty() {
+        // At least one blob per statement, then as many as fit the byte budget.
+        let mut end = 1;
+        let mut bytes = rest[0].1.len();
+        while end < rest.len() && bytes + rest[end].1.len() <= BLOB_BYTES_PER_STATEMENT {
+            bytes += rest[end].1.len();
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        let hash: Vec<&str> = chunk.iter().map(|b| b.0).collect();
+        let size: Vec<i64> = chunk.iter().map(|b| b.1.len() as i64).collect();
+        let data: Vec<&[u8]> = chunk.iter().map(|b| b.1).collect();
+        sqlx::query(
+            "INSERT INTO blobs (hash, size, data)
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::bytea[])
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(&hash)
+        .bind(&size)
+        .bind(&data)
+        .execute(&mut *conn)
+        .await?;
+        rest = tail;
+    }
+    Ok(())
 }

@@ -59,6 +59,9 @@ pub const STAGE_FACTOR: u32 = 4;
 /// keeps delivering a large batch is not cut (each read's own timeout still catches a stall).
 pub const FETCH_FLOOR_BYTES_PER_SECOND: u64 = 128 * 1024;
 
+/// How often the backlog the status page shows is written while a round runs.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
 /// A database stage (commit, checkpoint) may take at least this long.
 pub const MIN_COMMIT_BOUND: Duration = Duration::from_secs(120);
 
@@ -374,8 +377,15 @@ pub async fn drain<S: MailSource>(
                     .list(checkpoint.as_deref(), ctx.start, LIST_LIMIT)
                     .await
                     .map_err(|e| e.at(Stage::List))?;
-                let ids: Vec<String> = listing.items.iter().map(|i| i.identity.clone()).collect();
-                let known = store.known_identities(channel, &ids).await?;
+                // On a channel's first round nothing can be known yet (as `intake ingest`
+                // does): the look-up of every listed identity is skipped.
+                let known = if store.has_messages(channel).await? {
+                    let ids: Vec<String> =
+                        listing.items.iter().map(|i| i.identity.clone()).collect();
+                    store.known_identities(channel, &ids).await?
+                } else {
+                    HashSet::new()
+                };
                 Ok::<_, RunError>((listing, known))
             })
             .await?;
@@ -388,6 +398,9 @@ pub async fn drain<S: MailSource>(
             .filter(|l| !known.contains(&l.identity))
             .count() as i64;
         note_backlog(store, channel, backlog).await;
+        // Counted down at most once per BACKLOG_EVERY while the round runs (each is a write
+        // with its own fsync between two commits), and once at its end.
+        let mut noted = Instant::now();
         let weight = |l: &Listed| {
             if known.contains(&l.identity) {
                 0
@@ -424,7 +437,13 @@ pub async fn drain<S: MailSource>(
                     (format!("{origin}/{key}"), f.identity, f.raw, f.oversized)
                 })
                 .collect();
-            pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await
+            let prepared =
+                pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
+            // While the batch before it commits: what the store can do ahead of the batch's
+            // transaction (PostgreSQL; nothing on SQLite).
+            let items: Vec<&intake_store::Incoming> = prepared.iter().map(|(_, inc)| inc).collect();
+            let staged = store.stage_batch(channel, &items).await;
+            Ok::<_, RunError>((prepared, staged))
         };
         let acknowledge = async |src: &mut S, ack: &[Listed]| {
             if ack.is_empty() {
@@ -478,7 +497,7 @@ pub async fn drain<S: MailSource>(
                 interrupted = true;
                 break;
             }
-            let prepared = next.take().unwrap_or_default();
+            let (prepared, staged) = next.take().unwrap_or_default();
             let committed: HashSet<String> = prepared
                 .iter()
                 .map(|(_, inc)| inc.identity.clone())
@@ -487,7 +506,11 @@ pub async fn drain<S: MailSource>(
             // (`block_in_place`), which would stop every future joined with it in this task —
             // the fetch on the connection and the start of the next batch's preparing — for
             // the whole commit and its fsync.
-            let commit = ctx.bounded(Stage::Commit, b.commit, spawn_commit(store, ctx, prepared));
+            let commit = ctx.bounded(
+                Stage::Commit,
+                b.commit,
+                spawn_commit(store, ctx, prepared, staged),
+            );
             let raw_next = fetched_next.take();
             let prev = unsettled.take();
             // Fetch batch i+2 during this commit only while the three fit IN_FLIGHT_BYTES;
@@ -519,7 +542,10 @@ pub async fn drain<S: MailSource>(
             let (committed_ok, side) = tokio::join!(commit, side);
             summary.merge(&committed_ok?);
             backlog = (backlog - committed.len() as i64).max(0);
-            note_backlog(store, channel, backlog).await;
+            if noted.elapsed() >= BACKLOG_EVERY {
+                note_backlog(store, channel, backlog).await;
+                noted = Instant::now();
+            }
             (next, fetched_next) = side?;
             if let Some(b) = behind {
                 fetched_next = Some(fetch_new(source, b).await?);
@@ -539,6 +565,7 @@ pub async fn drain<S: MailSource>(
             acknowledge(source, &p.ack).await?;
             save_checkpoint(ctx, store, source, channel, p.upto).await?;
         }
+        note_backlog(store, channel, backlog).await;
         if interrupted {
             return Ok(());
         }
@@ -570,6 +597,7 @@ async fn spawn_commit(
     store: &Store,
     ctx: &Ctx,
     prepared: Vec<(String, intake_store::Incoming)>,
+    staged: Option<intake_store::Staged>,
 ) -> Result<Summary, RunError> {
     struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
     impl<T> Drop for AbortOnDrop<T> {
@@ -580,7 +608,11 @@ async fn spawn_commit(
     let (store, opts) = (store.clone(), ctx.opts.clone());
     let mut task = AbortOnDrop(tokio::spawn(async move {
         let mut counted = Summary::default();
-        pipeline::commit(&store, &opts, prepared, &mut counted)
+        let mut prepared = prepared;
+        // Here rather than while preparing: the drain's preparing shares the cores with the
+        // server connection and is its slower stage, the commit is not.
+        pipeline::mark_own_mail(&store, prepared.iter_mut().map(|(_, inc)| inc)).await?;
+        pipeline::commit(&store, &opts, prepared, staged, &mut counted)
             .await
             .map(|_| counted)
     }));
