@@ -4,7 +4,9 @@
 //! between stages, so memory stays flat on any mailbox size):
 //! 1. **read** (a thread): walks the local sources, hashes each message and sends batches;
 //! 2. **prepare** (all cores): skips identities the ledger already holds
-//!    (a fast path for re-runs), and runs `intake-mime` on the rest in parallel;
+//!    (a fast path for re-runs), and runs `intake-mime` on the rest in parallel; then marks
+//!    Intake's own mail and, on PostgreSQL, stages the batch ([`Store::stage_batch`]: blobs,
+//!    ledger look-up, ledger ids) while the batches before it commit;
 //! 3. **commit** (async): orders a batch by Date (so an original precedes its replies) and
 //!    applies it with [`Store::apply_batch`], one transaction per batch.
 //!

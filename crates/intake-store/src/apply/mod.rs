@@ -24,6 +24,13 @@
 //!    `raw_hash` (a foreign key) kept a statement journal. Writing each row once made the
 //!    PostgreSQL ingest about a fifth faster (docs/BENCHMARKS.md, docs/decisions.md).
 //!
+//! **Staging** (PostgreSQL): the parts of steps 1 and 3 that do not depend on the batches
+//! before this one — the ledger look-up, the ledger ids, the blobs — can be done ahead of the
+//! transaction, while those batches commit ([`Store::stage_batch`], [`Staged`]); the first
+//! transaction of [`Store::apply_staged`] then uses them. A stale look-up ends in
+//! [`StoreError::Raced`] like any lost race, and the batch is applied again without them
+//! (docs/decisions.md, "Staging a batch ahead of its transaction").
+//!
 //! Steps 1–3 are written once, in [`apply_with`], against the [`Writer`] trait: the statements
 //! of one batch transaction. It has three implementations:
 //! - [`pg`]: sqlx's native PostgreSQL driver, used on PostgreSQL: one fixed-text statement per

@@ -26,6 +26,10 @@
 //! blocks this statement until that node commits (then it is a conflict: a duplicate) or rolls
 //! back (then this node owns it).
 //!
+//! [`PgWriter::stage`] runs the batch's blob insert, ledger look-up and `nextval` on a
+//! connection of its own, outside any transaction, before the batch's turn; [`PgBatch`] then
+//! answers `recorded` and `ledger_ids` from it and leaves the staged blobs out of `put_blobs`.
+//!
 //! The writer's connections set `default_toast_compression = lz4` (where the server has lz4):
 //! pglz, the default, compressing ticket descriptions and blobs was more than half of the
 //! server's CPU in an ingest.
