@@ -69,32 +69,42 @@ END $$";
 const BLOB_BYTES_PER_STATEMENT: usize = 32 << 20;
 
 /// The PostgreSQL batch writer shared by all clones of one [`Store`](crate::Store): its own
-/// small pool of native connections, next to the `Any` pool that serves every read.
+/// small pool of native connections, next to the `Any` pool that serves every read, and a
+/// smaller one for staging, so that staging never makes a batch transaction wait for a
+/// connection.
 #[derive(Debug, Clone)]
 pub(crate) struct PgWriter {
     pool: PgPool,
+    stage_pool: PgPool,
 }
 
 impl PgWriter {
-    /// A pool on the same server and database as the store's `url` (connections are opened
+    /// The pools on the same server and database as the store's `url` (connections are opened
     /// when batches need them).
     pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // Durable commits; TOAST compression of the values this connection writes
-                    // (ticket descriptions, comment bodies, blobs) with lz4 instead of the
-                    // default pglz, which was more than half of the server's CPU in an ingest.
-                    // Best effort: a server built without lz4 keeps pglz.
-                    sqlx::raw_sql(SESSION).execute(conn).await?;
-                    Ok(())
+        let pool = |max: u32, wait: u64, opts: PgConnectOptions| {
+            PgPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(wait))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // Durable commits; TOAST compression of the values this connection
+                        // writes (ticket descriptions, comment bodies, blobs) with lz4 instead
+                        // of the default pglz, which was more than half of the server's CPU in
+                        // an ingest. Best effort: a server built without lz4 keeps pglz.
+                        sqlx::raw_sql(SESSION).execute(conn).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_lazy_with(opts);
-        Ok(Self { pool })
+                .connect_lazy_with(opts)
+        };
+        Ok(Self {
+            pool: pool(4, 30, opts.clone()),
+            // Staging is optional: rather than wait long for a connection, the batch's own
+            // transaction does the work.
+            stage_pool: pool(2, 5, opts),
+        })
     }
 
     /// Apply one batch in one transaction (see [`apply_with`]).
@@ -145,7 +155,7 @@ impl PgWriter {
         channel: &str,
         batch: &[&Incoming],
     ) -> Result<Staged, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.stage_pool.acquire().await?;
         let blobs = super::stageable_blobs(batch.iter().copied());
         insert_blobs(&mut conn, &blobs).await?;
         let known = recorded(&mut conn, channel, batch).await?;
@@ -164,6 +174,7 @@ impl PgWriter {
     }
 
     pub(crate) async fn close(&self) {
+        self.stage_pool.close().await;
         self.pool.close().await;
     }
 }
