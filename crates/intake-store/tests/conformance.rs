@@ -237,17 +237,9 @@ async fn attachments_and_loop_guard(db: &TestDb) {
     let ops: ProjectKey = "OPS".parse().unwrap();
     store.ensure_project(&ops, "Ops").await.unwrap();
     let reader = Reader::new(&ChannelRules::default()).unwrap();
-    let with_image = |n: u32| {
-        format!(
-            "From: a@x.example\r\nSubject: shot {n}\r\nMessage-ID: <img{n}@x>\r\nDate: Mon, 02 Nov 2026 10:0{n}:00 +0000\r\n\
-             MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b\r\n\r\n--b\r\n\
-             Content-Type: text/html\r\n\r\n<p>see {n} <img src=\"cid:logo@x\"></p>\r\n--b\r\nContent-Type: image/png\r\n\
-             Content-ID: <logo@x>\r\nContent-Disposition: inline; filename=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-             iVBORw0KGgo=\r\n--b--\r\n"
-        )
-        .into_bytes()
-    };
-    let batch: Vec<Incoming> = (1..=2).map(|n| incoming(&reader, &with_image(n))).collect();
+    let batch: Vec<Incoming> = (1..=2)
+        .map(|n| incoming(&reader, &with_image(n, "a@x.example")))
+        .collect();
     let got = store
         .apply_batch("c", &ops, &LoopGuard::default(), &batch)
         .await
@@ -690,10 +682,11 @@ async fn nodes_racing_for_a_channel_lease_exactly_one_wins_on_sqlite_and_postgre
     }
 }
 
-/// An HTML message with an inline image: its HTML and the image are blobs.
-fn with_image(n: u32) -> Vec<u8> {
+/// An HTML message from `from` with an inline image: its HTML and the image are blobs (the
+/// image the same in every message).
+fn with_image(n: u32, from: &str) -> Vec<u8> {
     format!(
-        "From: u{n}@x.example\r\nSubject: shot {n}\r\nMessage-ID: <img{n}@x>\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\n\
+        "From: {from}\r\nSubject: shot {n}\r\nMessage-ID: <img{n}@x>\r\nDate: Mon, 02 Nov 2026 10:0{n}:00 +0000\r\n\
          MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=b\r\n\r\n--b\r\n\
          Content-Type: text/html\r\n\r\n<p>see {n} <img src=\"cid:logo@x\"></p>\r\n--b\r\nContent-Type: image/png\r\n\
          Content-ID: <logo@x>\r\nContent-Disposition: inline; filename=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n\
@@ -711,7 +704,7 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
     let sqlite = TestDb::sqlite();
     let store = Store::connect(&sqlite.url).await.unwrap();
     let reader = Reader::new(&ChannelRules::default()).unwrap();
-    let one = incoming(&reader, &with_image(0));
+    let one = incoming(&reader, &with_image(0, "u0@x.example"));
     assert!(
         store.stage_batch("c", &[&one]).await.is_none(),
         "SQLite stages nothing"
@@ -721,7 +714,9 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
     let store = Store::connect(&db.url).await.unwrap();
     let ops: ProjectKey = "OPS".parse().unwrap();
     store.ensure_project(&ops, "Ops").await.unwrap();
-    let batch: Vec<Incoming> = (1..=4).map(|n| incoming(&reader, &with_image(n))).collect();
+    let batch: Vec<Incoming> = (1..=4)
+        .map(|n| incoming(&reader, &with_image(n, &format!("u{n}@x.example"))))
+        .collect();
     let refs: Vec<&Incoming> = batch.iter().collect();
     let staged = store
         .stage_batch("c", &refs)
@@ -756,7 +751,9 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
 
     // Staged and never applied (the node died): only the blobs are there; the batch applies
     // later, unstaged, and each message once.
-    let later: Vec<Incoming> = (5..=6).map(|n| incoming(&reader, &with_image(n))).collect();
+    let later: Vec<Incoming> = (5..=6)
+        .map(|n| incoming(&reader, &with_image(n, &format!("u{n}@x.example"))))
+        .collect();
     let refs: Vec<&Incoming> = later.iter().collect();
     drop(store.stage_batch("c", &refs).await.expect("staged"));
     assert_eq!(store.count(Table::Blobs).await.unwrap(), 7);
