@@ -37,6 +37,58 @@ fn outcome(a: &Applied) -> String {
     }
 }
 
+/// `batches` batches of `n` plain messages from `n` senders, Message-IDs `{tag}{b}-{i}@x`.
+fn plain_batches(reader: &Reader, tag: &str, batches: usize, n: usize) -> Vec<Vec<Incoming>> {
+    (0..batches)
+        .map(|b| {
+            (0..n)
+                .map(|i| {
+                    let raw = mail(
+                        &format!("{tag}{b}-{i}@x"),
+                        &format!("u{i}@x.example"),
+                        &format!("b{b} m{i}"),
+                        "",
+                        "hi",
+                    );
+                    incoming(reader, &raw)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// No loop guard: the same senders write in every batch.
+fn unguarded() -> LoopGuard {
+    LoopGuard {
+        max_per_sender: 0,
+        window_seconds: 1,
+    }
+}
+
+/// Apply `batches` in order on `store` under `project`; how many messages it recorded (not
+/// duplicates).
+async fn record_all(store: Store, batches: Vec<Vec<Incoming>>, project: ProjectKey) -> usize {
+    let mut recorded = 0;
+    for batch in &batches {
+        recorded += store
+            .apply_batch("mail", &project, &unguarded(), batch)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| **a != Applied::Duplicate)
+            .count();
+    }
+    recorded
+}
+
+/// A fresh PostgreSQL database and two stores on it (two nodes).
+async fn two_nodes() -> (TestDb, Store, Store) {
+    let db = TestDb::postgres().await;
+    let a = Store::connect(&db.url).await.unwrap();
+    let b = Store::connect(&db.url).await.unwrap();
+    (db, a, b)
+}
+
 async fn story(db: &TestDb) {
     let store = Store::connect(&db.url).await.expect("connect");
     // Connecting twice (a second node, or a restart) re-runs migrations idempotently.
@@ -360,50 +412,16 @@ async fn attachments_and_loop_guard_on_sqlite_and_postgres() {
 /// one outcome in total, and no ticket is created twice.
 #[tokio::test]
 async fn two_nodes_racing_on_postgres_apply_each_message_once() {
-    let db = TestDb::postgres().await;
-    let a = Store::connect(&db.url).await.unwrap();
-    let b = Store::connect(&db.url).await.unwrap();
+    let (_db, a, b) = two_nodes().await;
     let help: ProjectKey = "HELP".parse().unwrap();
     a.ensure_project(&help, "Help").await.unwrap();
     let reader = Reader::new(&ChannelRules::default()).unwrap();
-    let guard = LoopGuard {
-        max_per_sender: 0,
-        window_seconds: 1,
-    };
-    let batches: Vec<Vec<Incoming>> = (0..10)
-        .map(|b| {
-            (0..20)
-                .map(|i| {
-                    let raw = mail(
-                        &format!("m{b}-{i}@x"),
-                        &format!("u{i}@x.example"),
-                        &format!("b{b} m{i}"),
-                        "",
-                        "hi",
-                    );
-                    incoming(&reader, &raw)
-                })
-                .collect()
-        })
-        .collect();
-    let run = |s: Store, bs: Vec<Vec<Incoming>>, h: ProjectKey, g: LoopGuard| async move {
-        let mut recorded = 0;
-        for batch in &bs {
-            recorded += s
-                .apply_batch("mail", &h, &g, batch)
-                .await
-                .unwrap()
-                .iter()
-                .filter(|a| **a != Applied::Duplicate)
-                .count();
-        }
-        recorded
-    };
+    let batches = plain_batches(&reader, "m", 10, 20);
     let mut reversed = batches.clone();
     reversed.reverse();
     let (ra, rb) = tokio::join!(
-        run(a.clone(), batches, help.clone(), guard.clone()),
-        run(b, reversed, help, guard)
+        record_all(a.clone(), batches, help.clone()),
+        record_all(b, reversed, help)
     );
     assert_eq!(
         ra + rb,
@@ -422,49 +440,15 @@ async fn two_nodes_racing_on_postgres_apply_each_message_once() {
 /// left behind.
 #[tokio::test]
 async fn a_lost_race_on_the_ledger_insert_rolls_back_and_is_applied_again_as_duplicates() {
-    let db = TestDb::postgres().await;
-    let a = Store::connect(&db.url).await.unwrap();
-    let b = Store::connect(&db.url).await.unwrap();
+    let (_db, a, b) = two_nodes().await;
     let (help, ops): (ProjectKey, ProjectKey) = ("HELP".parse().unwrap(), "OPS".parse().unwrap());
     a.ensure_project(&help, "Help").await.unwrap();
     a.ensure_project(&ops, "Ops").await.unwrap();
     let reader = Reader::new(&ChannelRules::default()).unwrap();
-    let guard = LoopGuard {
-        max_per_sender: 0,
-        window_seconds: 1,
-    };
-    let batches: Vec<Vec<Incoming>> = (0..10)
-        .map(|b| {
-            (0..50)
-                .map(|i| {
-                    let raw = mail(
-                        &format!("r{b}-{i}@x"),
-                        &format!("u{i}@x.example"),
-                        &format!("b{b} m{i}"),
-                        "",
-                        "hi",
-                    );
-                    incoming(&reader, &raw)
-                })
-                .collect()
-        })
-        .collect();
-    let run = |s: Store, bs: Vec<Vec<Incoming>>, p: ProjectKey, g: LoopGuard| async move {
-        let mut recorded = 0;
-        for batch in &bs {
-            recorded += s
-                .apply_batch("mail", &p, &g, batch)
-                .await
-                .unwrap()
-                .iter()
-                .filter(|a| **a != Applied::Duplicate)
-                .count();
-        }
-        recorded
-    };
+    let batches = plain_batches(&reader, "r", 10, 50);
     let (ra, rb) = tokio::join!(
-        run(a.clone(), batches.clone(), help, guard.clone()),
-        run(b, batches, ops, guard)
+        record_all(a.clone(), batches.clone(), help),
+        record_all(b, batches, ops)
     );
     assert_eq!(
         ra + rb,
@@ -776,28 +760,12 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
 /// and the tickets of the rolled-back attempt are gone with it.
 #[tokio::test]
 async fn stale_staged_work_is_caught_by_the_ledger_and_the_batch_applied_again() {
-    let db = TestDb::postgres().await;
-    let a = Store::connect(&db.url).await.unwrap();
-    let b = Store::connect(&db.url).await.unwrap();
+    let (_db, a, b) = two_nodes().await;
     let help: ProjectKey = "HELP".parse().unwrap();
     a.ensure_project(&help, "Help").await.unwrap();
     let reader = Reader::new(&ChannelRules::default()).unwrap();
-    let guard = LoopGuard {
-        max_per_sender: 0,
-        window_seconds: 1,
-    };
-    let batch: Vec<Incoming> = (0..40)
-        .map(|i| {
-            let raw = mail(
-                &format!("s{i}@x"),
-                &format!("u{i}@x.example"),
-                &format!("m{i}"),
-                "",
-                "hi",
-            );
-            incoming(&reader, &raw)
-        })
-        .collect();
+    let guard = unguarded();
+    let batch = plain_batches(&reader, "s", 1, 40).remove(0);
     let refs: Vec<&Incoming> = batch.iter().collect();
     let staged = a.stage_batch("mail", &refs).await.expect("staged");
     // Another node records the first half meanwhile.
