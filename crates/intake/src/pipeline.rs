@@ -8,7 +8,7 @@
 //!    Intake's own mail and, on PostgreSQL, stages the batch ([`Store::stage_batch`]: blobs,
 //!    ledger look-up, ledger ids) while the batches before it commit;
 //! 3. **commit** (async): orders a batch by Date (so an original precedes its replies) and
-//!    applies it with [`Store::apply_batch`], one transaction per batch.
+//!    applies it with [`Store::apply_staged`], one transaction per batch.
 //!
 //! Crash safety comes from the store: a batch commits with its ledger claims or not at all, and a
 //! re-run skips or de-duplicates what was committed. SQLite runs in WAL mode with
@@ -402,9 +402,9 @@ pub async fn ingest(
 
 /// Apply one prepared batch in Date order (an original before its replies), add the outcomes to
 /// `summary`, and log ignored and quarantined messages. Returns the outcomes in the order given.
-/// The caller has marked Intake's own mail ([`mark_own_mail`]) while preparing the batch, off
-/// the database writer's path, and may pass what the store staged for it
-/// ([`Store::stage_batch`]).
+/// The caller has marked Intake's own mail ([`mark_own_mail`]) already — [`ingest`] while
+/// preparing the batch, off the database writer's path; the drain in its commit task — and may
+/// pass what the store staged for it ([`Store::stage_batch`]).
 pub async fn commit(
     store: &Store,
     opts: &IngestOptions,

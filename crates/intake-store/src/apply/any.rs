@@ -1,6 +1,6 @@
 //! The batch statements on sqlx's `Any` driver, used for SQLite databases that are not a file
-//! (PostgreSQL has its own writer, `pg.rs`): multi-row statements, so a batch of 500 messages costs a few round trips rather
-//! than thousands.
+//! (PostgreSQL has its own writer, `pg.rs`): multi-row statements, so a batch of 500 messages
+//! costs a few round trips rather than thousands.
 
 use std::collections::HashMap;
 

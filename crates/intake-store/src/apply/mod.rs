@@ -897,13 +897,13 @@ impl Store {
     }
 }
 
-/// The statement of [`Writer::set_aside`], with `$1` = the row id and `$2` = the time.
 /// The highest ledger id ever used on SQLite (`Writer::ledger_ids`): new ids go above it. Run
 /// under the write lock the batch transaction holds; an AUTOINCREMENT table never reuses an id.
 pub(crate) const SQLITE_LAST_LEDGER_ID_SQL: &str =
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'message_ledger'), 0),
                 COALESCE((SELECT MAX(id) FROM message_ledger), 0))";
 
+/// The statement of [`Writer::set_aside`], with `$1` = the row id and `$2` = the time.
 pub(crate) const SET_ASIDE_SQL: &str = "UPDATE message_ledger SET outcome = 'retried',
      identity = identity || '#retried:' || CAST(id AS TEXT),
      content_hash = content_hash || '#retried:' || CAST(id AS TEXT), processed_at = $2
