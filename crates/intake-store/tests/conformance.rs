@@ -690,7 +690,7 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
     let reader = Reader::new(&ChannelRules::default()).unwrap();
     let one = incoming(&reader, &with_image(0, "u0@x.example"));
     assert!(
-        store.stage_batch("c", &[&one]).await.is_none(),
+        store.stage_batch("c", [&one]).await.is_none(),
         "SQLite stages nothing"
     );
 
@@ -701,9 +701,12 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
     let batch: Vec<Incoming> = (1..=4)
         .map(|n| incoming(&reader, &with_image(n, &format!("u{n}@x.example"))))
         .collect();
-    let refs: Vec<&Incoming> = batch.iter().collect();
+    assert!(
+        store.stage_batch("c", &[]).await.is_none(),
+        "an empty batch has nothing to stage"
+    );
     let staged = store
-        .stage_batch("c", &refs)
+        .stage_batch("c", &batch)
         .await
         .expect("PostgreSQL stages");
     assert_eq!(
@@ -738,8 +741,7 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
     let later: Vec<Incoming> = (5..=6)
         .map(|n| incoming(&reader, &with_image(n, &format!("u{n}@x.example"))))
         .collect();
-    let refs: Vec<&Incoming> = later.iter().collect();
-    drop(store.stage_batch("c", &refs).await.expect("staged"));
+    drop(store.stage_batch("c", &later).await.expect("staged"));
     assert_eq!(store.count(Table::Blobs).await.unwrap(), 7);
     assert_eq!(store.count(Table::Ledger).await.unwrap(), 4);
     let got = store
@@ -766,8 +768,7 @@ async fn stale_staged_work_is_caught_by_the_ledger_and_the_batch_applied_again()
     let reader = Reader::new(&ChannelRules::default()).unwrap();
     let guard = unguarded();
     let batch = plain_batches(&reader, "s", 1, 40).remove(0);
-    let refs: Vec<&Incoming> = batch.iter().collect();
-    let staged = a.stage_batch("mail", &refs).await.expect("staged");
+    let staged = a.stage_batch("mail", &batch).await.expect("staged");
     // Another node records the first half meanwhile.
     let other = b
         .apply_batch("mail", &help, &guard, &batch[..20])

@@ -360,8 +360,9 @@ pub async fn ingest(
                 // While the batches before it commit: Intake's own mail, and what the store
                 // can do ahead of the batch's transaction (PostgreSQL; nothing on SQLite).
                 mark_own_mail(&prep_store, batch.items.iter_mut().map(|(_, inc)| inc)).await?;
-                let items: Vec<&Incoming> = batch.items.iter().map(|(_, inc)| inc).collect();
-                batch.staged = prep_store.stage_batch(&channel, &items).await;
+                batch.staged = prep_store
+                    .stage_batch(&channel, batch.items.iter().map(|(_, inc)| inc))
+                    .await;
                 Ok(batch)
             }
             .await;

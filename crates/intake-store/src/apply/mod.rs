@@ -686,10 +686,19 @@ impl Store {
     /// Only PostgreSQL stages (`None` on SQLite, where one writer does everything in-process).
     /// Staging is an optimization: when it fails, the error is logged at `debug` and `None`
     /// comes back, and the batch's transaction does the work itself. A crash between staging
-    /// and commit leaves blobs nothing refers to yet; the re-run's batch finds them stored.
-    pub async fn stage_batch(&self, channel: &str, batch: &[&Incoming]) -> Option<Staged> {
+    /// and commit leaves blobs nothing refers to yet; the re-run's batch finds them stored. An
+    /// empty batch has nothing to stage.
+    pub async fn stage_batch<'a>(
+        &self,
+        channel: &str,
+        batch: impl IntoIterator<Item = &'a Incoming>,
+    ) -> Option<Staged> {
         let pg = self.pg.as_ref()?;
-        match pg.stage(channel, batch).await {
+        let batch: Vec<&Incoming> = batch.into_iter().collect();
+        if batch.is_empty() {
+            return None;
+        }
+        match pg.stage(channel, &batch).await {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::debug!(channel, error = %e, "could not stage a batch; its transaction does that work");

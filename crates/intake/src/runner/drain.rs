@@ -441,8 +441,9 @@ pub async fn drain<S: MailSource>(
                 pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
             // While the batch before it commits: what the store can do ahead of the batch's
             // transaction (PostgreSQL; nothing on SQLite).
-            let items: Vec<&intake_store::Incoming> = prepared.iter().map(|(_, inc)| inc).collect();
-            let staged = store.stage_batch(channel, &items).await;
+            let staged = store
+                .stage_batch(channel, prepared.iter().map(|(_, inc)| inc))
+                .await;
             Ok::<_, RunError>((prepared, staged))
         };
         let acknowledge = async |src: &mut S, ack: &[Listed]| {
