@@ -25,6 +25,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -262,6 +263,9 @@ pub struct Ctx {
     pub start: Start,
     pub bounds: Bounds,
     pub progress: Arc<Progress>,
+    /// Whether the channel's ledger is known to hold messages; once true it stays true (ledger
+    /// rows are never deleted), so later rounds do not ask again.
+    recorded_before: AtomicBool,
 }
 
 impl Ctx {
@@ -288,7 +292,19 @@ impl Ctx {
                 crate::settings::DEFAULT_TIMEOUT_SECONDS,
             ))),
             progress,
+            recorded_before: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the channel's ledger holds any message ([`Store::has_messages`], asked until
+    /// the answer is yes).
+    async fn recorded_before(&self, store: &Store) -> Result<bool, StoreError> {
+        if self.recorded_before.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let has = store.has_messages(&self.opts.channel).await?;
+        self.recorded_before.store(has, Ordering::Relaxed);
+        Ok(has)
     }
 
     /// Run one stage within `bound`: its deadline is declared to [`Progress`]; overrunning it
@@ -379,7 +395,7 @@ pub async fn drain<S: MailSource>(
                     .map_err(|e| e.at(Stage::List))?;
                 // On a channel's first round nothing can be known yet (as `intake ingest`
                 // does): the look-up of every listed identity is skipped.
-                let known = if store.has_messages(channel).await? {
+                let known = if ctx.recorded_before(store).await? {
                     let ids: Vec<String> =
                         listing.items.iter().map(|i| i.identity.clone()).collect();
                     store.known_identities(channel, &ids).await?
