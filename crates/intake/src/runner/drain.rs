@@ -3,11 +3,17 @@
 //!
 //! Per round: list after the stored checkpoint (first sync: the `start` policy); drop what the
 //! ledger already has from the fetch (but not from the acknowledgement); then per batch (at most
-//! `batch` messages and [`BATCH_BYTES`] by declared size): fetch (overlapping the previous
-//! batch's commit while the batches in flight stay within [`IN_FLIGHT_BYTES`]), prepare,
-//! commit (ledger + tickets in one transaction), **then** the post-action, **then** the
-//! checkpoint (the post-action and checkpoint of batch k run while batch k+1 commits and
-//! batch k+2 is fetched).
+//! `batch` messages and [`BATCH_BYTES`] by declared size): fetch, prepare, commit (ledger +
+//! tickets in one transaction), **then** the post-action, **then** the checkpoint.
+//!
+//! Three stages run free, joined by queues, each as fast as it can: the **connection** fetches
+//! batches ahead of the writer (within [`IN_FLIGHT_BYTES`] and [`AHEAD`] batches; see
+//! [`may_fetch`]) and sends out the post-action of each batch the writer has committed, before
+//! its next fetch; the **worker threads** prepare each fetched batch (and stage it, on
+//! PostgreSQL); the **writer** commits the batches in order and, at most once per
+//! [`CHECKPOINT_EVERY`] and at the round's end, stores the checkpoint after the last
+//! acknowledged batch. (An earlier version moved the three in lock step, one batch each per
+//! step: every step waited for its slowest stage.)
 //!
 //! Only identities whose outcome is in the ledger — committed by this batch, or known before it
 //! — are acknowledged or passed by a checkpoint. A listed message that the source neither
@@ -15,9 +21,10 @@
 //! on a message that still exists but whose body did not come back): it is not acknowledged,
 //! no checkpoint of this round passes it (it is listed again next round if it still exists),
 //! and the round ends after this listing. A fetch that fails stops the batch before any
-//! post-action; the message is fetched again next round. A crash anywhere re-lists at most the
-//! uncommitted or unacknowledged batch; the ledger makes those duplicates, which are
-//! acknowledged then.
+//! post-action; the message is fetched again next round. A crash anywhere re-lists what was
+//! committed after the last stored checkpoint (at most [`CHECKPOINT_EVERY`] of work) and what
+//! was not committed; the ledger makes the committed ones duplicates, which are acknowledged
+//! then, and are not fetched again.
 //!
 //! Every stage runs under [`Ctx::bounded`]: a stage that overruns its bound fails with an
 //! error naming it (`fetch timed out after 120s …`), and declares its deadline to [`Progress`],
@@ -46,11 +53,15 @@ pub const LIST_LIMIT: usize = 10_000;
 /// empty.
 pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
-/// The stages overlap three batches (one commits, the next is prepared, the one after is
-/// fetched). When those three hold more than this many bytes by declared size, the third is
-/// fetched only after the commit, so at most two batches are in memory: ten 40 MB messages
-/// (each a batch of its own) peak at two, not three, copies of raw, parsed and stored mail.
+/// The connection fetches ahead of the writer: a further batch only while the batches fetched
+/// and not yet committed, with it, hold at most this many bytes by declared size (or none is in
+/// flight). Ten 40 MB messages (each a batch of its own) are fetched one after the other's
+/// commit, so one copy of raw, parsed and stored mail is in memory at a time.
 pub const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
+
+/// At most this many batches are fetched and not yet committed (one commits, one is prepared,
+/// one waits in each queue), however small.
+pub const AHEAD: usize = 4;
 
 /// A network stage (connect, list, fetch, acknowledge, finish) may take this many times the
 /// channel's `timeout_seconds` (one operation's timeout) before it fails naming the stage.
@@ -62,6 +73,9 @@ pub const FETCH_FLOOR_BYTES_PER_SECOND: u64 = 128 * 1024;
 
 /// How often the backlog the status page shows is written while a round runs.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a checkpoint is stored while a round runs (besides at its end).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// A database stage (commit, checkpoint) may take at least this long.
 pub const MIN_COMMIT_BOUND: Duration = Duration::from_secs(120);
@@ -408,15 +422,12 @@ pub async fn drain<S: MailSource>(
         summary.duplicate += known.len() as u64;
         // `intake serve`'s channel status: what this listing found without an outcome,
         // counted down per committed batch.
-        let mut backlog = listing
+        let backlog = listing
             .items
             .iter()
             .filter(|l| !known.contains(&l.identity))
             .count() as i64;
         note_backlog(store, channel, backlog).await;
-        // Counted down at most once per BACKLOG_EVERY while the round runs (each is a write
-        // with its own fsync between two commits), and once at its end.
-        let mut noted = Instant::now();
         let weight = |l: &Listed| {
             if known.contains(&l.identity) {
                 0
@@ -453,8 +464,10 @@ pub async fn drain<S: MailSource>(
                     (format!("{origin}/{key}"), f.identity, f.raw, f.oversized)
                 })
                 .collect();
-            let prepared =
+            let mut prepared =
                 pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
+            // Off the writer's path, as `intake ingest` does: Intake's own mail.
+            pipeline::mark_own_mail(store, prepared.iter_mut().map(|(_, inc)| inc)).await?;
             // While the batch before it commits: what the store can do ahead of the batch's
             // transaction (PostgreSQL; nothing on SQLite).
             let staged = store
@@ -473,114 +486,145 @@ pub async fn drain<S: MailSource>(
             )
             .await
         };
-        // Four stages overlap: batch k commits (the single database writer) while batch k+1
-        // is prepared (the worker threads) and, on the connection, batch k+2 is fetched and
-        // batch k-1's post-action goes out.
-        // Filling the pipeline: batch 0 is prepared while batch 1 is fetched, when the two fit
-        // IN_FLIGHT_BYTES; otherwise one after the other.
-        let (mut next, mut fetched_next) = match batches.first() {
-            Some(b0) => {
-                let fetched = fetch_new(source, b0).await?;
-                let second = batches.get(1);
-                if second.is_some() && bytes[0] + bytes[1] <= IN_FLIGHT_BYTES {
-                    let fetch_second = async {
-                        match second {
-                            Some(b1) => fetch_new(source, b1).await.map(Some),
-                            None => Ok(None),
-                        }
-                    };
-                    let (prepared, second) = tokio::join!(prepare(b0, fetched), fetch_second);
-                    (Some(prepared?), second?)
+        // Three stages run free, each as fast as it can, joined by queues (a stage that waits
+        // for the one before it never holds up the one after): the connection fetches batches
+        // ahead (within the in-flight bound) and sends out the post-action of each committed
+        // batch; the worker threads prepare; the single database writer commits, in order.
+        let (fetched_tx, fetched_rx) = tokio::sync::mpsc::channel::<(usize, Vec<Fetched>)>(1);
+        let (prepared_tx, prepared_rx) = tokio::sync::mpsc::channel(1);
+        let (settled_tx, mut settled_rx) = tokio::sync::mpsc::unbounded_channel::<Settled>();
+        let (passed_tx, mut passed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        // The connection: fetch, and the post-action of committed batches (which goes first:
+        // it is short, and a batch's checkpoint waits for it). Returns the checkpoint after
+        // the last acknowledged batch, and whether it stopped before fetching every batch.
+        let connection = async {
+            let mut fetched_tx = Some(fetched_tx);
+            // Declared bytes of the batches fetched and not yet committed, oldest first.
+            let mut in_flight: std::collections::VecDeque<u64> = Default::default();
+            let (mut next, mut passed, mut cut) = (0, None, false);
+            loop {
+                if fetched_tx.is_some() && (next == batches.len() || stopped()) {
+                    // Nothing more to fetch: the preparing stage ends once it has the rest.
+                    cut = next < batches.len();
+                    fetched_tx = None;
+                }
+                let room = fetched_tx.is_some() && may_fetch(&in_flight, bytes[next]);
+                let notice = if room {
+                    settled_rx.try_recv().ok()
                 } else {
-                    let prepared = prepare(b0, fetched).await?;
-                    let second = match second {
-                        Some(b1) => Some(fetch_new(source, b1).await?),
-                        None => None,
-                    };
-                    (Some(prepared), second)
+                    match settled_rx.recv().await {
+                        Some(settled) => Some(settled),
+                        // The writer is done: every committed batch is acknowledged.
+                        None => return Ok::<_, RunError>((passed, cut)),
+                    }
+                };
+                if let Some(settled) = notice {
+                    in_flight.pop_front();
+                    acknowledge(source, &settled.ack).await?;
+                    if let Some(cp) = settled.upto.and_then(|l| source.checkpoint_after(l)) {
+                        passed = Some(cp.clone());
+                        let _ = passed_tx.send(cp);
+                    }
+                    continue;
+                }
+                let fetched = fetch_new(source, batches[next]).await?;
+                in_flight.push_back(bytes[next]);
+                let sent = match &fetched_tx {
+                    Some(tx) => tx.send((next, fetched)).await.is_ok(),
+                    None => false,
+                };
+                if sent {
+                    next += 1;
+                } else {
+                    // The writer stopped (a stop request): nothing more is fetched.
+                    (cut, fetched_tx) = (true, None);
                 }
             }
-            None => (None, None),
         };
-        // Whether an item of this round has no outcome (the source did not return it): no
-        // checkpoint of this round may pass it.
-        let mut gap = false;
-        // The batch committed last, still to be acknowledged and checkpointed: that happens
-        // while the next batch commits (it is committed already), off the critical path.
-        let mut unsettled: Option<Settled> = None;
-        let mut interrupted = false;
-        for (i, batch) in batches.iter().enumerate() {
-            if stopped() {
-                interrupted = true;
-                break;
+        // The worker threads: prepare each fetched batch, and stage it while the batch before
+        // it commits.
+        let preparing = async {
+            // Both queues owned here: the writer's ends when this stage does, and the
+            // connection's sends fail when it stops.
+            let (mut fetched_rx, prepared_tx) = (fetched_rx, prepared_tx);
+            while let Some((i, fetched)) = fetched_rx.recv().await {
+                let prepared = prepare(batches[i], fetched).await?;
+                if prepared_tx.send((i, prepared)).await.is_err() {
+                    break;
+                }
             }
-            let (prepared, staged) = next.take().unwrap_or_default();
-            let committed: HashSet<String> = prepared
-                .iter()
-                .map(|(_, inc)| inc.identity.clone())
-                .collect();
-            // On a task of its own: the SQLite writer runs its transaction synchronously
-            // (`block_in_place`), which would stop every future joined with it in this task —
-            // the fetch on the connection and the start of the next batch's preparing — for
-            // the whole commit and its fsync.
-            let commit = ctx.bounded(
-                Stage::Commit,
-                b.commit,
-                spawn_commit(store, ctx, prepared, staged),
-            );
-            let raw_next = fetched_next.take();
-            let prev = unsettled.take();
-            // Fetch batch i+2 during this commit only while the three fit IN_FLIGHT_BYTES;
-            // otherwise it is fetched once this batch is committed and dropped.
-            let ahead = batches
-                .get(i + 2)
-                .filter(|_| bytes[i..=i + 2].iter().sum::<u64>() <= IN_FLIGHT_BYTES);
-            let behind = batches.get(i + 2).filter(|_| ahead.is_none());
-            let side = async {
-                let prepare_next = async {
-                    match (batches.get(i + 1), raw_next) {
-                        (Some(b), Some(f)) => prepare(b, f).await.map(Some),
-                        _ => Ok(None),
-                    }
-                };
-                let connection = async {
-                    let fetched = match ahead {
-                        Some(b) => Some(fetch_new(source, b).await?),
-                        None => None,
-                    };
-                    if let Some(p) = &prev {
-                        acknowledge(source, &p.ack).await?;
-                    }
-                    Ok::<_, RunError>(fetched)
-                };
-                let (prepared, fetched) = tokio::join!(prepare_next, connection);
-                Ok::<_, RunError>((prepared?, fetched?))
-            };
-            let (committed_ok, side) = tokio::join!(commit, side);
-            summary.merge(&committed_ok?);
-            backlog = (backlog - committed.len() as i64).max(0);
-            if noted.elapsed() >= BACKLOG_EVERY {
-                note_backlog(store, channel, backlog).await;
-                noted = Instant::now();
+            Ok::<_, RunError>(())
+        };
+        // The database writer: commit each batch in order, then hand it to the connection for
+        // its post-action; write the checkpoint the connection passed last between commits.
+        let writer = async {
+            let mut summary = Summary::default();
+            // Whether an item of this round has no outcome (the source did not return it): no
+            // checkpoint of this round may pass it.
+            let mut gap = false;
+            let mut interrupted = false;
+            // Counted down at most once per BACKLOG_EVERY while the round runs (each is a
+            // write with its own fsync between two commits), and once at its end.
+            let (mut backlog, mut noted) = (backlog, Instant::now());
+            let (mut passed, mut checkpointed) = (None, Instant::now());
+            // Owned here: when the writer stops, the preparing stage's sends fail.
+            let mut prepared_rx = prepared_rx;
+            while let Some((i, (prepared, staged))) = prepared_rx.recv().await {
+                if stopped() {
+                    interrupted = true;
+                    break;
+                }
+                let prepared: Vec<(String, intake_store::Incoming)> = prepared;
+                let committed: HashSet<String> = prepared
+                    .iter()
+                    .map(|(_, inc)| inc.identity.clone())
+                    .collect();
+                // On a task of its own: the SQLite writer runs its transaction synchronously
+                // (`block_in_place`), which would stop every future joined with it in this
+                // task — the fetch on the connection and the preparing — for the whole commit
+                // and its fsync.
+                let counted = ctx
+                    .bounded(
+                        Stage::Commit,
+                        b.commit,
+                        spawn_commit(store, ctx, prepared, staged),
+                    )
+                    .await?;
+                summary.merge(&counted);
+                backlog = (backlog - committed.len() as i64).max(0);
+                if noted.elapsed() >= BACKLOG_EVERY {
+                    note_backlog(store, channel, backlog).await;
+                    noted = Instant::now();
+                }
+                let (settled, missing) = settle(batches[i], &known, &committed, &mut gap);
+                if !missing.is_empty() {
+                    log_missing(store, channel, &missing).await;
+                }
+                let _ = settled_tx.send(settled);
+                // The newest checkpoint the connection passed (its batch is acknowledged), at
+                // most once per CHECKPOINT_EVERY: each is a transaction of its own on the
+                // writer's path, and one that lags only re-lists messages the ledger knows.
+                while let Ok(cp) = passed_rx.try_recv() {
+                    passed = Some(cp);
+                }
+                if checkpointed.elapsed() >= CHECKPOINT_EVERY
+                    && let Some(cp) = passed.take()
+                {
+                    save_checkpoint(ctx, store, channel, &cp).await?;
+                    checkpointed = Instant::now();
+                }
             }
-            (next, fetched_next) = side?;
-            if let Some(b) = behind {
-                fetched_next = Some(fetch_new(source, b).await?);
-            }
-            // The previous batch is acknowledged now; its checkpoint is written here, after
-            // this batch's commit, so it never waits for the database writer.
-            if let Some(p) = prev {
-                save_checkpoint(ctx, store, source, channel, p.upto).await?;
-            }
-            let (settled, missing) = settle(batch, &known, &committed, &mut gap);
-            if !missing.is_empty() {
-                log_missing(store, channel, &missing).await;
-            }
-            unsettled = Some(settled);
-        }
-        if let Some(p) = unsettled {
-            acknowledge(source, &p.ack).await?;
-            save_checkpoint(ctx, store, source, channel, p.upto).await?;
+            drop(settled_tx);
+            Ok::<_, RunError>((summary, gap, interrupted, backlog))
+        };
+        let ((passed, cut), (), (counted, gap, stopped_writing, backlog)) =
+            tokio::try_join!(connection, preparing, writer)?;
+        // A round cut short by a stop request ends here: no checkpoint of the listing passes
+        // the batches it did not fetch or commit.
+        let interrupted = cut || stopped_writing;
+        summary.merge(&counted);
+        if let Some(cp) = passed {
+            save_checkpoint(ctx, store, channel, &cp).await?;
         }
         note_backlog(store, channel, backlog).await;
         if interrupted {
@@ -625,10 +669,6 @@ async fn spawn_commit(
     let (store, opts) = (store.clone(), ctx.opts.clone());
     let mut task = AbortOnDrop(tokio::spawn(async move {
         let mut counted = Summary::default();
-        let mut prepared = prepared;
-        // Here rather than while preparing: the drain's preparing shares the cores with the
-        // server connection and is its slower stage, the commit is not.
-        pipeline::mark_own_mail(&store, prepared.iter_mut().map(|(_, inc)| inc)).await?;
         pipeline::commit(&store, &opts, prepared, staged, &mut counted)
             .await
             .map(|_| counted)
@@ -709,25 +749,30 @@ pub fn ramped(
     out
 }
 
-/// The checkpoint after a committed and acknowledged batch, where the source has one per
-/// message (IMAP), up to `upto` (the last item of the round with an outcome before any gap).
-async fn save_checkpoint<S: MailSource>(
+/// Store the checkpoint after a committed and acknowledged batch, where the source has one per
+/// message (IMAP): the one after the last item of the round with an outcome before any gap.
+async fn save_checkpoint(
     ctx: &Ctx,
     store: &Store,
-    source: &mut S,
     channel: &str,
-    upto: Option<&Listed>,
+    checkpoint: &str,
 ) -> Result<(), RunError> {
-    // `&mut`: a shared reference held across the await would need the source to be `Sync`.
-    if let Some(cp) = upto.and_then(|l| source.checkpoint_after(l)) {
-        ctx.bounded(
-            Stage::Checkpoint,
-            ctx.bounds.commit,
-            store.set_checkpoint(channel, &cp),
-        )
-        .await?;
-    }
-    Ok(())
+    ctx.bounded(
+        Stage::Checkpoint,
+        ctx.bounds.commit,
+        store.set_checkpoint(channel, checkpoint),
+    )
+    .await
+}
+
+/// Whether a batch of `bytes` (declared) may be fetched while the batches in `in_flight` are
+/// fetched and not yet committed: always when none is, otherwise while they stay within
+/// [`IN_FLIGHT_BYTES`] and [`AHEAD`] batches. Two full batches ([`BATCH_BYTES`] each) fit,
+/// so one commits while the next is fetched and prepared; a batch larger than that (one very
+/// large message) waits until the one before it is committed.
+fn may_fetch(in_flight: &std::collections::VecDeque<u64>, bytes: u64) -> bool {
+    in_flight.is_empty()
+        || (in_flight.len() < AHEAD && in_flight.iter().sum::<u64>() + bytes <= IN_FLIGHT_BYTES)
 }
 
 #[cfg(test)]

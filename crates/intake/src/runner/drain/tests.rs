@@ -109,6 +109,14 @@ mod fake {
         pub hang: bool,
         pub fetched: Vec<String>,
         pub acked: Vec<String>,
+        /// The checkpoint a listing gives (as Graph's delta link or a POP3 listing would).
+        pub listing_checkpoint: Option<String>,
+        /// Asks the drain to stop (its stop receiver turns true) once this many fetches ran.
+        pub stop_after: Option<(usize, tokio::sync::watch::Sender<bool>)>,
+        /// Asks the drain to stop at the first acknowledgement.
+        pub stop_on_ack: Option<tokio::sync::watch::Sender<bool>>,
+        /// Each message's declared size (100 bytes if not given).
+        pub size: Option<u64>,
     }
 
     pub fn id(n: usize) -> String {
@@ -128,10 +136,10 @@ mod fake {
                     .map(|n| Listed {
                         key: n.to_string(),
                         identity: id(n),
-                        size: Some(100),
+                        size: Some(self.size.unwrap_or(100)),
                     })
                     .collect(),
-                checkpoint: None,
+                checkpoint: self.listing_checkpoint.clone(),
                 more: false,
             })
         }
@@ -145,6 +153,12 @@ mod fake {
                 return Err(SourceError::Protocol(
                     "the FETCH answer for a listed UID had no BODY[]".into(),
                 ));
+            }
+            if let Some((n, stop)) = &mut self.stop_after {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    let _ = stop.send(true);
+                }
             }
             let mut out = Vec::new();
             for l in items.iter().filter(|l| !self.drop.contains(&l.identity)) {
@@ -169,6 +183,9 @@ mod fake {
             _action: &PostAction,
         ) -> Result<(), SourceError> {
             self.acked.extend(items.iter().map(|l| l.identity.clone()));
+            if let Some(stop) = self.stop_on_ack.take() {
+                let _ = stop.send(true);
+            }
             Ok(())
         }
 
@@ -197,9 +214,19 @@ mod fake {
         src: &mut Fake,
         c: &ChannelSettings,
     ) -> Result<Summary, RunError> {
+        run_until(store, src, c, None).await
+    }
+
+    /// [`run`] with a stop receiver, as `intake serve` passes one.
+    pub async fn run_until(
+        store: &Store,
+        src: &mut Fake,
+        c: &ChannelSettings,
+        stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<Summary, RunError> {
         let ctx = Ctx::new(store, c, &Default::default(), Arc::new(Progress::new())).await?;
         let mut summary = Summary::default();
-        drain(store, src, "fake", &ctx, &mut summary, None).await?;
+        drain(store, src, "fake", &ctx, &mut summary, stop).await?;
         Ok(summary)
     }
 
@@ -312,6 +339,122 @@ async fn a_fetch_that_never_answers_times_out_naming_the_stage() {
         "{took:?}"
     );
     assert!(src.acked.is_empty());
+}
+
+/// A stop request in the middle of a round: the connection fetches nothing more, every batch
+/// committed is acknowledged, and neither the listing's checkpoint nor a message's passes what
+/// was not committed; the next round takes the rest, each message once.
+#[tokio::test]
+async fn a_round_stopped_midway_acknowledges_what_it_committed_and_no_checkpoint_passes_the_rest() {
+    use fake::{Fake, id};
+    let db = intake_testkit::TestDb::sqlite();
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let c = fake::channel(5, std::time::Duration::from_secs(5));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // The sixth fetch can start only once two batches are committed (at most AHEAD = 4 are
+    // fetched and not yet committed), so the stop comes after some commits.
+    let mut src = Fake {
+        count: 60,
+        listing_checkpoint: Some("end".into()),
+        stop_after: Some((6, stop_tx)),
+        ..Fake::default()
+    };
+    let s = fake::run_until(&store, &mut src, &c, Some(&stop))
+        .await
+        .unwrap();
+    assert!(
+        s.created >= 6 && s.created < 60,
+        "stopped midway with something committed: {s:?}"
+    );
+    assert_eq!(fake::outcomes(&store).await, s.created as i64);
+    let committed: Vec<String> = (1..=s.created as usize).map(id).collect();
+    assert_eq!(
+        src.acked, committed,
+        "exactly what was committed is acknowledged"
+    );
+    assert!(
+        src.fetched.len() < 60,
+        "nothing more is fetched once stopped: {:?}",
+        src.fetched
+    );
+    assert_eq!(
+        store.checkpoint("fake").await.unwrap(),
+        Some(s.created.to_string()),
+        "the checkpoint is the last committed message's, never the listing's"
+    );
+    // The next round takes the rest, each message once.
+    src.stop_after = None;
+    src.acked.clear();
+    let rest = fake::run(&store, &mut src, &c).await.unwrap();
+    assert_eq!(rest.created + s.created, 60, "{rest:?}");
+    assert_eq!(fake::outcomes(&store).await, 60);
+    assert_eq!(
+        store.checkpoint("fake").await.unwrap().as_deref(),
+        Some("end")
+    );
+}
+
+/// A stop request while nothing is in flight: the writer has committed everything fetched and
+/// never sees the request, the connection fetches nothing more; the listing's checkpoint still
+/// does not pass the batches it did not fetch.
+#[tokio::test]
+async fn a_round_stopped_between_batches_does_not_store_the_listings_checkpoint() {
+    use fake::{Fake, id};
+    let db = intake_testkit::TestDb::sqlite();
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let c = fake::channel(1, std::time::Duration::from_secs(5));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // 40 MB each by declared size: one batch in flight at a time, so the stop (at the first
+    // post-action) comes when the writer has nothing more to commit.
+    let mut src = Fake {
+        count: 3,
+        listing_checkpoint: Some("end".into()),
+        stop_on_ack: Some(stop_tx),
+        size: Some(40 << 20),
+        ..Fake::default()
+    };
+    let s = fake::run_until(&store, &mut src, &c, Some(&stop))
+        .await
+        .unwrap();
+    assert_eq!(s.created, 1, "{s:?}");
+    assert_eq!(src.fetched, [id(1)]);
+    assert_eq!(src.acked, [id(1)]);
+    assert_eq!(
+        store.checkpoint("fake").await.unwrap().as_deref(),
+        Some("1"),
+        "not the listing's checkpoint: messages 2 and 3 were never fetched"
+    );
+    let rest = fake::run(&store, &mut src, &c).await.unwrap();
+    assert_eq!(rest.created, 2, "{rest:?}");
+    assert_eq!(
+        store.checkpoint("fake").await.unwrap().as_deref(),
+        Some("end")
+    );
+}
+
+#[test]
+fn the_connection_fetches_ahead_within_the_byte_and_batch_bounds() {
+    use std::collections::VecDeque;
+
+    use super::{AHEAD, BATCH_BYTES, IN_FLIGHT_BYTES, may_fetch};
+    const MB: u64 = 1 << 20;
+    assert!(may_fetch(&VecDeque::new(), 40 * MB), "nothing in flight");
+    assert!(
+        may_fetch(&VecDeque::from([BATCH_BYTES]), BATCH_BYTES),
+        "two full batches: one commits while the next is fetched"
+    );
+    assert!(
+        !may_fetch(&VecDeque::from([40 * MB]), 40 * MB),
+        "a 40 MB message waits for the one before it to commit"
+    );
+    assert!(
+        !may_fetch(&VecDeque::from([IN_FLIGHT_BYTES]), 1),
+        "the byte bound counts what is in flight"
+    );
+    let small: VecDeque<u64> = std::iter::repeat_n(5 * MB, AHEAD - 1).collect();
+    assert!(may_fetch(&small, 5 * MB), "small batches up to AHEAD");
+    let full: VecDeque<u64> = std::iter::repeat_n(MB, AHEAD).collect();
+    assert!(!may_fetch(&full, 0), "never more than AHEAD batches");
 }
 
 /// Overlapping stages each keep their own deadline: a short stage that ended does not make a
