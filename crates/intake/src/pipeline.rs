@@ -357,12 +357,7 @@ pub async fn ingest(
                     "batch prepared"
                 );
                 let mut batch = res.map_err(|e| IngestError::Stage(e.to_string()))?;
-                // While the batches before it commit: Intake's own mail, and what the store
-                // can do ahead of the batch's transaction (PostgreSQL; nothing on SQLite).
-                mark_own_mail(&prep_store, batch.items.iter_mut().map(|(_, inc)| inc)).await?;
-                batch.staged = prep_store
-                    .stage_batch(&channel, batch.items.iter().map(|(_, inc)| inc))
-                    .await;
+                batch.staged = ready_for_commit(&prep_store, &channel, &mut batch.items).await?;
                 Ok(batch)
             }
             .await;
@@ -403,9 +398,8 @@ pub async fn ingest(
 
 /// Apply one prepared batch in Date order (an original before its replies), add the outcomes to
 /// `summary`, and log ignored and quarantined messages. Returns the outcomes in the order given.
-/// The caller has marked Intake's own mail ([`mark_own_mail`]) already — [`ingest`] while
-/// preparing the batch, off the database writer's path; the drain in its commit task — and may
-/// pass what the store staged for it ([`Store::stage_batch`]).
+/// The caller has made the batch [`ready_for_commit`] already, off the database writer's path
+/// ([`ingest`] and the drain, while preparing), and passes what the store staged for it.
 pub async fn commit(
     store: &Store,
     opts: &IngestOptions,
@@ -452,6 +446,21 @@ pub async fn commit(
         in_order[pos] = a;
     }
     Ok(in_order)
+}
+
+/// What a prepared batch needs before its commit, done while the batches before it commit (off
+/// the database writer's path): Intake's own mail is marked ([`mark_own_mail`]), and the store
+/// does what it can ahead of the batch's transaction ([`Store::stage_batch`]: PostgreSQL;
+/// nothing on SQLite). Returns what was staged, for [`commit`].
+pub(crate) async fn ready_for_commit(
+    store: &Store,
+    channel: &str,
+    items: &mut [(String, Incoming)],
+) -> Result<Option<Staged>, StoreError> {
+    mark_own_mail(store, items.iter_mut().map(|(_, inc)| inc)).await?;
+    Ok(store
+        .stage_batch(channel, items.iter().map(|(_, inc)| inc))
+        .await)
 }
 
 /// Mail whose Message-ID Intake generated (an acknowledgement or reply in its outbox) is its

@@ -466,13 +466,8 @@ pub async fn drain<S: MailSource>(
                 .collect();
             let mut prepared =
                 pipeline::prepare_fetched(ctx.reader.clone(), raw, ctx.opts.workers).await?;
-            // Off the writer's path, as `intake ingest` does: Intake's own mail.
-            pipeline::mark_own_mail(store, prepared.iter_mut().map(|(_, inc)| inc)).await?;
-            // While the batch before it commits: what the store can do ahead of the batch's
-            // transaction (PostgreSQL; nothing on SQLite).
-            let staged = store
-                .stage_batch(channel, prepared.iter().map(|(_, inc)| inc))
-                .await;
+            // While the batch before it commits, as `intake ingest` does.
+            let staged = pipeline::ready_for_commit(store, channel, &mut prepared).await?;
             Ok::<_, RunError>((prepared, staged))
         };
         let acknowledge = async |src: &mut S, ack: &[Listed]| {
@@ -574,7 +569,6 @@ pub async fn drain<S: MailSource>(
                     interrupted = true;
                     break;
                 }
-                let prepared: Vec<(String, intake_store::Incoming)> = prepared;
                 let committed: HashSet<String> = prepared
                     .iter()
                     .map(|(_, inc)| inc.identity.clone())
