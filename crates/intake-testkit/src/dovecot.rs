@@ -1001,58 +1001,17 @@ impl Dovecot {
         Ok(a)
     }
 
-    /// Titles of this server's processes (`dovecot/imap [user 127.0.0.1 IDLE]` and the like;
-    /// the user and command are shown only with [`DovecotOptions::max_connections`], which
-    /// turns on `verbose_proctitle`).
-    pub fn process_titles(&self) -> Vec<String> {
+    /// This server's processes (its process group: the master and what it forked and still
+    /// runs) with the numeric fields of their `/proc/<pid>/stat` after `pid (comm)`, numbered
+    /// from 1 with pid as field 1 (state is field 3, so field `n` is at index `n - 3`).
+    fn group_stats(&self) -> Vec<(u32, Vec<u64>)> {
         let Some(pgid) = self.child.as_ref().map(Child::id) else {
             return Vec::new();
         };
         let Ok(entries) = fs::read_dir("/proc") else {
             return Vec::new();
         };
-        let mut titles = Vec::new();
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
-            let group = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-                .and_then(|g| g.parse::<u32>().ok());
-            if group != Some(pgid) {
-                continue;
-            }
-            if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) {
-                let title = String::from_utf8_lossy(&cmdline)
-                    .replace('\0', " ")
-                    .trim()
-                    .to_string();
-                titles.push(title);
-            }
-        }
-        titles
-    }
-
-    /// CPU seconds (user + system) this server has used so far: every process of its group
-    /// (the master and what it forked and still runs) plus what the master's children that
-    /// have ended used (the master reaps them). The difference of two readings is the server's
-    /// CPU in between — for benchmarks, where the server shares the machine's cores.
-    pub fn cpu_seconds(&self) -> f64 {
-        let Some(pgid) = self.child.as_ref().map(Child::id) else {
-            return 0.0;
-        };
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return 0.0;
-        };
-        // Clock ticks per second: 100 on Linux (USER_HZ) whatever the kernel's own rate.
-        const TICKS: f64 = 100.0;
-        let mut ticks = 0u64;
+        let mut out = Vec::new();
         for e in entries.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
@@ -1060,24 +1019,61 @@ impl Dovecot {
             let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };
-            // After `pid (comm)`: state ppid pgrp … utime (14) stime (15) cutime (16)
-            // cstime (17), numbered from 1 with pid as field 1.
-            let fields: Vec<&str> = stat
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses. The
+            // state is a letter: it reads as 0, which no field below uses.
+            let fields: Vec<u64> = stat
                 .rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().collect())
+                .map(|(_, rest)| {
+                    rest.split_whitespace()
+                        .map(|v| v.parse().unwrap_or(0))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-            if field(5) != Some(u64::from(pgid)) {
-                continue;
+            if fields.get(5 - 3) == Some(&u64::from(pgid)) {
+                out.push((pid, fields));
             }
-            let own = field(14).unwrap_or(0) + field(15).unwrap_or(0);
-            let reaped = if pid == pgid {
-                field(16).unwrap_or(0) + field(17).unwrap_or(0)
-            } else {
-                0
-            };
-            ticks += own + reaped;
         }
+        out
+    }
+
+    /// Titles of this server's processes (`dovecot/imap [user 127.0.0.1 IDLE]` and the like;
+    /// the user and command are shown only with [`DovecotOptions::max_connections`], which
+    /// turns on `verbose_proctitle`).
+    pub fn process_titles(&self) -> Vec<String> {
+        self.group_stats()
+            .into_iter()
+            .filter_map(|(pid, _)| fs::read(format!("/proc/{pid}/cmdline")).ok())
+            .map(|cmdline| {
+                String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// CPU seconds (user + system) this server has used so far: every process of its group
+    /// plus what the master's children that have ended used (the master reaps them). The
+    /// difference of two readings is the server's CPU in between — for benchmarks, where the
+    /// server shares the machine's cores.
+    pub fn cpu_seconds(&self) -> f64 {
+        // Clock ticks per second: 100 on Linux (USER_HZ) whatever the kernel's own rate.
+        const TICKS: f64 = 100.0;
+        let master = self.child.as_ref().map(Child::id);
+        let ticks: u64 = self
+            .group_stats()
+            .into_iter()
+            .map(|(pid, f)| {
+                let field = |n: usize| f.get(n - 3).copied().unwrap_or(0);
+                // utime (14) + stime (15); the master also cutime (16) + cstime (17).
+                let reaped = if Some(pid) == master {
+                    field(16) + field(17)
+                } else {
+                    0
+                };
+                field(14) + field(15) + reaped
+            })
+            .sum();
         ticks as f64 / TICKS
     }
 

@@ -420,3 +420,38 @@ fn localized_special_use_folders() {
         "{r:?}"
     );
 }
+
+/// The server's own processes are found by its process group: their titles, and the CPU they
+/// used (the benchmarks report it), which grows while the server works.
+#[test]
+fn the_servers_processes_and_their_cpu_are_read_from_proc() {
+    let Some(dc) = Dovecot::start_or_skip("the_servers_processes_and_their_cpu", &users()) else {
+        return;
+    };
+    let titles = dc.process_titles();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.starts_with("dovecot") || t.contains("/dovecot")),
+        "{titles:?}"
+    );
+    for i in 0..50 {
+        dc.deliver(ALICE, &message(i)).expect("deliver");
+    }
+    let before = dc.cpu_seconds();
+    let mut after = before;
+    // Fetch the folder until the server has used at least one clock tick (10 ms) more.
+    for round in 0..200 {
+        let mut imap = Conn::connect(dc.imap_port);
+        imap.imap("a1", &format!("LOGIN {ALICE} alice-pw"));
+        imap.imap("a2", "SELECT INBOX");
+        let r = imap.imap("a3", "FETCH 1:* (BODY.PEEK[])");
+        assert!(last(&r).starts_with("a3 OK"), "round {round}: {r:?}");
+        imap.imap("a4", "LOGOUT");
+        after = dc.cpu_seconds();
+        if after > before {
+            break;
+        }
+    }
+    assert!(after > before, "the server's CPU grew: {before} → {after}");
+}
