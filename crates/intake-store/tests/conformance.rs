@@ -6,7 +6,7 @@ use std::time::Duration;
 use intake_core::{ChannelRules, LoopGuard, Outcome, ProjectKey, ReplyPolicy};
 use intake_mime::Reader;
 use intake_store::{
-    Applied, Backend, BatchRules, Incoming, Store, Table, migration_names, node_id, now,
+    Applied, Backend, BatchRules, Incoming, Staged, Store, Table, migration_names, node_id, now,
 };
 use intake_testkit::TestDb;
 use tokio::sync::Barrier;
@@ -754,6 +754,48 @@ async fn a_staged_batch_stores_its_blobs_first_and_applies_like_an_unstaged_one(
     );
     assert_eq!(store.count(Table::Blobs).await.unwrap(), 7);
     assert_eq!(store.count(Table::Ledger).await.unwrap(), 6);
+}
+
+/// A group commit (the drain commits the batches waiting for the writer as one transaction):
+/// two batches staged one after the other, joined, apply as one, each message once; staged
+/// work of another channel, or a batch that was not staged, joins into none.
+#[tokio::test]
+async fn two_staged_batches_joined_apply_as_one_transaction() {
+    let db = TestDb::postgres().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let ops: ProjectKey = "OPS".parse().unwrap();
+    store.ensure_project(&ops, "Ops").await.unwrap();
+    let reader = Reader::new(&ChannelRules::default()).unwrap();
+    let batches = plain_batches(&reader, "g", 2, 30);
+    let first = store.stage_batch("c", &batches[0]).await.expect("staged");
+    let second = store.stage_batch("c", &batches[1]).await.expect("staged");
+    let other = store.stage_batch("d", &batches[1]).await.expect("staged");
+    assert!(Staged::join(Some(first), None).is_none(), "half unstaged");
+    let first = store.stage_batch("c", &batches[0]).await.expect("staged");
+    assert!(
+        Staged::join(Some(first), Some(other)).is_none(),
+        "another channel's staged work"
+    );
+    let first = store.stage_batch("c", &batches[0]).await.expect("staged");
+    let joined = Staged::join(Some(first), Some(second)).expect("joined");
+    let all: Vec<Incoming> = batches.concat();
+    let got = store
+        .apply_staged("c", &ops, &LoopGuard::default(), &all, Some(joined))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 60);
+    assert!(
+        got.iter()
+            .all(|a| matches!(a, Applied::Recorded(Outcome::Created(_)))),
+        "{got:?}"
+    );
+    assert_eq!(store.count(Table::Ledger).await.unwrap(), 60);
+    assert_eq!(store.count(Table::Tickets).await.unwrap(), 60);
+    let again = store
+        .apply_batch("c", &ops, &LoopGuard::default(), &all)
+        .await
+        .unwrap();
+    assert!(again.iter().all(|a| *a == Applied::Duplicate), "{again:?}");
 }
 
 /// Staged work goes stale when another writer records the same messages between the staging

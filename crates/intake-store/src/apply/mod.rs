@@ -224,6 +224,22 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// The staged work of two batches of `channel` committed as one transaction (a group
+    /// commit): when both were staged for the same channel, their look-ups, reserved ids
+    /// (ascending again) and blobs together; otherwise `None`, and the transaction does that
+    /// work itself.
+    pub fn join(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        let (mut a, b) = (a?, b?);
+        if a.channel != b.channel {
+            return None;
+        }
+        a.recorded.extend(b.recorded);
+        a.ids.extend(b.ids);
+        a.ids.sort_unstable();
+        a.blobs.extend(b.blobs);
+        Some(a)
+    }
+
     /// The staged answer of [`Writer::recorded`] for `batch`, when every message of it was
     /// staged for `channel`.
     fn recorded(&self, channel: &str, batch: &[Incoming]) -> Option<Vec<bool>> {

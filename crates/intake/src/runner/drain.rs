@@ -10,7 +10,9 @@
 //! batches ahead of the writer (within [`IN_FLIGHT_BYTES`] and [`AHEAD`] batches; see
 //! [`may_fetch`]) and sends out the post-action of each batch the writer has committed, before
 //! its next fetch; the **worker threads** prepare each fetched batch (and stage it, on
-//! PostgreSQL); the **writer** commits the batches in order and, at most once per
+//! PostgreSQL); the **writer** commits the batches in order — the batches prepared while it
+//! committed the last, together as one transaction (a group commit: one fsync for all of
+//! them; each batch is still settled and acknowledged as its own) — and, at most once per
 //! [`CHECKPOINT_EVERY`] and at the round's end, stores the checkpoint after the last
 //! acknowledged batch. (An earlier version moved the three in lock step, one batch each per
 //! step: every step waited for its slowest stage.)
@@ -59,8 +61,8 @@ pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// commit, so one copy of raw, parsed and stored mail is in memory at a time.
 pub const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
 
-/// At most this many batches are fetched and not yet committed (one commits, one is prepared,
-/// one waits in each queue), however small.
+/// At most this many batches are fetched and not yet committed (committing, waiting for the
+/// writer, being prepared, waiting to be prepared), however small.
 pub const AHEAD: usize = 4;
 
 /// A network stage (connect, list, fetch, acknowledge, finish) may take this many times the
@@ -132,6 +134,8 @@ impl std::fmt::Display for Stage {
 #[derive(Debug)]
 pub struct Progress {
     state: Mutex<ProgressState>,
+    /// Transactions the drain committed (a group commit of several batches is one).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -179,7 +183,13 @@ impl Progress {
                 running: Vec::new(),
                 idle: (Stage::Connect, now, now + MIN_COMMIT_BOUND),
             }),
+            commits: Default::default(),
         }
+    }
+
+    /// How many transactions the drain has committed with this progress.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// `stage` begins now and must end within `bound`; it ends when the guard is dropped.
@@ -427,7 +437,6 @@ pub async fn drain<S: MailSource>(
             .iter()
             .filter(|l| !known.contains(&l.identity))
             .count() as i64;
-        note_backlog(store, channel, backlog).await;
         let weight = |l: &Listed| {
             if known.contains(&l.identity) {
                 0
@@ -486,7 +495,10 @@ pub async fn drain<S: MailSource>(
         // ahead (within the in-flight bound) and sends out the post-action of each committed
         // batch; the worker threads prepare; the single database writer commits, in order.
         let (fetched_tx, fetched_rx) = tokio::sync::mpsc::channel::<(usize, Vec<Fetched>)>(1);
-        let (prepared_tx, prepared_rx) = tokio::sync::mpsc::channel(1);
+        // Prepared batches wait for the writer without holding up the preparing (the in-flight
+        // bound already counts them), so a writer that falls behind finds them all waiting
+        // and commits them together.
+        let (prepared_tx, prepared_rx) = tokio::sync::mpsc::channel(AHEAD);
         let (settled_tx, mut settled_rx) = tokio::sync::mpsc::unbounded_channel::<Settled>();
         let (passed_tx, mut passed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         // The connection: fetch, and the post-action of committed batches (which goes first:
@@ -558,16 +570,29 @@ pub async fn drain<S: MailSource>(
             // checkpoint of this round may pass it.
             let mut gap = false;
             let mut interrupted = false;
-            // Counted down at most once per BACKLOG_EVERY while the round runs (each is a
-            // write with its own fsync between two commits), and once at its end.
+            // The listing's backlog first: written here while the connection fetches the
+            // first batch, not on the connection's path before it. Then counted down at most
+            // once per BACKLOG_EVERY while the round runs (each is a write with its own fsync
+            // between two commits), and once at its end.
+            note_backlog(store, channel, backlog).await;
             let (mut backlog, mut noted) = (backlog, Instant::now());
             let (mut passed, mut checkpointed) = (None, Instant::now());
             // Owned here: when the writer stops, the preparing stage's sends fail.
             let mut prepared_rx = prepared_rx;
-            while let Some((i, (prepared, staged))) = prepared_rx.recv().await {
+            while let Some(first) = prepared_rx.recv().await {
                 if stopped() {
                     interrupted = true;
                     break;
+                }
+                // A group commit: the batches prepared meanwhile join this one's transaction,
+                // so a writer that falls behind pays one commit and one fsync for all of them.
+                // They are fetched already (within the in-flight bound), and each is still
+                // settled and acknowledged as its own batch below.
+                let (mut group, (mut prepared, mut staged)) = (vec![first.0], first.1);
+                while let Ok((i, (more, more_staged))) = prepared_rx.try_recv() {
+                    group.push(i);
+                    prepared.extend(more);
+                    staged = intake_store::Staged::join(staged, more_staged);
                 }
                 let committed: HashSet<String> = prepared
                     .iter()
@@ -584,17 +609,20 @@ pub async fn drain<S: MailSource>(
                         spawn_commit(store, ctx, prepared, staged),
                     )
                     .await?;
+                ctx.progress.commits.fetch_add(1, Ordering::Relaxed);
                 summary.merge(&counted);
                 backlog = (backlog - committed.len() as i64).max(0);
                 if noted.elapsed() >= BACKLOG_EVERY {
                     note_backlog(store, channel, backlog).await;
                     noted = Instant::now();
                 }
-                let (settled, missing) = settle(batches[i], &known, &committed, &mut gap);
-                if !missing.is_empty() {
-                    log_missing(store, channel, &missing).await;
+                for i in group {
+                    let (settled, missing) = settle(batches[i], &known, &committed, &mut gap);
+                    if !missing.is_empty() {
+                        log_missing(store, channel, &missing).await;
+                    }
+                    let _ = settled_tx.send(settled);
                 }
-                let _ = settled_tx.send(settled);
                 // The newest checkpoint the connection passed (its batch is acknowledged), at
                 // most once per CHECKPOINT_EVERY: each is a transaction of its own on the
                 // writer's path, and one that lags only re-lists messages the ledger knows.

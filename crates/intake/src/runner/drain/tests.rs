@@ -117,6 +117,9 @@ mod fake {
         pub stop_on_ack: Option<tokio::sync::watch::Sender<bool>>,
         /// Each message's declared size (100 bytes if not given).
         pub size: Option<u64>,
+        /// At the first fetch, another connection takes the database's write lock and holds it
+        /// this long: the drain's writer falls behind the connection.
+        pub lock_on_fetch: Option<(Store, Duration)>,
     }
 
     pub fn id(n: usize) -> String {
@@ -153,6 +156,13 @@ mod fake {
                 return Err(SourceError::Protocol(
                     "the FETCH answer for a listed UID had no BODY[]".into(),
                 ));
+            }
+            if let Some((store, hold)) = self.lock_on_fetch.take() {
+                let tx = store.begin_write().await.unwrap();
+                tokio::spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    tx.rollback().await.unwrap();
+                });
             }
             if let Some((n, stop)) = &mut self.stop_after {
                 *n = n.saturating_sub(1);
@@ -228,6 +238,19 @@ mod fake {
         let mut summary = Summary::default();
         drain(store, src, "fake", &ctx, &mut summary, stop).await?;
         Ok(summary)
+    }
+
+    /// [`run`], with how many transactions the drain committed.
+    pub async fn run_counting(
+        store: &Store,
+        src: &mut Fake,
+        c: &ChannelSettings,
+    ) -> Result<(Summary, u64), RunError> {
+        let progress = Arc::new(Progress::new());
+        let ctx = Ctx::new(store, c, &Default::default(), progress.clone()).await?;
+        let mut summary = Summary::default();
+        drain(store, src, "fake", &ctx, &mut summary, None).await?;
+        Ok((summary, progress.commits()))
     }
 
     pub async fn outcomes(store: &Store) -> i64 {
@@ -430,6 +453,57 @@ async fn a_round_stopped_between_batches_does_not_store_the_listings_checkpoint(
         store.checkpoint("fake").await.unwrap().as_deref(),
         Some("end")
     );
+}
+
+/// A writer that falls behind (the database is locked by another connection while the first
+/// batch commits) commits the batches prepared meanwhile as one transaction; each batch is
+/// still acknowledged as its own, every message once and in order, and the checkpoint ends
+/// after the last. (Multi-threaded, as in `intake run`: the SQLite writer blocks its worker
+/// while it waits for the lock, and the lock's holder must run meanwhile to let it go.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_behind_commits_the_waiting_batches_as_one_transaction() {
+    use fake::{Fake, id};
+    let db = intake_testkit::TestDb::sqlite();
+    let store = intake_store::Store::connect(&db.url).await.unwrap();
+    let locker = intake_store::Store::connect(&db.url).await.unwrap();
+    let c = fake::channel(10, std::time::Duration::from_secs(30));
+    let listed: Vec<intake_mail::source::Listed> = (1..=100)
+        .map(|n| intake_mail::source::Listed {
+            key: n.to_string(),
+            identity: id(n),
+            size: Some(100),
+        })
+        .collect();
+    let batches = super::ramped(&listed, 10, super::BATCH_BYTES, |_| 100).len();
+    let mut src = Fake {
+        count: 100,
+        lock_on_fetch: Some((locker, std::time::Duration::from_secs(1))),
+        ..Fake::default()
+    };
+    let (s, commits) = fake::run_counting(&store, &mut src, &c).await.unwrap();
+    assert_eq!(s.created, 100, "{s:?}");
+    assert!(
+        commits <= batches as u64 - (super::AHEAD as u64 - 2),
+        "{commits} transactions for {batches} batches: the batches fetched while the first \
+         waited for the lock were committed together"
+    );
+    assert_eq!(src.acked, (1..=100).map(id).collect::<Vec<_>>());
+    assert_eq!(fake::outcomes(&store).await, 100);
+    assert_eq!(
+        store.checkpoint("fake").await.unwrap().as_deref(),
+        Some("100")
+    );
+    // Without a lock the writer need not fall behind: each batch may be its own transaction,
+    // and nothing is counted twice.
+    let mut src = Fake {
+        count: 100,
+        ..Fake::default()
+    };
+    let again = intake_testkit::TestDb::sqlite();
+    let store = intake_store::Store::connect(&again.url).await.unwrap();
+    let (s, commits) = fake::run_counting(&store, &mut src, &c).await.unwrap();
+    assert_eq!(s.created, 100, "{s:?}");
+    assert!((1..=batches as u64).contains(&commits), "{commits}");
 }
 
 #[test]
