@@ -96,11 +96,14 @@ impl NativeWriter {
         )?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // The same settings as the sqlx pool's connections (see `Store::connect`); WAL is a
-        // property of the file and already on.
+        // property of the file and already on. The page cache is smaller (16 MiB, not 64): it
+        // fills with the pages this connection writes, mostly mail bodies it never reads again,
+        // and at 64 MiB it was a third of a 10,000-message import's peak RSS
+        // (docs/decisions.md, "The batch writer's page cache").
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous={synchronous};
-             PRAGMA cache_size=-65536;
+             PRAGMA cache_size=-16384;
              PRAGMA wal_autocheckpoint=8192;
              PRAGMA temp_store=MEMORY;
              PRAGMA foreign_keys=ON;"
