@@ -653,12 +653,7 @@ pub async fn drain<S: MailSource>(
             return Ok(());
         }
         if !gap && let Some(cp) = &listing.checkpoint {
-            ctx.bounded(
-                Stage::Checkpoint,
-                b.commit,
-                store.set_checkpoint(channel, cp),
-            )
-            .await?;
+            save_checkpoint(ctx, store, channel, cp).await?;
         }
         // After a gap the round ends here, so a message that keeps coming back without a body
         // is retried at the next round, not in a tight loop.
@@ -672,7 +667,8 @@ pub async fn drain<S: MailSource>(
     }
 }
 
-/// Commit a prepared batch on a task of its own (see the drain loop); its counts come back.
+/// Commit prepared messages (a batch, or a group of batches) as one transaction on a task of
+/// its own (see the drain loop); their counts come back.
 /// Dropping the returned future (the stage's bound ran out, or the drain was abandoned) aborts
 /// the task at its next await, as dropping an inline commit would: an interrupted transaction
 /// rolls back, and one that committed meanwhile is a known duplicate next round.
@@ -771,8 +767,9 @@ pub fn ramped(
     out
 }
 
-/// Store the checkpoint after a committed and acknowledged batch, where the source has one per
-/// message (IMAP): the one after the last item of the round with an outcome before any gap.
+/// Store a checkpoint, within the checkpoint stage's bound: the one after a committed and
+/// acknowledged batch, where the source has one per message (IMAP: after the last item of the
+/// round with an outcome before any gap), or the listing's own (POP3, Graph).
 async fn save_checkpoint(
     ctx: &Ctx,
     store: &Store,
