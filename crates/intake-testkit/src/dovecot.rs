@@ -21,7 +21,8 @@
 //! - no failed-auth penalty (anvil's `anvil-auth-penalty` listener is off), so wrong passwords
 //!   and bad tokens fail at once instead of after 2..15 s; `mail_fsync = never`;
 //! - Maildir under `<state>/home/<user>/Maildir`; [`Dovecot::deliver`] writes messages straight
-//!   into `new/` (Dovecot picks them up on the next SELECT/STAT/NOOP);
+//!   into `new/` (Dovecot picks them up on the next SELECT/STAT/NOOP), named as Dovecot's own
+//!   delivery names them, with the size (`S=`) and the CRLF size (`W=`) in the file name;
 //! - with [`DovecotOptions::localized_folders`], German folder names with SPECIAL-USE flags
 //!   (see [`LOCALIZED_FOLDERS`]), created and subscribed on first login. IMAP has no way to
 //!   rename INBOX for display, so a connector test proves it goes by the protocol's names
@@ -910,7 +911,8 @@ impl Dovecot {
     }
 
     /// Puts one message into the user's INBOX: written to `tmp/`, then renamed into `new/`
-    /// under a unique name, owned by the mail user. Visible at the next SELECT/STAT.
+    /// under a unique name (`…,S=<size>,W=<CRLF size>`), owned by the mail user. Visible at the
+    /// next SELECT/STAT.
     pub fn deliver(&self, user: &str, raw: &[u8]) -> io::Result<()> {
         self.deliver_to(user, "INBOX", raw)
     }
@@ -940,13 +942,23 @@ impl Dovecot {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        // Named as Dovecot's own delivery names a file: `S=` the size on disk, `W=` the size
+        // with every line ending CRLF (what IMAP's RFC822.SIZE and literals count). Without
+        // `W=` Dovecot reads the whole file again to count line endings on each fetch that
+        // needs the size.
+        let bare_lf = raw
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+            .count();
         let name = format!(
-            "{}.M{}P{}Q{}.intake-testkit,S={}",
+            "{}.M{}P{}Q{}.intake-testkit,S={},W={}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed),
-            raw.len()
+            raw.len(),
+            raw.len() + bare_lf
         );
         let tmp = dir.join("tmp").join(&name);
         {

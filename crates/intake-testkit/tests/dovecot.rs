@@ -168,6 +168,55 @@ fn password_login_imap_pop3_and_delivery() {
     assert!(pop.pop("STAT").starts_with("+OK 0 "));
 }
 
+/// `deliver` names a file as Dovecot's own delivery does, with the size on disk (`S=`) and the
+/// size with CRLF line endings (`W=`). Dovecot takes the sizes it reports from the name, so a
+/// wrong `W=` would show here as a wrong `RFC822.SIZE`, literal length or POP3 `LIST` size.
+#[test]
+fn delivered_file_names_carry_the_sizes_dovecot_reports() {
+    let Some(dc) = Dovecot::start_or_skip(
+        "delivered_file_names_carry_the_sizes_dovecot_reports",
+        &users(),
+    ) else {
+        return;
+    };
+    // Four bare LFs and one CRLF: 4 bytes more with every line ending CRLF.
+    let raw = b"From: a@example.org\nSubject: lf\n\nline one\nline two\r\n";
+    let (size, crlf) = (raw.len(), raw.len() + 4);
+    dc.deliver(ALICE, raw).expect("deliver");
+    let names: Vec<String> = std::fs::read_dir(dc.maildir(ALICE).join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].ends_with(&format!(",S={size},W={crlf}")),
+        "{names:?}"
+    );
+
+    let mut imap = Conn::connect(dc.imap_port);
+    imap.imap("a1", &format!("LOGIN {ALICE} alice-pw"));
+    imap.imap("a2", "SELECT INBOX");
+    let r = imap.imap("a3", "FETCH 1 (RFC822.SIZE)");
+    assert!(
+        r.iter()
+            .any(|l| l == &format!("* 1 FETCH (RFC822.SIZE {crlf})")),
+        "{r:?}"
+    );
+    let r = imap.imap("a4", "FETCH 1 (BODY.PEEK[])");
+    assert!(
+        r.iter()
+            .any(|l| l == &format!("* 1 FETCH (BODY[] {{{crlf}}}")),
+        "{r:?}"
+    );
+    assert!(r.iter().any(|l| l == "line two"), "{r:?}");
+    imap.imap("a5", "LOGOUT");
+
+    let mut pop = Conn::connect(dc.pop3_port);
+    assert!(pop.pop(&format!("USER {ALICE}")).starts_with("+OK"));
+    assert!(pop.pop("PASS alice-pw").starts_with("+OK"));
+    assert_eq!(pop.pop("LIST 1"), format!("+OK 1 {crlf}"));
+}
+
 #[test]
 fn tls_ports_with_the_servers_certificate() {
     let Some(dc) = Dovecot::start_or_skip("tls_ports_with_the_servers_certificate", &users())
