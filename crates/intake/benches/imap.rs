@@ -1,9 +1,9 @@
 //! IMAP ingest benchmark against a real Dovecot on loopback: IMAPS beside a local import of the
-//! same mail, and beside fetchmail.
+//! same mail, over plain IMAP, and beside fetchmail.
 //!
 //! `cargo bench -p intake --bench imap [-- MESSAGES [ROUNDS]]` (default 10,000 messages, 3
 //! rounds) delivers N generated messages into a Dovecot mailbox, then measures, in rounds
-//! interleaved (a, a2, b, c, d, a, a2, b, …), each on fresh databases:
+//! interleaved (a, a2, b, c, c2, d, a, a2, b, …), each on fresh databases:
 //! (a) the network floor: one raw `UID FETCH 1:* (BODY.PEEK[])` over IMAPS (password login),
 //!     reading to the tagged OK, nothing parsed;
 //! (a2) Intake's own IMAP client fetching everything in batches of 500, nothing processed;
@@ -12,6 +12,9 @@
 //! (c) `intake run --once` of an IMAPS channel (password login, `batch = 500`, mark-read) into a
 //!     fresh SQLite file: connect, login, lease, fetch, commit, `\Seen`, checkpoint per batch,
 //!     close;
+//! (c2) the same run on the plain IMAP port without TLS: Dovecot's login process relays TLS
+//!     between the client and its `imap` process in 4 KiB records, a cost of the server that
+//!     (c) carries on the same cores and (c2) does not (docs/BENCHMARKS.md, fourteenth session);
 //! (d) fetchmail over IMAPS (password login, `fetchall`, `keep`, every message to an mda
 //!     `cat >/dev/null`), if `fetchmail` is installed (Debian package `fetchmail`).
 //! `INTAKE_BENCH_NO_FETCHMAIL=1` skips (d) (it takes ~30× as long as the rest of a round).
@@ -142,6 +145,20 @@ fn main() {
     std::fs::write(&cfg_path, toml).unwrap();
     let settings = Settings::load(Some(&cfg_path)).unwrap();
     let channel = settings.channels[0].clone();
+    // (c2): the same channel on the plain IMAP port, without TLS.
+    let plain_path = dir.path().join("intake-plain.toml");
+    std::fs::write(
+        &plain_path,
+        format!(
+            "[[channel]]\nname = \"bench\"\nproject = \"BENCH\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             mailbox = \"{USER}\"\nauth = \"password:file:{}\"\nstart = \"all\"\nbatch = 500\n",
+            dc.imap_port,
+            password_file.display()
+        ),
+    )
+    .unwrap();
+    let plain_settings = Settings::load(Some(&plain_path)).unwrap();
+    let plain_channel = plain_settings.channels[0].clone();
     let fetchmail = if std::env::var_os("INTAKE_BENCH_NO_FETCHMAIL").is_some() {
         println!("(d) skipped: INTAKE_BENCH_NO_FETCHMAIL is set");
         None
@@ -154,6 +171,7 @@ fn main() {
 
     let (mut floor, mut client, mut maildir, mut imap, mut fm) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut plain = Vec::new();
     // CPU seconds of Intake and Dovecot together during each (c).
     let mut imap_cpu = Vec::new();
     rt.block_on(async {
@@ -228,6 +246,17 @@ fn main() {
             imap.push(secs);
             println!("  IMAP run / Maildir ingest = {:.2}", imap[imap.len() - 1] / maildir[maildir.len() - 1]);
 
+            let db = dir.path().join(format!("p{round}.db"));
+            let store = Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+            settle();
+            let (t, cpu, server) = (Instant::now(), cpu_seconds(), dc.cpu_seconds());
+            let s = intake::runner::run_once(&plain_settings, &store, &plain_channel).await.unwrap().unwrap();
+            store.close().await;
+            let secs = t.elapsed().as_secs_f64();
+            println!("  (c2) the same over plain IMAP, no TLS: {secs:.2} s ({:.2} CPU-s in Intake, {:.2} in Dovecot) = {:.2} x (b)", cpu_seconds() - cpu, dc.cpu_seconds() - server, secs / maildir[maildir.len() - 1]);
+            assert_eq!(s.total(), n as u64, "the plain IMAP run lost or doubled messages");
+            plain.push(secs);
+
             if let Some(bin) = &fetchmail {
                 let secs = run_fetchmail(bin, &dc, dir.path());
                 println!("  (d) fetchmail over IMAPS to `cat >/dev/null`: {secs:.2} s ({:.1}x Intake's IMAP run)", secs / imap[imap.len() - 1]);
@@ -257,6 +286,11 @@ fn main() {
         "IMAP run / Maildir ingest = {:.2} (medians; goal <= 1.3); per round: {}",
         c / b,
         per_round(&imap, &maildir)
+    );
+    println!(
+        "plain IMAP run (c2) / Maildir ingest = {:.2} (medians, no TLS: what Dovecot's TLS proxy adds is the difference); per round: {}",
+        median(&plain) / b,
+        per_round(&plain, &maildir)
     );
     // The shortest (c) could be with Intake's and Dovecot's CPU packed onto every core.
     let cores = intake::pipeline::cores() as f64;
