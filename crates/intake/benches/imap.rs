@@ -232,28 +232,17 @@ fn main() {
             assert_eq!(s.total(), n as u64, "the Maildir ingest lost or doubled messages");
             maildir.push(secs);
 
-            let db = dir.path().join(format!("i{round}.db"));
-            let store = Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-            settle();
-            let (t, cpu, server) = (Instant::now(), cpu_seconds(), dc.cpu_seconds());
-            let s = intake::runner::run_once(&settings, &store, &channel).await.unwrap().unwrap();
-            store.close().await;
-            let secs = t.elapsed().as_secs_f64();
-            let (cpu, server) = (cpu_seconds() - cpu, dc.cpu_seconds() - server);
+            let (secs, cpu, server, s) =
+                timed_run(&settings, &channel, &dir.path().join(format!("i{round}.db")), &dc).await;
             println!("  (c) intake run --once over IMAPS: {secs:.2} s ({:.0} msg/s, {cpu:.2} CPU-s in Intake, {server:.2} in Dovecot on the same cores) {s:?}", n as f64 / secs);
             imap_cpu.push(cpu + server);
             assert_eq!(s.total(), n as u64, "the IMAP run lost or doubled messages");
             imap.push(secs);
             println!("  IMAP run / Maildir ingest = {:.2}", imap[imap.len() - 1] / maildir[maildir.len() - 1]);
 
-            let db = dir.path().join(format!("p{round}.db"));
-            let store = Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-            settle();
-            let (t, cpu, server) = (Instant::now(), cpu_seconds(), dc.cpu_seconds());
-            let s = intake::runner::run_once(&plain_settings, &store, &plain_channel).await.unwrap().unwrap();
-            store.close().await;
-            let secs = t.elapsed().as_secs_f64();
-            println!("  (c2) the same over plain IMAP, no TLS: {secs:.2} s ({:.2} CPU-s in Intake, {:.2} in Dovecot) = {:.2} x (b)", cpu_seconds() - cpu, dc.cpu_seconds() - server, secs / maildir[maildir.len() - 1]);
+            let (secs, cpu, server, s) =
+                timed_run(&plain_settings, &plain_channel, &dir.path().join(format!("p{round}.db")), &dc).await;
+            println!("  (c2) the same over plain IMAP, no TLS: {secs:.2} s ({cpu:.2} CPU-s in Intake, {server:.2} in Dovecot) = {:.2} x (b)", secs / maildir[maildir.len() - 1]);
             assert_eq!(s.total(), n as u64, "the plain IMAP run lost or doubled messages");
             plain.push(secs);
 
@@ -308,6 +297,29 @@ fn main() {
         );
     }
     println!("load average after: {}", loadavg());
+}
+
+/// One `intake run --once` of `channel` into a fresh SQLite file at `db`, timed from after the
+/// store's connection to its close: wall seconds, Intake's and Dovecot's CPU seconds, and the
+/// run's summary.
+async fn timed_run(
+    settings: &Settings,
+    channel: &std::sync::Arc<intake::settings::ChannelSettings>,
+    db: &std::path::Path,
+    dc: &Dovecot,
+) -> (f64, f64, f64, intake::pipeline::Summary) {
+    let store = Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    settle();
+    let (t, cpu, server) = (Instant::now(), cpu_seconds(), dc.cpu_seconds());
+    let s = intake::runner::run_once(settings, &store, channel)
+        .await
+        .unwrap()
+        .unwrap();
+    store.close().await;
+    let secs = t.elapsed().as_secs_f64();
+    (secs, cpu_seconds() - cpu, dc.cpu_seconds() - server, s)
 }
 
 /// The 1-, 5- and 15-minute load averages.
