@@ -134,31 +134,30 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("pw");
     std::fs::write(&password_file, "s3cret").unwrap();
-    let toml = format!(
-        "[[channel]]\nname = \"bench\"\nproject = \"BENCH\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"file:{}\"\n\
-         mailbox = \"{USER}\"\nauth = \"password:file:{}\"\nstart = \"all\"\nbatch = 500\n",
+    // The channel of (c), and of (c2): the same on the plain IMAP port, without TLS. Each in a
+    // configuration file of its own, loaded as `intake run` loads one.
+    let load = |file: &str, port: u16, tls: String| {
+        let path = dir.path().join(file);
+        std::fs::write(
+            &path,
+            format!(
+                "[[channel]]\nname = \"bench\"\nproject = \"BENCH\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\n{tls}\n\
+                 mailbox = \"{USER}\"\nauth = \"password:file:{}\"\nstart = \"all\"\nbatch = 500\n",
+                password_file.display()
+            ),
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&path)).unwrap();
+        let channel = settings.channels[0].clone();
+        (settings, channel)
+    };
+    let (settings, channel) = load(
+        "intake.toml",
         dc.imaps_port,
-        dc.ca_path.display(),
-        password_file.display()
+        format!("ca_file = \"file:{}\"", dc.ca_path.display()),
     );
-    let cfg_path = dir.path().join("intake.toml");
-    std::fs::write(&cfg_path, toml).unwrap();
-    let settings = Settings::load(Some(&cfg_path)).unwrap();
-    let channel = settings.channels[0].clone();
-    // (c2): the same channel on the plain IMAP port, without TLS.
-    let plain_path = dir.path().join("intake-plain.toml");
-    std::fs::write(
-        &plain_path,
-        format!(
-            "[[channel]]\nname = \"bench\"\nproject = \"BENCH\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
-             mailbox = \"{USER}\"\nauth = \"password:file:{}\"\nstart = \"all\"\nbatch = 500\n",
-            dc.imap_port,
-            password_file.display()
-        ),
-    )
-    .unwrap();
-    let plain_settings = Settings::load(Some(&plain_path)).unwrap();
-    let plain_channel = plain_settings.channels[0].clone();
+    let (plain_settings, plain_channel) =
+        load("intake-plain.toml", dc.imap_port, "tls = \"none\"".into());
     let fetchmail = if std::env::var_os("INTAKE_BENCH_NO_FETCHMAIL").is_some() {
         println!("(d) skipped: INTAKE_BENCH_NO_FETCHMAIL is set");
         None
